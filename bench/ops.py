@@ -1,0 +1,309 @@
+"""Forward+backward time of each fused op against eager PyTorch and ``torch.compile`` of the same
+reference, measured side by side in one run.
+
+    python bench/ops.py                      # every op, CPU, the issue's sizes
+    python bench/ops.py --op residual_add    # one op
+    python bench/ops.py --sizes model        # the models' own (small) sizes
+    python bench/ops.py --device cuda        # on a GPU: adds the cuda/triton backends, bandwidth
+
+Candidates per case: ``eager`` (the op's pure-PyTorch reference), ``compile`` (torch.compile of
+that reference, default mode), and one row per native backend that can run here (``cpp`` on CPU;
+``cuda``/``triton`` on GPU). Every candidate is first checked against the eager result (values and
+gradients); a mismatch aborts the run. On CPU candidates are timed interleaved (one call of each in
+turn, ``--reps`` rounds) so that drift on a noisy machine hits all of them alike; medians are
+reported. On CUDA ``triton.testing.do_bench`` gives the median of fwd+bwd. Results go to
+``bench/results/ops-<device>.json`` and a printed table; ratios are eager/candidate and
+compile/candidate (higher is better for the candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+import pygan
+from pygan import ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Case:
+    """One benchmark: ``make()`` returns (inputs needing grad, the call ``f(backend)`` -> output or
+    loss, bytes moved by an ideal fused fwd+bwd, flops or 0)."""
+
+    name: str
+    op: str
+    make: Callable
+    note: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def _rand(*shape, dtype, device, requires_grad=False, gen=None):
+    t = torch.randn(*shape, dtype=dtype, device=device, generator=gen)
+    return t.requires_grad_(requires_grad)
+
+
+SIZES = {
+    # The issue's CPU sizes.
+    "paper": {
+        "residual": (64, 3, 128, 128),
+        "feat": [(64, 256, 16, 16)] * 3,
+        "style": (16, 256, 32, 32),
+        "gp": (64, 3, 128, 128),
+    },
+    # The models' own sizes: 32x32 digits/DCGAN layers.
+    "model": {
+        "residual": (64, 3, 32, 32),
+        "feat": [(64, 512, 4, 4), (64, 256, 8, 8), (64, 128, 16, 16)],
+        "style": (64, 64, 16, 16),
+        "gp": (64, 3, 32, 32),
+    },
+    # GPU-filling sizes (hundreds of MB per tensor in float32).
+    "large": {
+        "residual": (256, 3, 512, 512),
+        "feat": [(256, 256, 32, 32)] * 3,
+        "style": (64, 256, 64, 64),
+        "gp": (256, 3, 512, 512),
+    },
+}
+
+
+def build_cases(sizes: dict, dtype, device) -> list[Case]:
+    el = torch.tensor([], dtype=dtype).element_size()
+    cases = []
+
+    def residual():
+        shape = sizes["residual"]
+        base = _rand(*shape, dtype=dtype, device=device)
+        res = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
+        n = base.numel()
+
+        def call(fn):
+            return fn(base, res, "tanh", True)
+
+        # fwd: read 2, write 1; bwd: read grad + out, write 1.
+        return [res], call, 6 * n * el, 0
+
+    cases.append(Case("residual_add tanh", "residual_add", residual, f"{sizes['residual']}"))
+
+    def featreg():
+        a = [_rand(*s, dtype=dtype, device=device, requires_grad=True) for s in sizes["feat"]]
+        b = [_rand(*s, dtype=dtype, device=device, requires_grad=True) for s in sizes["feat"]]
+        n = sum(t.numel() for t in a)
+
+        def call(fn):
+            return fn(a, b, 2, "mean")
+
+        # fwd: read a, b; bwd: read a, b, write grad_a, grad_b.
+        return a + b, call, 6 * n * el, 0
+
+    cases.append(Case("feature_regularizer p=2 x3", "feature_regularizer", featreg, f"{sizes['feat'][0]} x3"))
+
+    def style(both: bool):
+        def make():
+            shape = sizes["style"]
+            fx = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
+            fy = _rand(*shape, dtype=dtype, device=device, requires_grad=both)
+            b, c = shape[:2]
+            k = fx[0, 0].numel()
+
+            def call(fn):
+                return fn(fx, fy, "chw", "mean")
+
+            # fwd Gram difference (2 GEMMs), bwd one GEMM per side needing grad.
+            flops = 2 * b * c * c * k * (2 + (2 if both else 1))
+            return ([fx, fy] if both else [fx]), call, (4 if both else 3) * fx.numel() * el, flops
+
+        return make
+
+    cases.append(Case("style_loss (target fixed)", "style_loss", style(False), f"{sizes['style']}"))
+    cases.append(Case("style_loss (both grads)", "style_loss", style(True), f"{sizes['style']}"))
+
+    def gp_tail():
+        g = _rand(*sizes["gp"], dtype=dtype, device=device, requires_grad=True)
+
+        def call(fn):
+            return fn(g, 1.0, 10.0)
+
+        # fwd: read g; bwd: read g, write grad.
+        return [g], call, 3 * g.numel() * el, 0
+
+    cases.append(Case("GP tail (norm+penalty)", "grad_norm_penalty", gp_tail, f"{sizes['gp']}"))
+
+    def interp():
+        shape = sizes["gp"]
+        real = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
+        fake = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
+        alpha = torch.rand(shape[0], dtype=dtype, device=device)
+
+        def call(fn):
+            return fn(real, fake, alpha)
+
+        # fwd: read 2, write 1; bwd: read grad, write 2.
+        return [real, fake], call, 6 * real.numel() * el, 0
+
+    cases.append(Case("GP interpolate", "interpolate", interp, f"{sizes['gp']}"))
+    return cases
+
+
+def _fwd_bwd(call, fn, inputs):
+    out = call(fn)
+    grad_out = torch.ones_like(out) if out.dim() == 0 else torch.ones_like(out).mul_(0.5)
+    return out, torch.autograd.grad(out, inputs, grad_out)
+
+
+def _candidates(case: Case, device: torch.device) -> dict[str, Callable]:
+    ref = getattr(ops, f"{case.op}_ref")
+    public = getattr(ops, case.op)
+    cands = {"eager": ref, "compile": torch.compile(ref)}
+    backends = ["cpp"] if device.type == "cpu" else ["cuda", "triton"]
+    for b in backends:
+        if ops.available(b, device):
+            cands[b] = lambda *a, _b=b, **k: public(*a, **k, backend=_b)
+    return cands
+
+
+def _check(name, got, want, dtype):
+    tol = {torch.float64: 1e-9, torch.float32: 2e-3, torch.bfloat16: 5e-2, torch.float16: 5e-2}[dtype]
+    for i, (g, w) in enumerate(zip(got, want)):
+        g, w = g.double(), w.double()
+        scale = w.abs().max().item() or 1.0
+        err = (g - w).abs().max().item() / scale
+        if not err <= tol:
+            raise SystemExit(f"bench: {name} result {i} differs from eager by {err:.3g} (relative) > {tol}")
+
+
+def _time_cpu(fns: dict[str, Callable], reps: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    samples = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            samples[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+
+
+def _time_cuda(fns: dict[str, Callable]) -> dict[str, float]:
+    from triton.testing import do_bench
+
+    return {k: do_bench(f, quantiles=[0.5, 0.2, 0.8])[0] for k, f in fns.items()}
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
+    """Measured device copy bandwidth in GB/s (read + write), the roofline for memory-bound ops."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
+    dst = torch.empty_like(src)
+    fn = lambda: dst.copy_(src)  # noqa: E731
+    t = _time_cuda({"c": fn})["c"] if device.type == "cuda" else _time_cpu({"c": fn}, 20, 3)["c"]
+    return 2 * nbytes / (t * 1e-3) / 1e9
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model} x{torch.get_num_threads()} threads"
+
+
+def run(args) -> dict:
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    cases = [c for c in build_cases(SIZES[args.sizes], dtype, device) if not args.op or c.op in args.op]
+    bw = copy_bandwidth(device)
+    print(f"# device: {device_name(device)} | torch {torch.__version__} | pygan {pygan.info()}")
+    print(f"# copy bandwidth: {bw:.1f} GB/s | dtype {args.dtype} | sizes {args.sizes} | reps {args.reps}")
+    rows = []
+    for case in cases:
+        if not hasattr(ops, case.op):
+            print(f"{case.name}: not benchmarked: pygan.ops has no {case.op} in this build")
+            continue
+        inputs, call, nbytes, flops = case.make()
+        cands = _candidates(case, device)
+        results = {}
+        for name, fn in cands.items():
+            results[name] = _fwd_bwd(call, fn, inputs)
+        want_out, want_grads = results["eager"]
+        for name, (out, grads) in results.items():
+            _check(f"{case.name}/{name}", [out, *grads], [want_out, *want_grads], dtype)
+        fns = {name: (lambda fn=fn, c=call, i=inputs: _fwd_bwd(c, fn, i)) for name, fn in cands.items()}
+        times = _time_cuda(fns) if device.type == "cuda" else _time_cpu(fns, args.reps, args.warmup)
+        for name, ms in times.items():
+            row = {
+                "case": case.name,
+                "op": case.op,
+                "shape": case.note,
+                "candidate": name,
+                "ms": round(ms, 4),
+                "vs_eager": round(times["eager"] / ms, 3),
+                "vs_compile": round(times["compile"] / ms, 3),
+                "GB/s": round(nbytes / (ms * 1e-3) / 1e9, 1),
+                "frac_copy_bw": round(nbytes / (ms * 1e-3) / 1e9 / bw, 3),
+            }
+            if flops:
+                row["TFLOP/s"] = round(flops / (ms * 1e-3) / 1e12, 4)
+            rows.append(row)
+            extra = f" {row['TFLOP/s']:.3f} TFLOP/s" if flops else ""
+            print(
+                f"{case.name:28s} {case.note:22s} {name:8s} {ms:9.3f} ms  x{row['vs_eager']:5.2f} eager"
+                f"  x{row['vs_compile']:5.2f} compile  {row['GB/s']:7.1f} GB/s "
+                f"({row['frac_copy_bw']:.0%} of copy){extra}",
+                flush=True,
+            )
+    return {
+        "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "pygan": pygan.info(),
+        "dtype": args.dtype,
+        "sizes": args.sizes,
+        "copy_bandwidth_GBps": round(bw, 1),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "rows": rows,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--op", action="append", help="op name (repeatable); default: all")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
+    p.add_argument("--sizes", default="paper", choices=sorted(SIZES))
+    p.add_argument("--reps", type=int, default=25)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--out", help="JSON path (default bench/results/ops-<device>-<dtype>-<sizes>.json)")
+    args = p.parse_args(argv)
+    result = run(args)
+    out = args.out or os.path.join(HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"# wrote {os.path.relpath(out)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""``residual_add``: ED//GAN's pixel-residual addition ``Î = I_ED + I_G`` (seed 000, Sec. 2.2, Eq. 8).
+
+``out = act(base + residual)`` with ``act`` one of
+
+* ``None`` (or ``"none"``) - the paper's plain sum (it states no clipping; Î lies in [-2, 2]);
+* ``"tanh"``               - squash back to (-1, 1);
+* ``"clamp"``              - ``F.hardtanh`` to [-1, 1]: the gradient is 1 strictly inside and 0 at
+  and beyond the bounds (hardtanh's convention; ``torch.clamp`` would pass it at exactly ±1). This
+  makes the backward a function of the saved output alone.
+
+``detach_base=True`` (the default, ED//GAN's G update: "treat I_ED as a constant in Î") sends no
+gradient to ``base``; ``residual`` always receives one.
+
+The fused kernel reads each input once and writes once; the backward reads the incoming gradient
+and (for tanh/clamp) the saved output, and writes one gradient shared by both inputs. Double
+backward is supported (a residual block can sit inside a critic that a gradient penalty
+differentiates twice): the backward is itself a registered op with its own autograd formula.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pygan import _ext
+from pygan.ops import _backend, _check
+from pygan.ops._layout import empty_like_layout, same_dense_layout
+
+__all__ = ["ACTIVATIONS", "residual_add", "residual_add_ref"]
+
+ACTIVATIONS = (None, "none", "tanh", "clamp")
+
+
+def _activation(activation) -> str:
+    return "none" if _check.choice("activation", activation, ACTIVATIONS) is None else activation
+
+
+def residual_add_ref(
+    base: torch.Tensor, residual: torch.Tensor, activation: str | None = None, detach_base: bool = True
+) -> torch.Tensor:
+    """Pure-PyTorch reference of :func:`residual_add` (the ground truth every kernel matches)."""
+    act = _activation(activation)
+    x = (base.detach() if detach_base else base) + residual
+    if act == "tanh":
+        return torch.tanh(x)
+    if act == "clamp":
+        return F.hardtanh(x, -1.0, 1.0)
+    return x
+
+
+def residual_add(
+    base: torch.Tensor,
+    residual: torch.Tensor,
+    activation: str | None = None,
+    detach_base: bool = True,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """``act(base + residual)`` in one fused pass; see the module docstring.
+
+    Args:
+        base: ``I_ED``, any shape, floating point.
+        residual: ``I_G``, same shape, dtype and device as ``base``.
+        activation: ``None``/``"none"``, ``"tanh"`` or ``"clamp"``.
+        detach_base: when True no gradient reaches ``base``.
+        backend: ``"reference"``, ``"cpp"``, ``"cuda"`` or ``"triton"``; default from
+            ``PYGAN_BACKEND`` or the device (see :mod:`pygan.ops._backend`).
+    """
+    _check.tensor("base", base)
+    _check.tensor("residual", residual)
+    _check.same("base", base, "residual", residual)
+    act = _activation(activation)
+    if not isinstance(detach_base, bool):
+        raise TypeError(f"detach_base must be a bool, got {type(detach_base).__name__}")
+    impl = _backend.select("residual_add", (base, residual), backend)
+    if impl == "reference":
+        return residual_add_ref(base, residual, act, detach_base)
+    if impl == "triton":
+        from pygan.ops import _triton
+
+        return _triton.residual_add(base, residual, act, detach_base)
+    return torch.ops.pygan.residual_add(base, residual, act, detach_base)
+
+
+# ---- registration of the native op: fake kernels and autograd --------------------------------
+
+
+def _setup_context(ctx, inputs, output):
+    _, _, activation, detach_base = inputs
+    ctx.activation = activation
+    ctx.detach_base = detach_base
+    ctx.save_for_backward(output if activation != "none" else None)
+
+
+def _backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    g = grad if ctx.activation == "none" else torch.ops.pygan.residual_add_backward(grad, out, ctx.activation)
+    return (None if ctx.detach_base else g), g, None, None
+
+
+def _setup_context_bwd(ctx, inputs, output):
+    grad, out, activation = inputs
+    ctx.activation = activation
+    ctx.save_for_backward(grad, out)
+
+
+def _backward_bwd(ctx, gg):
+    # d/d grad of grad * act'(out) is act'(out): the same op on gg.
+    # d/d out: tanh' = 1 - out^2 gives -2 * out * grad; hardtanh' is piecewise constant, so 0.
+    grad, out = ctx.saved_tensors
+    d_grad = d_out = None
+    if ctx.needs_input_grad[0]:
+        d_grad = torch.ops.pygan.residual_add_backward(gg, out, ctx.activation)
+    if ctx.needs_input_grad[1] and ctx.activation == "tanh":
+        d_out = -2.0 * gg * grad * out
+    return d_grad, d_out, None
+
+
+def _register() -> None:
+    @torch.library.register_fake("pygan::residual_add")
+    def _(base, residual, activation, detach_base):
+        return empty_like_layout(base, same_dense_layout(base, residual))
+
+    @torch.library.register_fake("pygan::residual_add_backward")
+    def _(grad, out, activation):
+        return empty_like_layout(out, same_dense_layout(out, grad))
+
+    torch.library.register_autograd("pygan::residual_add", _backward, setup_context=_setup_context)
+    torch.library.register_autograd(
+        "pygan::residual_add_backward", _backward_bwd, setup_context=_setup_context_bwd
+    )
+
+
+if _ext.native_loaded():
+    _register()

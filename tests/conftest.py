@@ -1,0 +1,36 @@
+"""Test-suite setup: hypothesis profiles and the native-extension guard.
+
+Profiles (``PYGAN_HYPOTHESIS_PROFILE``): ``ci`` (default; derandomized, so CI is repeatable),
+``dev`` (5x the examples, random: run it locally to search wider), ``smoke`` (a few examples; used
+by the per-CPU-capability subprocess runs).
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", derandomize=True, print_blob=True, **_COMMON)
+settings.register_profile("dev", print_blob=True, **_COMMON)
+settings.register_profile("smoke", derandomize=True, **_COMMON)
+PROFILE = os.environ.get("PYGAN_HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def pytest_sessionstart(session):
+    import pygan
+
+    if not pygan.ops.native_loaded() and os.environ.get("PYGAN_ALLOW_FALLBACK") != "1":
+        pytest.exit(
+            "pygan's native extension is not built, so the suite would only test the reference "
+            f"fallback ({pygan._ext.load_error()}). Build it: pip install --no-build-isolation -e . "
+            "(set PYGAN_ALLOW_FALLBACK=1 to run anyway).",
+            returncode=1,
+        )
+
+
+def pytest_report_header(config):
+    import pygan
+
+    return f"pygan: {pygan.info()} | hypothesis profile: {PROFILE}"
