@@ -1,17 +1,40 @@
 """pygan's fused ops. Each has a pure-PyTorch reference (``<op>_ref``, the ground truth) and native
 kernels registered as ``torch.ops.pygan.*`` (C++ on CPU; CUDA C++ and Triton on GPU), chosen per call
-by ``backend=``, the ``PYGAN_BACKEND`` environment variable, or the device default."""
+by ``backend=``, the ``PYGAN_BACKEND`` environment variable, or the device default
+(see :mod:`pygan.ops._backend`)."""
 
 from pygan._ext import cpu_capability, cuda_loaded, native_loaded
 from pygan.ops._backend import BACKENDS, available
+from pygan.ops.feature_reg import feature_regularizer, feature_regularizer_ref
+from pygan.ops.gradient_penalty import (
+    grad_norm_penalty,
+    grad_norm_penalty_ref,
+    gradient_penalty,
+    gradient_penalty_ref,
+    interpolate,
+    interpolate_ref,
+)
 from pygan.ops.residual import residual_add, residual_add_ref
+from pygan.ops.style import gram_matrix, gram_matrix_ref, style_loss, style_loss_ref
 
 __all__ = [
     "BACKENDS",
     "available",
     "cpu_capability",
     "cuda_loaded",
+    "feature_regularizer",
+    "feature_regularizer_ref",
+    "grad_norm_penalty",
+    "grad_norm_penalty_ref",
+    "gradient_penalty",
+    "gradient_penalty_ref",
+    "gram_matrix",
+    "gram_matrix_ref",
+    "interpolate",
+    "interpolate_ref",
     "native_loaded",
     "residual_add",
     "residual_add_ref",
+    "style_loss",
+    "style_loss_ref",
 ]

@@ -10,7 +10,9 @@ variable, then the default for the tensors' device. Backends:
 
 An unknown name, or a backend that cannot run on the tensors' device here, raises ``ValueError``
 saying why and what to use instead. Defaults: ``cpp`` on CPU when the native extension is built
-(``reference`` otherwise); on CUDA the per-op default in :data:`CUDA_DEFAULTS`.
+and has the op's kernel (``reference`` otherwise); on CUDA the per-op default in
+:data:`CUDA_DEFAULTS`. ``op`` names are the ``pygan::`` schema names (``residual_add``,
+``feature_regularizer``, ``gram_diff``, ``interpolate``, ``grad_norm_penalty``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from pygan import _ext
 
-__all__ = ["BACKENDS", "CUDA_DEFAULTS", "ENV_VAR", "available", "register", "select"]
+__all__ = ["BACKENDS", "CUDA_DEFAULTS", "ENV_VAR", "available", "has_kernel", "register", "select"]
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "PYGAN_BACKEND"
@@ -42,7 +44,28 @@ def register(name: str, probe: Callable[[torch.device], str | None]) -> None:
     _PROBES[name] = probe
 
 
-def _why_not(name: str, device: torch.device) -> str | None:
+def _native_kernels() -> frozenset[tuple[str, str]]:
+    """(op, dispatch key) pairs with a loaded native kernel, read once: the libraries load at import
+    (pygan/_ext.py), and a constant set keeps :func:`select` traceable by torch.compile."""
+    if not _ext.native_loaded():
+        return frozenset()
+    found = set()
+    for key in ("CPU", "CUDA"):
+        for name in torch._C._dispatch_get_registrations_for_dispatch_key(key):
+            if name.startswith("pygan::"):
+                found.add((name.split("::", 1)[1].split(".", 1)[0], key))
+    return frozenset(found)
+
+
+_KERNELS = _native_kernels()
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """Whether ``pygan::<op>`` has a native kernel for ``dispatch_key`` ('CPU' or 'CUDA') loaded."""
+    return (op, dispatch_key) in _KERNELS
+
+
+def _why_not(name: str, device: torch.device, op: str | None = None) -> str | None:
     if name == "reference":
         return None
     if name == "cpp":
@@ -52,12 +75,16 @@ def _why_not(name: str, device: torch.device) -> str | None:
             )
         if device.type != "cpu":
             return f"it runs on CPU tensors and these are on {device}; use backend='cuda' or 'triton'"
+        if op is not None and not has_kernel(op, "CPU"):
+            return "this build has no C++ CPU kernel for it (rebuild pygan from a newer checkout)"
         return None
     if name == "cuda":
         if device.type != "cuda":
             return f"it runs on CUDA tensors and these are on {device}; use backend='cpp' on CPU"
         if not _ext.cuda_loaded():
             return "pygan's CUDA kernels are not built (torch without CUDA, or no nvcc at build time)"
+        if op is not None and not has_kernel(op, "CUDA"):
+            return "this build has no CUDA kernel for it"
         return None
     probe = _PROBES.get(name)
     if probe is None:
@@ -65,9 +92,9 @@ def _why_not(name: str, device: torch.device) -> str | None:
     return probe(device)
 
 
-def available(name: str, device: torch.device | str = "cpu") -> bool:
-    """Whether backend ``name`` can run on tensors on ``device`` here."""
-    return name in BACKENDS and _why_not(name, torch.device(device)) is None
+def available(name: str, device: torch.device | str = "cpu", op: str | None = None) -> bool:
+    """Whether backend ``name`` can run (``op``, if given) on tensors on ``device`` here."""
+    return name in BACKENDS and _why_not(name, torch.device(device), op) is None
 
 
 def _device_of(tensors: Iterable[torch.Tensor]) -> torch.device:
@@ -87,13 +114,11 @@ def select(op: str, tensors: Iterable[torch.Tensor], backend: str | None = None)
         if env:
             name, source = env.strip().lower(), ENV_VAR
     if name is None:
-        if device.type == "cpu":
-            return "cpp" if _ext.native_loaded() else "reference"
-        default = CUDA_DEFAULTS.get(op, "reference")
-        return default if _why_not(default, device) is None else "reference"
+        default = "cpp" if device.type == "cpu" else CUDA_DEFAULTS.get(op, "reference")
+        return default if _why_not(default, device, op) is None else "reference"
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"{source} must be one of {list(BACKENDS)}, got {name!r}")
-    reason = _why_not(name, device)
+    reason = _why_not(name, device, op)
     if reason is not None:
         raise ValueError(f"{source}={name!r} cannot run {op} here: {reason}")
     return name

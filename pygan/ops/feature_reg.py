@@ -1,0 +1,125 @@
+"""``feature_regularizer``: SCoGAN's feature regulariser (seed 003 §4.1, Eq. 4.1; spec §3.3).
+
+    F_diff = sum_k w_k * R(|a_k - b_k|^p)
+
+over a list of layer pairs (the first K generator layer outputs of G1(z) and G2(z), same z). ``R`` is
+the mean over all elements of the layer (``reduction="mean"``, the thesis' code: ``reduce_mean`` of
+the squared difference per layer, summed over layers, **without** Eq. 4.1's 1/K factor; pass
+``weights=[1/K]*K`` for the equation's form) or the sum (``reduction="sum"``). ``p=2`` is the
+thesis' squared L2; ``p=1`` is offered for L1 feature matching. Both sides receive a gradient
+unless ``detach_b=True`` (one-sided use: pull ``a`` towards a fixed ``b``).
+
+An empty layer follows PyTorch: its mean is NaN, its sum 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from pygan import _ext
+from pygan.ops import _backend, _check
+
+__all__ = ["feature_regularizer", "feature_regularizer_ref"]
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _validate(feats_a, feats_b, p, reduction, weights, detach_b):
+    a = _check.tensor_list("feats_a", feats_a)
+    b = _check.tensor_list("feats_b", feats_b)
+    if len(a) != len(b):
+        raise ValueError(
+            f"feats_a and feats_b must hold the same number of layers, got {len(a)} and {len(b)}"
+        )
+    for i, (x, y) in enumerate(zip(a, b)):
+        _check.same(f"feats_a[{i}]", x, f"feats_b[{i}]", y)
+        _check.same("feats_a[0]", a[0], f"feats_a[{i}]", x, shape=False)
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    _check.choice("reduction", reduction, REDUCTIONS)
+    if weights is None:
+        w = [1.0] * len(a)
+    else:
+        if isinstance(weights, torch.Tensor):
+            weights = weights.tolist()
+        if not isinstance(weights, Sequence) or isinstance(weights, str):
+            raise TypeError(f"weights must be a sequence of floats, got {type(weights).__name__}")
+        if len(weights) != len(a):
+            raise ValueError(f"weights must have one entry per layer ({len(a)}), got {len(weights)}")
+        try:
+            w = [float(x) for x in weights]
+        except (TypeError, ValueError):
+            raise TypeError(f"weights must be a sequence of floats, got {weights!r}") from None
+    if not isinstance(detach_b, bool):
+        raise TypeError(f"detach_b must be a bool, got {type(detach_b).__name__}")
+    return a, b, int(p), w
+
+
+def feature_regularizer_ref(
+    feats_a,
+    feats_b,
+    p: int = 2,
+    reduction: str = "mean",
+    weights: Sequence[float] | None = None,
+    detach_b: bool = False,
+) -> torch.Tensor:
+    """Pure-PyTorch reference of :func:`feature_regularizer`."""
+    a, b, p, w = _validate(feats_a, feats_b, p, reduction, weights, detach_b)
+    total = None
+    for x, y, wk in zip(a, b, w):
+        d = x - (y.detach() if detach_b else y)
+        term = d.square() if p == 2 else d.abs()
+        term = term.mean() if reduction == "mean" else term.sum()
+        term = term * wk
+        total = term if total is None else total + term
+    return total
+
+
+def feature_regularizer(
+    feats_a,
+    feats_b,
+    p: int = 2,
+    reduction: str = "mean",
+    weights: Sequence[float] | None = None,
+    detach_b: bool = False,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Multi-layer feature distance ``sum_k w_k R(|a_k - b_k|^p)``; see the module docstring.
+
+    Args:
+        feats_a, feats_b: a tensor or a list of tensors (one per layer); pair ``k`` must match in
+            shape, and all layers share dtype and device.
+        p: 1 or 2.
+        reduction: ``"mean"`` (per layer, over all its elements) or ``"sum"``.
+        weights: one float per layer (default 1).
+        detach_b: when True no gradient reaches ``feats_b``.
+        backend: see :mod:`pygan.ops._backend`.
+
+    Returns:
+        A 0-dim tensor in the features' dtype (accumulated in float32, float64 for float64).
+    """
+    a, b, p, w = _validate(feats_a, feats_b, p, reduction, weights, detach_b)
+    impl = _backend.select("feature_regularizer", a + b, backend)
+    if impl == "reference":
+        return feature_regularizer_ref(a, b, p, reduction, w, detach_b)
+    if impl == "triton":
+        from pygan.ops._triton import feature_reg as _tk
+
+        return _tk.feature_regularizer(a, b, p, reduction, w, detach_b)
+    if detach_b:
+        b = [y.detach() for y in b]
+    return torch.ops.pygan.feature_regularizer(a, b, p, reduction, w)
+
+
+# ---- registration of the native op: fake kernels and autograd --------------------------------
+
+
+def _register() -> None:
+    """Fake kernels and autograd for ``pygan::feature_regularizer`` (and its backward op)."""
+
+
+if _ext.native_loaded():
+    _register()
