@@ -10,6 +10,23 @@ thesis' squared L2; ``p=1`` is offered for L1 feature matching. Both sides recei
 unless ``detach_b=True`` (one-sided use: pull ``a`` towards a fixed ``b``).
 
 An empty layer follows PyTorch: its mean is NaN, its sum 0.
+
+The C++ kernel (``csrc/cpu/feature_reg.cpp``) makes one pass over each layer in the forward (reads
+``a_k`` and ``b_k``) and one in the backward (reads both, writes ``grad_a`` and ``grad_b = -grad_a``
+together). Decisions where PyTorch's own behaviour is the guide:
+
+* Accuracy: float32 SIMD lane accumulators (float64 for float64 input) flushed into float64 every
+  1,024 elements; chunks and layers are added in float64 and the result is rounded to the features'
+  dtype once (so bfloat16/float16 results are *more* accurate than the reference run in that dtype).
+  The chunk partial sums are combined in a fixed order, so the value does not depend on the number
+  of threads.
+* p=1's gradient uses ``sign(d)`` with ``sign(0) = 0`` (exact ties ``a == b`` get no gradient) and
+  ``sign(NaN) = 0``, as torch's ``abs`` backward.
+* Gradient layout: when ``a_k`` and ``b_k`` share a dense layout (contiguous, channels_last,
+  channels_last_3d) both gradients have it, otherwise they are contiguous (the layout rule of
+  ``pygan/ops/_layout.py``).
+* Double backward is supported (e.g. the regulariser inside a loss that is differentiated twice):
+  the backward op has its own autograd formula written in torch ops.
 """
 
 from __future__ import annotations
