@@ -10,6 +10,23 @@ thesis' squared L2; ``p=1`` is offered for L1 feature matching. Both sides recei
 unless ``detach_b=True`` (one-sided use: pull ``a`` towards a fixed ``b``).
 
 An empty layer follows PyTorch: its mean is NaN, its sum 0.
+
+The C++ kernel (``csrc/cpu/feature_reg.cpp``) makes one pass over each layer in the forward (reads
+``a_k`` and ``b_k``) and one in the backward (reads both, writes ``grad_a`` and ``grad_b = -grad_a``
+together). Decisions where PyTorch's own behaviour is the guide:
+
+* Accuracy: float32 SIMD lane accumulators (float64 for float64 input) flushed into float64 every
+  1,024 elements; chunks and layers are added in float64 and the result is rounded to the features'
+  dtype once (so bfloat16/float16 results are *more* accurate than the reference run in that dtype).
+  The chunk partial sums are combined in a fixed order, so the value does not depend on the number
+  of threads.
+* p=1's gradient uses ``sign(d)`` with ``sign(0) = 0`` (exact ties ``a == b`` get no gradient) and
+  ``sign(NaN) = 0``, as torch's ``abs`` backward.
+* Gradient layout: when ``a_k`` and ``b_k`` share a dense layout (contiguous, channels_last,
+  channels_last_3d) both gradients have it, otherwise they are contiguous (the layout rule of
+  ``pygan/ops/_layout.py``).
+* Double backward is supported (e.g. the regulariser inside a loss that is differentiated twice):
+  the backward op has its own autograd formula written in torch ops.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import torch
 
 from pygan import _ext
 from pygan.ops import _backend, _check
+from pygan.ops._layout import empty_like_layout, same_dense_layout
 
 __all__ = ["feature_regularizer", "feature_regularizer_ref"]
 
@@ -117,8 +135,94 @@ def feature_regularizer(
 # ---- registration of the native op: fake kernels and autograd --------------------------------
 
 
+def _setup_context(ctx, inputs, output):
+    a, b, p, reduction, weights = inputs
+    ctx.p, ctx.reduction, ctx.weights = p, reduction, weights
+    ctx.save_for_backward(*a, *b)
+
+
+def _backward(ctx, grad):
+    # needs_input_grad mirrors the inputs: one bool per tensor of `a` and of `b`.
+    need_a, need_b = any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1])
+    saved = ctx.saved_tensors
+    k = len(saved) // 2
+    a, b = list(saved[:k]), list(saved[k:])
+    grad_a, grad_b = torch.ops.pygan.feature_regularizer_backward(
+        grad, a, b, ctx.p, ctx.reduction, ctx.weights, need_a, need_b
+    )
+    none = [None] * k
+    return (grad_a if need_a else none), (grad_b if need_b else none), None, None, None
+
+
+def _setup_context_bwd(ctx, inputs, output):
+    grad, a, b, p, reduction, weights, need_a, need_b = inputs
+    ctx.p, ctx.reduction, ctx.weights = p, reduction, weights
+    ctx.need_a, ctx.need_b = need_a, need_b
+    ctx.save_for_backward(grad, *a, *b)
+    # Missing incoming gradients stay None (no zero tensors materialised).
+    ctx.set_materialize_grads(False)
+
+
+def _backward_bwd(ctx, gg_a, gg_b):
+    """Autograd of the backward op, in torch ops (so it is differentiable again).
+
+    The op computes ``ga_k = grad * c_k * phi'(d_k)`` and ``gb_k = -ga_k`` with ``d_k = a_k - b_k``,
+    ``c_k = w_k * s_k``. With ``u_k = gg_a[k] - gg_b[k]`` (a missing one counts as 0):
+    ``d/d grad = sum_k c_k <phi'(d_k), u_k>``, ``d/d a_k = grad * c_k * phi''(d_k) * u_k`` and
+    ``d/d b_k = -d/d a_k``; ``phi' = 2d, phi'' = 2`` for p=2, ``phi' = sign(d), phi'' = 0`` for p=1.
+    """
+    saved = ctx.saved_tensors
+    grad, rest = saved[0], saved[1:]
+    k = len(rest) // 2
+    a, b = rest[:k], rest[k:]
+    gg_a = list(gg_a) if ctx.need_a and gg_a is not None else [None] * k
+    gg_b = list(gg_b) if ctx.need_b and gg_b is not None else [None] * k
+    need_grad, need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    d_grad = None
+    d_a, d_b = [None] * k, [None] * k
+    for i in range(k):
+        ga, gb = gg_a[i], gg_b[i]
+        if ga is None and gb is None:
+            continue
+        u = ga if gb is None else (-gb if ga is None else ga - gb)
+        c = ctx.weights[i] / a[i].numel() if ctx.reduction == "mean" and a[i].numel() else ctx.weights[i]
+        if need_grad:
+            d = a[i] - b[i]
+            dphi = 2.0 * d if ctx.p == 2 else torch.sign(d)
+            term = (dphi * u).sum() * c
+            d_grad = term if d_grad is None else d_grad + term
+        if ctx.p == 2 and (any(need_a) or any(need_b)):
+            da = (2.0 * c) * grad.to(u.dtype) * u
+            if need_a[i]:
+                d_a[i] = da
+            if need_b[i]:
+                d_b[i] = -da
+    if d_grad is not None:
+        d_grad = d_grad.to(grad.dtype)
+    elif need_grad:
+        d_grad = torch.zeros_like(grad)
+    return d_grad, d_a, d_b, None, None, None, None, None
+
+
+def _fake_grads(a, b):
+    return [empty_like_layout(x, same_dense_layout(x, y)) for x, y in zip(a, b)]
+
+
 def _register() -> None:
     """Fake kernels and autograd for ``pygan::feature_regularizer`` (and its backward op)."""
+
+    @torch.library.register_fake("pygan::feature_regularizer")
+    def _(a, b, p, reduction, weights):
+        return a[0].new_empty(())
+
+    @torch.library.register_fake("pygan::feature_regularizer_backward")
+    def _(grad, a, b, p, reduction, weights, need_a, need_b):
+        return (_fake_grads(a, b) if need_a else []), (_fake_grads(a, b) if need_b else [])
+
+    torch.library.register_autograd("pygan::feature_regularizer", _backward, setup_context=_setup_context)
+    torch.library.register_autograd(
+        "pygan::feature_regularizer_backward", _backward_bwd, setup_context=_setup_context_bwd
+    )
 
 
 if _ext.native_loaded():
