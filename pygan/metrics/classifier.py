@@ -140,15 +140,19 @@ def train_digits_classifier(
     lr: float = 1e-3,
     max_shift: int = 2,
     seed: int = 0,
+    max_images: int | None = None,
     verbose: bool = False,
 ) -> DigitsClassifier:
     """Trains a :class:`DigitsClassifier` on the embedded digits train split (32 x 32), optionally on
     ``transform(images)`` (a domain transform, e.g. edges or negatives; applied after the random
     shift augmentation, to each batch). Deterministic for a given machine and thread count: seeded
-    init (``torch.manual_seed(seed)``) and a seeded ``torch.Generator`` for shuffling and shifts."""
+    init (``torch.manual_seed(seed)``) and a seeded ``torch.Generator`` for shuffling and shifts.
+    ``max_images`` trains on the first that many training images only (quick checks)."""
     from pygan.data import load_digits
 
     x, y = load_digits(_SIZE, "train")
+    if max_images is not None:
+        x, y = x[:max_images], y[:max_images]
     torch.manual_seed(seed)
     model = DigitsClassifier()
     g = torch.Generator().manual_seed(seed)
@@ -167,7 +171,7 @@ def train_digits_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if verbose:
             print(f"epoch {epoch + 1}/{epochs} loss {total / len(x):.4f} ({time.perf_counter() - t0:.1f}s)")
     model.eval()

@@ -58,7 +58,9 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     of the principal square root are the square roots of those, so
     ``Tr sqrt(Σ1 Σ2) = Σ_i sqrt(λ_i(M))``. (For singular ``Σ1`` the identity holds by continuity.)
     Tiny negative eigenvalues from rounding are clipped to 0. Two ``eigh`` calls, no complex
-    arithmetic, no ``eps``.
+    arithmetic, no ``eps``. Accuracy: ~1e-12 relative for full-rank covariances; when they are singular
+    (fewer samples than dimensions) null-space eigenvalues of ~1e-15 contribute square roots of ~3e-8
+    each, so expect errors of ~sqrt(machine eps) relative to ``Tr Σ`` (the same holds for ``sqrtm``).
     """
     s1 = _sym_psd_sqrt(sigma1)
     m = s1 @ sigma2 @ s1
