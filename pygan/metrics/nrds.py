@@ -311,7 +311,10 @@ def plot_curves(
     w, h = size
     img = Image.new("RGB", (w, h), "white")
     dr = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
     left, right, top, bottom = 60, 20, 30, 45
     pw, ph = w - left - right, h - top - bottom
     series = list(curves.items())

@@ -101,7 +101,9 @@ def test_mmd2_unbiased_matches_hand_loop():
     sxx = sum(k(x[i], x[j]) for i in range(5) for j in range(5) if i != j) / 20
     syy = sum(k(y[i], y[j]) for i in range(4) for j in range(4) if i != j) / 12
     sxy = sum(k(x[i], y[j]) for i in range(5) for j in range(4)) / 20
-    assert mmd2_unbiased(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(sxx + syy - 2 * sxy, rel=1e-12)
+    assert mmd2_unbiased(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(
+        sxx + syy - 2 * sxy, rel=1e-12
+    )
 
 
 def test_kid_is_unbiased_near_zero_for_same_distribution_and_positive_otherwise():
@@ -113,7 +115,9 @@ def test_kid_is_unbiased_near_zero_for_same_distribution_and_positive_otherwise(
     assert m2 > 0.1
     # Subsets as large as the sets: every subset is the full set, so KID = MMD² exactly.
     m3, s3 = kid(a[:40], b[:40], features=True, subsets=3, subset_size=1000)
-    assert m3 == pytest.approx(mmd2_unbiased(a[:40], b[:40]), rel=1e-9) and s3 == pytest.approx(0.0, abs=1e-12)
+    assert m3 == pytest.approx(mmd2_unbiased(a[:40], b[:40]), rel=1e-9) and s3 == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_extractor_kinds():
@@ -180,7 +184,9 @@ def test_inception_state_dict_layout():
     assert sd["Mixed_6e.branch7x7dbl_5.conv.weight"].shape == (192, 192, 1, 7)
     assert sd["Mixed_7c.branch3x3dbl_3b.bn.running_var"].shape == (384,)
     assert sd["fc.weight"].shape == (1008, 2048)
-    n_params = sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "tracked")))
+    n_params = sum(
+        v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "tracked"))
+    )
     assert n_params == 23_850_960
 
 

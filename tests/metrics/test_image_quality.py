@@ -51,7 +51,9 @@ def test_ssim_closed_forms():
     c1 = (0.01 * r) ** 2
     a, b = 0.3, -0.2
     xa, yb = torch.full((1, 1, 12, 12), a), torch.full((1, 1, 12, 12), b)
-    assert float(ssim(xa, yb, data_range=r)) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9)
+    assert float(ssim(xa, yb, data_range=r)) == pytest.approx(
+        (2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9
+    )
     # y = x + c: σx = σy = σxy, so the contrast-structure factor is 1 and the SSIM map is the
     # luminance term of the local means: (2 μx (μx + c) + C1) / (μx² + (μx + c)² + C1).
     c = 0.25
@@ -64,7 +66,9 @@ def test_ssim_closed_forms():
     assert float(val) == pytest.approx(float(lum.mean()), rel=1e-10)
 
 
-@pytest.mark.skipif(structural_similarity is None, reason="scikit-image is not installed (optional cross-check)")
+@pytest.mark.skipif(
+    structural_similarity is None, reason="scikit-image is not installed (optional cross-check)"
+)
 def test_ssim_and_psnr_match_skimage():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 3, 33, 29, generator=g, dtype=torch.float64) * 2 - 1
@@ -116,7 +120,10 @@ class _Taps(nn.Module):
 
 def _hand_lpips(x, y, weights=None):
     total = np.zeros(x.shape[0])
-    feats = [(x, y), (x.reshape(*x.shape[:2], 2, 2, 2, 2).mean((3, 5)), y.reshape(*y.shape[:2], 2, 2, 2, 2).mean((3, 5)))]
+    feats = [
+        (x, y),
+        (x.reshape(*x.shape[:2], 2, 2, 2, 2).mean((3, 5)), y.reshape(*y.shape[:2], 2, 2, 2, 2).mean((3, 5))),
+    ]
     for layer, (a, b) in enumerate(feats):
         a = a / (np.sqrt((a**2).sum(1, keepdims=True)) + 1e-10)
         b = b / (np.sqrt((b**2).sum(1, keepdims=True)) + 1e-10)
@@ -180,7 +187,10 @@ def test_lpips_backbone_and_heads_load_from_local_files(tmp_path, kind, cls, tap
     assert len(fx) == taps
     want = sum(
         (
-            (a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) - b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+            (
+                a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                - b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            )
             .pow(2)
             .mul(heads[f"lin{i}.model.1.weight"].view(1, -1, 1, 1))
             .sum(1)
