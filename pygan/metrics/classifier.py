@@ -184,6 +184,8 @@ def train_digits_classifier(
         seed=seed,
         optimizer="Adam",
     )
+    if max_images is not None:
+        model.train_config["max_images"] = max_images
     return model
 
 

@@ -50,7 +50,8 @@ def test_ssim_closed_forms():
     r = 2.0
     c1 = (0.01 * r) ** 2
     a, b = 0.3, -0.2
-    xa, yb = torch.full((1, 1, 12, 12), a), torch.full((1, 1, 12, 12), b)
+    xa = torch.full((1, 1, 12, 12), a, dtype=torch.float64)
+    yb = torch.full((1, 1, 12, 12), b, dtype=torch.float64)
     assert float(ssim(xa, yb, data_range=r)) == pytest.approx(
         (2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9
     )
