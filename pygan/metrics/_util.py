@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,16 +100,17 @@ def _sample_model(model: Any, n: int, generator: torch.Generator | None, batch_s
     """Draws ``n`` samples from an object with ``sample(n, generator=None)`` (or a callable ``f(n)``),
     in batches, without gradients. Tuples (coupled generators) are concatenated per element."""
     fn: Callable = model.sample if hasattr(model, "sample") else model
+    try:
+        params = inspect.signature(fn).parameters
+        takes_generator = "generator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_generator = False
     outs = []
     with torch.no_grad():
         done = 0
         while done < n:
             b = min(batch_size, n - done)
-            try:
-                out = fn(b, generator=generator)
-            except TypeError:
-                out = fn(b)
-            outs.append(out)
+            outs.append(fn(b, generator=generator) if takes_generator else fn(b))
             done += b
     if isinstance(outs[0], (tuple, list)):
         return tuple(torch.cat([o[i].detach().cpu() for o in outs]) for i in range(len(outs[0])))

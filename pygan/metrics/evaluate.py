@@ -252,9 +252,8 @@ def evaluate_run(
         elif name in ("fid", "kid"):
             real = _real(data, samples)
             ext = _extractor(options, data)
-            common = dict(
-                extractor=ext, weights_path=options.get("inception_weights"), batch_size=bs, device=device
-            )
+            weights = options.get("inception_weights") if ext == "inception" else None
+            common = dict(extractor=ext, weights_path=weights, batch_size=bs, device=device)
             if name == "fid":
                 results[name] = {
                     "value": fid(real, samples, **common),

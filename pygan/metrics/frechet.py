@@ -214,7 +214,7 @@ def fid(
         nonlocal ext
         if isinstance(x, FeatureStats):
             return x.mean_cov()
-        if isinstance(x, tuple) and len(x) == 2:
+        if isinstance(x, tuple) and len(x) == 2 and np.ndim(x[0]) == 1 and np.ndim(x[1]) == 2:
             return x
         if ext is None:
             ext = resolve_extractor(extractor, weights_path=weights_path, device=device)

@@ -118,6 +118,9 @@ def test_image_run_without_extractor_is_skipped_with_instructions():
     assert "inception_weights" in plan["skipped"]["fid"]
     plan2 = select_metrics(_Noise(), {}, {"name": "faces"})
     assert plan2["skipped"]["fid"] == "no real samples in the data spec"
+    # A local Inception weights file makes FID/KID applicable (the file is only opened when computing).
+    plan_inc = select_metrics(_Noise(), {}, {"real": torch.zeros(4, 1, 32, 32)}, inception_weights="/w.pth")
+    assert {"fid", "kid"} <= set(plan_inc["run"])
     # An explicit extractor makes FID applicable.
     plan3 = select_metrics(_Noise(), {}, {"real": torch.zeros(4, 1, 32, 32)}, extractor=torch.nn.Flatten())
     assert {"fid", "kid"} <= set(plan3["run"])

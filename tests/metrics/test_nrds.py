@@ -102,6 +102,28 @@ def test_sources_folder_and_model_and_plot(tmp_path):
     assert r.plot_path == str(png)
 
 
+def test_sampler_conventions():
+    from pygan.metrics._util import resolve_samples
+
+    calls = []
+
+    def plain(n):  # a callable without a generator argument
+        calls.append(n)
+        return torch.zeros(n, 2)
+
+    assert resolve_samples(plain, "f", n=600, batch_size=256).shape == (600, 2)
+    assert calls == [256, 256, 88]
+
+    class Broken:
+        def sample(self, n, generator=None):
+            raise TypeError("bug inside the model")
+
+    with pytest.raises(TypeError, match="bug inside the model"):  # not masked by a retry
+        resolve_samples(Broken(), "m", n=4)
+    with pytest.raises(ValueError, match="number of samples"):
+        resolve_samples(Broken(), "m")
+
+
 def test_plot_curves_single_point(tmp_path):
     out = plot_curves({"m": [0.3]}, tmp_path / "p.png", scores={"m": 1.0}, title="one epoch")
     assert out.is_file()
