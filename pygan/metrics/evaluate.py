@@ -183,6 +183,20 @@ def _finite(v: Any) -> Any:
     return v
 
 
+def _jsonable(config: Any) -> Any:
+    """The JSON-serialisable part of ``config`` (a mapping; other values are recorded by ``repr``)."""
+    if not isinstance(config, Mapping):
+        return None if config is None else repr(config)
+    out = {}
+    for k, v in config.items():
+        try:
+            json.dumps(v)
+            out[str(k)] = v
+        except (TypeError, ValueError):
+            out[str(k)] = repr(v)
+    return out
+
+
 def _quality(x: torch.Tensor, y: torch.Tensor, options: Mapping) -> dict:
     from pygan.metrics.image_quality import PerceptualDistance, mse, perceptual_distance, psnr, ssim
 
@@ -311,6 +325,7 @@ def evaluate_run(
         ),
         "num_samples": n,
         "seed": seed,
+        "config": _jsonable(config),
     }
     if write:
         (run_dir / METRICS_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

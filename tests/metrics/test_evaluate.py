@@ -74,6 +74,7 @@ def test_points_run_mode_coverage_and_metrics_json(tmp_path):
     assert mc["modes_covered"] == 5 and mc["num_modes"] == 8
     assert mc["high_quality_fraction"] == 1.0 and mc["counts"][5:] == [0] * 3 and sum(mc["counts"]) == 800
     assert min(mc["counts"][:5]) > 150
+    assert out["config"] == {"model": "fake"}
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(out))
     # Without centres the metric is skipped, with the reason.
