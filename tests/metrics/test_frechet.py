@@ -209,10 +209,12 @@ def test_inception_random_weights_roundtrip(tmp_path, monkeypatch):
     assert got.shape == (2, 2048)
     torch.testing.assert_close(got, ref, rtol=0, atol=0)
     assert not any(p.requires_grad for p in loaded.parameters())
-    # Via the environment variable and through fid() (resizing to 299 x 299).
+    # Via the environment variable, as fid(..., extractor="inception") resolves it.
     monkeypatch.setenv("PYGAN_INCEPTION_WEIGHTS", str(path))
-    v = fid(x, x, extractor="inception")
-    assert v == pytest.approx(0.0, abs=1e-6)
+    via_env = resolve_extractor("inception")
+    assert isinstance(via_env, FIDInceptionV3) and via_env.resize_input
+    for k, v in via_env.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
     # A state dict with other keys is rejected with a clear message.
     bad = tmp_path / "bad.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
