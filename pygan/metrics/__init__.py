@@ -1,0 +1,69 @@
+"""Metrics: NRDS, Fréchet distance / KID with pluggable extractors, image quality (MSE, PSNR, SSIM,
+LPIPS-style), mode coverage for 2-D mixtures, semantic agreement for coupled generators, and
+``evaluate_run`` for ``pygan eval``. Nothing here downloads: weights come with pygan (the digits
+classifier) or from local paths the user gives (Inception, AlexNet/VGG, LPIPS heads)."""
+
+from pygan.metrics.agreement import AgreementResult, per_domain_fid, semantic_agreement
+from pygan.metrics.classifier import (
+    DigitsClassifier,
+    load_digits_classifier,
+    train_digits_classifier,
+    train_domain_classifier,
+)
+from pygan.metrics.evaluate import compare_runs_nrds, evaluate_run, select_metrics
+from pygan.metrics.frechet import (
+    FeatureStats,
+    extract_features,
+    fid,
+    frechet_distance,
+    gaussian_stats,
+    kid,
+    mmd2_unbiased,
+    resolve_extractor,
+)
+from pygan.metrics.image_quality import (
+    PerceptualDistance,
+    mse,
+    perceptual_distance,
+    psnr,
+    psnr_from_mse,
+    ssim,
+)
+from pygan.metrics.inception import FIDInceptionV3, load_fid_inception
+from pygan.metrics.modes import ModeCoverage, mode_coverage
+from pygan.metrics.nrds import NRDSResult, nrds, plot_curves, trapezoid
+
+__all__ = [
+    "AgreementResult",
+    "DigitsClassifier",
+    "FIDInceptionV3",
+    "FeatureStats",
+    "ModeCoverage",
+    "NRDSResult",
+    "PerceptualDistance",
+    "compare_runs_nrds",
+    "evaluate_run",
+    "extract_features",
+    "fid",
+    "frechet_distance",
+    "gaussian_stats",
+    "kid",
+    "load_digits_classifier",
+    "load_fid_inception",
+    "mmd2_unbiased",
+    "mode_coverage",
+    "mse",
+    "nrds",
+    "per_domain_fid",
+    "perceptual_distance",
+    "plot_curves",
+    "psnr",
+    "psnr_from_mse",
+    "resolve_extractor",
+    "select_metrics",
+    "semantic_agreement",
+    "ssim",
+    "train_digits_classifier",
+    "train_domain_classifier",
+    "trapezoid",
+]

@@ -1,0 +1,364 @@
+"""``pygan eval RUN``: compute the metrics that fit a run's model and data, write ``metrics.json``.
+
+Contract with the training code (kept minimal so that this module depends on nothing else):
+
+``pygan.train.load_run(run_dir) -> (model, config, data)`` (imported lazily; tests and other callers
+may pass ``loader=`` instead), where
+
+* ``model`` has ``sample(n, generator=None)`` returning samples in [-1, 1]: an image batch
+  ``[n, C, H, W]``, 2-D points ``[n, 2]``, or — for a coupled generator — a tuple with one image batch
+  per domain, all from the same ``z``. Optional: ``reconstruct(x)`` (autoencoders: x -> x̂) and
+  ``translate(x)`` (image-to-image: input -> output). ``model.eval()`` is called if it exists.
+* ``config`` is a mapping (recorded, otherwise unused).
+* ``data`` describes the data: a mapping or an object with these optional keys/attributes —
+
+  ``name``       ``"digits"``, ``"ring8"``, ``"grid25"``, ... (``"digits"`` enables the digits defaults);
+  ``kind``       ``"images"``, ``"points"``, ``"coupled"`` (inferred from one sample when absent);
+  ``real``       real evaluation samples (tensor, or a callable returning one); for ``"digits"`` the
+                 default is ``pygan.data.load_digits(size, "test")`` at the samples' size;
+  ``centres``    ``[K, 2]`` mixture centres and ``std`` (points);
+  ``pairs``      ``(inputs, targets)`` test pairs for ``translate``;
+  ``domains``    coupled runs: one entry per domain, each with optional ``name``, ``real``, ``undo``
+                 (callable mapping the domain back to plain digits), ``transform`` (callable digits ->
+                 domain; used to train and cache a domain classifier when there is no ``undo``) and
+                 ``classifier`` (logits module for that domain); ``extractor`` (FID features).
+
+Metric selection (:func:`select_metrics`):
+
+* points: ``mode_coverage`` (needs ``centres`` and ``std``);
+* images: ``fid`` and ``kid`` against ``real`` — extractor: ``extractor=`` option, else Inception when
+  ``inception_weights=`` is given, else the digits classifier for digit data, else skipped;
+  ``reconstruction`` (MSE, PSNR, SSIM, LPIPS-style on ``real``) when the model has ``reconstruct``;
+  ``translation`` (the same on ``pairs``) when the model has ``translate``;
+* coupled: ``semantic_agreement`` and ``fid_per_domain``.
+
+Every metric that is not computed is listed under ``"skipped"`` with the reason. NRDS compares several
+runs, so it is :func:`compare_runs_nrds`, not part of a single run's evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pygan.metrics._util import _sample_model
+
+__all__ = ["compare_runs_nrds", "evaluate_run", "select_metrics"]
+
+METRICS_FILE = "metrics.json"
+
+
+def _get(spec: Any, key: str, default: Any = None) -> Any:
+    if spec is None:
+        return default
+    if isinstance(spec, Mapping):
+        return spec.get(key, default)
+    return getattr(spec, key, default)
+
+
+def _default_loader(run_dir: str):
+    try:
+        from pygan.train import load_run
+    except ImportError as exc:
+        raise ImportError(
+            "evaluate_run needs pygan.train.load_run(run_dir) -> (model, config, data); it is not available "
+            f"in this installation ({exc}). Pass loader= to use another loader."
+        ) from exc
+    return load_run(run_dir)
+
+
+def _kind(model: Any, data: Any) -> str:
+    kind = _get(data, "kind")
+    if kind is not None:
+        if kind not in ("images", "points", "coupled"):
+            raise ValueError(f"data kind must be 'images', 'points' or 'coupled', got {kind!r}")
+        return kind
+    probe = _sample_model(model, 2, torch.Generator().manual_seed(0), 2)
+    if isinstance(probe, tuple):
+        return "coupled"
+    if probe.dim() == 2:
+        return "points"
+    if probe.dim() == 4:
+        return "images"
+    raise ValueError(f"cannot tell the data kind from a sample of shape {tuple(probe.shape)}; set data kind")
+
+
+def _is_digits(data: Any) -> bool:
+    name = _get(data, "name")
+    return isinstance(name, str) and "digits" in name.lower()
+
+
+def _real(data: Any, like: torch.Tensor | None) -> torch.Tensor | None:
+    real = _get(data, "real")
+    if callable(real) and not isinstance(real, torch.Tensor):
+        real = real()
+    if real is None and _is_digits(data):
+        from pygan.data import load_digits
+
+        size = int(like.shape[-1]) if like is not None else 32
+        real, _ = load_digits(size, "test")
+        if like is not None and like.shape[1] == 3:
+            real = real.expand(-1, 3, -1, -1).contiguous()
+    return real
+
+
+def _extractor(options: Mapping, data: Any) -> Any:
+    if options.get("extractor") is not None:
+        return options["extractor"]
+    if options.get("inception_weights") is not None:
+        return "inception"
+    if _get(data, "extractor") is not None:
+        return _get(data, "extractor")
+    if _is_digits(data):
+        return "digits"
+    return None
+
+
+def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[str, Any]:
+    """Which metrics fit this run: ``{"kind": ..., "run": [names], "skipped": {name: reason}}``."""
+    kind = _kind(model, data)
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    wanted = options.get("metrics")
+
+    def want(name: str, ok: bool, reason: str) -> None:
+        if wanted is not None and name not in wanted:
+            return
+        if ok:
+            run.append(name)
+        else:
+            skipped[name] = reason
+
+    if kind == "points":
+        has = _get(data, "centres", _get(data, "centers")) is not None and _get(data, "std") is not None
+        want("mode_coverage", has, "the data spec gives no mode centres and std")
+    elif kind == "images":
+        has_real = _get(data, "real") is not None or _is_digits(data)
+        ext = _extractor(options, data)
+        reason = (
+            "no real samples in the data spec"
+            if not has_real
+            else "no feature extractor for this data: pass extractor= (nn.Module) or "
+            "inception_weights= (local pt_inception-2015-12-05-6726825d.pth)"
+        )
+        want("fid", has_real and ext is not None, reason)
+        want("kid", has_real and ext is not None, reason)
+        want(
+            "reconstruction",
+            hasattr(model, "reconstruct") and has_real,
+            "the model has no reconstruct(x)" if not hasattr(model, "reconstruct") else "no real samples",
+        )
+        want(
+            "translation",
+            hasattr(model, "translate") and _get(data, "pairs") is not None,
+            "the model has no translate(x)"
+            if not hasattr(model, "translate")
+            else "the data spec gives no pairs",
+        )
+    else:
+        domains = _get(data, "domains")
+        if domains is None:
+            domains = [{}, {}] if _is_digits(data) else None
+        ok = domains is not None and len(domains) == 2
+        want("semantic_agreement", ok, "the data spec gives no 2 domains")
+        has_reals = ok and all(_get(d, "real") is not None for d in domains)
+        want("fid_per_domain", has_reals, "the data spec gives no real samples per domain")
+    return {"kind": kind, "run": run, "skipped": skipped}
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _jsonable(config: Any) -> Any:
+    """The JSON-serialisable part of ``config`` (a mapping; other values are recorded by ``repr``)."""
+    if not isinstance(config, Mapping):
+        return None if config is None else repr(config)
+    out = {}
+    for k, v in config.items():
+        try:
+            json.dumps(v)
+            out[str(k)] = v
+        except (TypeError, ValueError):
+            out[str(k)] = repr(v)
+    return out
+
+
+def _quality(x: torch.Tensor, y: torch.Tensor, options: Mapping) -> dict:
+    from pygan.metrics.image_quality import PerceptualDistance, mse, perceptual_distance, psnr, ssim
+
+    dr = float(options.get("data_range", 2.0))
+    out = {"mse": float(mse(x, y)), "psnr": float(psnr(x, y, data_range=dr)), "data_range": dr}
+    if min(x.shape[-2:]) >= 11:
+        out["ssim"] = float(ssim(x, y, data_range=dr))
+    lp = options.get("lpips")
+    metric = lp if isinstance(lp, PerceptualDistance) else PerceptualDistance()
+    out["lpips_style" if metric.kind in ("digits", "custom") else f"lpips_{metric.kind}"] = float(
+        perceptual_distance(x, y, metric=metric)
+    )
+    return out
+
+
+def _apply(fn: Callable, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([fn(x[i : i + batch_size]).detach().cpu() for i in range(0, x.shape[0], batch_size)])
+
+
+def _domain_classifier(dom: Any, idx: int) -> tuple[Any, Callable | None]:
+    clf, undo = _get(dom, "classifier"), _get(dom, "undo")
+    if clf is None and undo is None and _get(dom, "transform") is not None:
+        from pygan.metrics.classifier import train_domain_classifier
+
+        name = _get(dom, "name") or f"domain{idx}"
+        clf = train_domain_classifier(_get(dom, "transform"), name)
+    return clf, undo
+
+
+def evaluate_run(
+    run_dir: str | Path, *, loader: Callable | None = None, write: bool = True, **options: Any
+) -> dict:
+    """Evaluates the run in ``run_dir`` and (``write=True``) writes ``run_dir/metrics.json``.
+
+    Options: ``n_samples`` (default 1000), ``seed`` (0), ``batch_size`` (256), ``device`` ("cpu"),
+    ``metrics`` (restrict to these names), ``extractor`` (FID/KID features: "digits", "inception", a
+    module), ``inception_weights`` (local path), ``lpips`` (a :class:`PerceptualDistance`),
+    ``data_range`` (2.0), ``kid_subsets`` (100), ``kid_subset_size`` (1000), ``min_count`` (mode
+    coverage). Returns the dict that is written."""
+    from pygan.metrics.agreement import per_domain_fid, semantic_agreement
+    from pygan.metrics.frechet import fid, kid
+    from pygan.metrics.modes import mode_coverage
+
+    run_dir = Path(run_dir)
+    model, config, data = (loader or _default_loader)(str(run_dir))
+    if hasattr(model, "eval"):
+        model.eval()
+    n = int(options.get("n_samples", 1000))
+    seed = int(options.get("seed", 0))
+    bs = int(options.get("batch_size", 256))
+    device = options.get("device", "cpu")
+    plan = select_metrics(model, config, data, **options)
+    results: dict[str, Any] = {}
+    skipped = dict(plan["skipped"])
+    samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if plan["run"] else None
+
+    for name in plan["run"]:
+        if name == "mode_coverage":
+            mc = mode_coverage(
+                samples,
+                _get(data, "centres", _get(data, "centers")),
+                _get(data, "std"),
+                min_count=options.get("min_count"),
+            )
+            results[name] = mc.to_dict()
+        elif name in ("fid", "kid"):
+            real = _real(data, samples)
+            ext = _extractor(options, data)
+            weights = options.get("inception_weights") if ext == "inception" else None
+            common = dict(extractor=ext, weights_path=weights, batch_size=bs, device=device)
+            if name == "fid":
+                results[name] = {
+                    "value": fid(real, samples, **common),
+                    "extractor": str(ext),
+                    "num_real": len(real),
+                }
+            else:
+                m, s = kid(
+                    real,
+                    samples,
+                    subsets=int(options.get("kid_subsets", 100)),
+                    subset_size=int(options.get("kid_subset_size", 1000)),
+                    seed=seed,
+                    **common,
+                )
+                results[name] = {"mean": m, "std": s, "extractor": str(ext)}
+        elif name == "reconstruction":
+            real = _real(data, samples)
+            results[name] = _quality(_apply(model.reconstruct, real, bs), real, options)
+        elif name == "translation":
+            inputs, targets = _get(data, "pairs")
+            results[name] = _quality(_apply(model.translate, inputs, bs), targets, options)
+        elif name == "semantic_agreement":
+            domains = _get(data, "domains") or [{}, {}]
+            clfs, undos = zip(*(_domain_classifier(d, i) for i, d in enumerate(domains)))
+            res = semantic_agreement(
+                samples[0], samples[1], classifiers=list(clfs), undo=list(undos), device=device
+            )
+            results[name] = res.to_dict()
+        elif name == "fid_per_domain":
+            domains = _get(data, "domains")
+            reals = [_get(d, "real")() if callable(_get(d, "real")) else _get(d, "real") for d in domains]
+            extractors = []
+            for i, d in enumerate(domains):
+                ext = _get(d, "extractor")
+                if ext is None:
+                    clf, _ = _domain_classifier(d, i)
+                    ext = clf.features if (clf is not None and hasattr(clf, "features")) else "digits"
+                extractors.append(ext)
+            undos = [_get(d, "undo") for d in domains]
+            vals = per_domain_fid(
+                list(samples), reals, extractors=extractors, undo=undos, batch_size=bs, device=device
+            )
+            results[name] = {
+                (_get(d, "name") or f"domain{i}"): v for i, (d, v) in enumerate(zip(domains, vals))
+            }
+
+    out = {
+        "run_dir": str(run_dir),
+        "kind": plan["kind"],
+        "metrics": _finite(results),
+        "skipped": skipped,
+        "options": _finite(
+            {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        ),
+        "num_samples": n,
+        "seed": seed,
+        "config": _jsonable(config),
+    }
+    if write:
+        (run_dir / METRICS_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def compare_runs_nrds(
+    run_dirs: Sequence[str | Path],
+    *,
+    loader: Callable | None = None,
+    real: Any = None,
+    names: Sequence[str] | None = None,
+    plot: str | Path | None = None,
+    **nrds_options: Any,
+) -> Any:
+    """NRDS over several runs (one joint D, as in the paper's tables). ``real`` defaults to the first
+    run's data ``real`` (digits: the test split). Returns :class:`pygan.metrics.nrds.NRDSResult`."""
+    from pygan.metrics.nrds import nrds
+
+    if len(run_dirs) < 2:
+        raise ValueError("NRDS compares at least 2 runs")
+    loaded = [(loader or _default_loader)(str(d)) for d in run_dirs]
+    names = list(names) if names is not None else [Path(d).name for d in run_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run names must be unique, got {names}")
+    models = {}
+    for nm, (model, _, _) in zip(names, loaded):
+        if hasattr(model, "eval"):
+            model.eval()
+        models[nm] = model
+    if real is None:
+        probe = _sample_model(loaded[0][0], 2, torch.Generator().manual_seed(0), 2)
+        real = _real(loaded[0][2], probe if isinstance(probe, torch.Tensor) else None)
+        if real is None:
+            raise ValueError("no real samples: pass real=")
+    return nrds(real, models, plot=plot, **nrds_options)
