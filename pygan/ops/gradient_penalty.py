@@ -21,6 +21,26 @@ exactly as the reference. The fused pieces:
   the limit PyTorch's norm backward also takes). The thesis' code adds 1e-8 to the gradients before
   the norm; pygan does not (it is only a guard against that zero-norm case).
 
+Kernel details (C++ CPU; the GPU kernels follow the same contract):
+
+* Rows: dim 0 is the batch ``B``, ``D = numel / B`` elements per sample. Dense layouts (contiguous,
+  channels_last, channels_last_3d, equal strides) are walked in place - the batch is outermost in
+  each, so row ``b`` is storage ``[b*D, (b+1)*D)``; other strides are copied contiguous first. Outputs
+  get the operands' strides when they are walked in place, else contiguous
+  (:mod:`pygan.ops._layout`).
+* ``interpolate`` uses torch.lerp's two-sided form (``real + a (fake - real)`` for ``a < 0.5``,
+  ``fake - (1 - a)(fake - real)`` otherwise), so ``alpha = 0`` and ``1`` give ``real`` and ``fake``
+  exactly. Its backward writes ``(1 - a) g`` and ``a g`` in one pass; the gradient for ``alpha``
+  (only when alpha requires grad) is ``sum over non-batch dims of g * (fake - real)`` in torch ops.
+* Norms: squares accumulate in float32 SIMD lanes within fixed 4096-element blocks (float64 lanes
+  for float64), block sums in float64, so the result does not depend on the thread count. A row of
+  one element (rank-1 ``grads``, or ``D = 1``) has norm ``|g|`` exactly (no squaring, no underflow).
+  The penalty is formed in float64 from the unrounded norms; ``B = 0`` gives NaN, as torch's mean
+  of nothing. The backward's ``c_b`` comes from the returned (float32) norms.
+* Every backward is made of registered ops with their own autograd formulas (or torch ops), so
+  gradients of any order are exact - e.g. differentiating the penalty's gradient w.r.t. the input
+  again; ``gradgradcheck`` passes for all four ops.
+
 Critics that mix samples (BatchNorm in training mode) make the per-sample gradient ill-defined; use
 LayerNorm/no norm in the critic, as WGAN-GP prescribes. Keep the critic eager in the penalty step:
 ``torch.compile`` of a critic does not support double backward.
