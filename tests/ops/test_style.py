@@ -167,11 +167,11 @@ def _op_bwd_ref(grad, fx, fy, normalize):
     return gx, gy
 
 
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(200))
 @given(
-    b=st.sampled_from((1, 2, 3, 5)),
-    c=st.sampled_from((17, 31, 32, 33, 47, 64, 65, 70, 97, 130)),
-    k=st.sampled_from(((1,), (16,), (33,), (100,), (250,), (5, 7), (9, 9), (13, 17), (17, 19), (24, 24))),
+    b=st.sampled_from((1, 2, 3)),
+    c=st.sampled_from((31, 32, 33, 47, 64, 65, 70, 97)),
+    k=st.sampled_from(((100,), (250,), (9, 9), (13, 17), (17, 17), (13, 13))),
     dtype=st.sampled_from(DTYPES),
     with_y=st.booleans(),
     need=st.sampled_from(((True, True), (True, False), (False, True))),
@@ -185,8 +185,9 @@ def test_gram_diff_op_matches_reference_large_channels(
 ):
     """torch.ops.pygan.gram_diff and gram_diff_backward directly, with enough channels for several
     row panels (odd and even panel counts, a 1-row last panel) and partial mirror tiles, under one
-    thread and several; about a third of the cases are big enough (>= 2 MFLOP) for the panel path,
-    the rest take the small-problem path (one batched GEMM per operand)."""
+    thread and several. About half the forwards (and 40% of the backwards) are big enough
+    (>= 2 MFLOP) for the panel/item path; the rest take the small-problem path (one batched GEMM per
+    operand), which the tests above cover at every small size."""
     shape = (b, c, *k)
     fx = make(shape, dtype, seed, layout)
     fy = make(shape, dtype, seed + 1, layout) if with_y else None
@@ -218,10 +219,11 @@ def test_gram_diff_op_matches_reference_large_channels(
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gram_diff_op_serial_panels(dtype):
+def test_gram_diff_op_panel_schedules(dtype):
     """One sample and C <= 64 with a large K: the panel path with fewer items than threads, run in
-    order on the calling thread (BLAS threads each GEMM); and the threaded schedule beside it."""
-    for shape in ((1, 33, 64, 64), (1, 20, 4096), (2, 33, 4096), (1, 70, 40, 40)):
+    order on the calling thread (BLAS threads each GEMM); the threaded schedule beside it; and
+    C >= 256 (64-row panels; C = 300: five panels, the middle one alone)."""
+    for shape in ((1, 33, 64, 64), (1, 20, 4096), (2, 33, 4096), (1, 70, 40, 40), (2, 300, 7, 7)):
         fx, fy, grad = make(shape, dtype, 1), make(shape, dtype, 2), make(shape[:2] + shape[1:2], dtype, 3)
         d = torch.ops.pygan.gram_diff(fx, fy, "hw")
         gx, gy = torch.ops.pygan.gram_diff_backward(grad, fx, fy, "hw", True, True)
