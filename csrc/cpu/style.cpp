@@ -10,9 +10,12 @@
 // 32 or 64 rows and panel [r0, r1) gets D[r0:r1, r0:C] = Fx[r0:r1] Fx[r0:C]^T, then
 // D[r0:r1, r0:C] -= Fy[r0:r1] Fy[r0:C]^T (addmm_ with beta = 1, alpha = -1: both Grams accumulate
 // into one buffer; neither is materialised). With P panels that is (P + 1) / (2 P) of the full
-// GEMM's flops (62.5% at C = 128 or 256, 56% at C = 512). One pass then scales by 1/norm, mirrors
-// the upper triangle into the lower (D comes out exactly symmetric) and, for bf16/half, rounds
-// once to the output type.
+// GEMM's flops (62.5% at C = 128 or 256, 56% at C = 512). Once a sample's panels are done, one
+// vectorised pass over it scales by 1/norm, mirrors the upper triangle into the lower (D comes out
+// exactly symmetric) and, for bf16/half, rounds once to the output type.
+//
+// Backward. Per sample S = (grad + grad^T) / norm (negated for y) is formed in a [C, C] buffer from
+// grad's own strides (stride 0 included), then grad_f = S F, one GEMM per column chunk of K.
 //
 // Accumulation: float64 for float64; float32 for float32, bfloat16 and float16 (reduced inputs
 // are converted to float32 once, the GEMMs run in float32 and D / the gradients are rounded once at
@@ -21,11 +24,13 @@
 // Threads. The work is cut into equal-cost items: forward (sample, panel pair) with panels j and
 // P-1-j together (their sizes add up to a constant), backward (side, sample, column chunk of K).
 // When there are at least as many items as threads, one at::parallel_for runs them with a
-// single-threaded BLAS call each (inside a parallel region MKL does not spawn threads): one
-// fork/join for the whole op instead of one per GEMM, which is also what keeps the op fast on a
-// loaded machine. Otherwise (one sample with a small C) the items run in order on the calling
-// thread and BLAS threads each GEMM itself. Small problems (< kSmallFlops) skip all this: one
-// batched ATen GEMM (at::cpu::bmm_out / baddbmm_) per operand, full Grams.
+// single-threaded BLAS call each (inside a parallel region MKL does not spawn threads), and the
+// elementwise work rides along in the same items (the item finishing a sample's last panel
+// mirrors it; each thread forms S for the (side, sample) it is on): one fork/join for the whole
+// op instead of one per GEMM and pass, which is also what keeps the op fast on a loaded machine.
+// Otherwise (one sample with few panels) the items run in order on the calling thread and BLAS
+// threads each GEMM itself. Small problems (< 2 MFLOP) skip all this: one batched ATen GEMM
+// (at::cpu::bmm_out / baddbmm_) per operand, full Grams, plain loops for the rest.
 //
 // Layouts. Each sample's [C, K] matrix is handed to BLAS with its own strides when one of them is 1
 // and the other is large enough (contiguous -> row-major, channels_last -> column-major, expanded
@@ -38,6 +43,8 @@
 #include <ATen/ops/bmm_cpu_dispatch.h>
 #include <ATen/ops/mm_cpu_dispatch.h>
 
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -123,125 +130,75 @@ inline void scale_store(T* dst, const opmath_t<T>* src, opmath_t<T> s, int64_t n
 }
 
 // Below this many flops an op is "small": one batched ATen GEMM per operand (a single BLAS call
-// or ATen's small-matrix loop) instead of panels and items. Per-item calls and a parallel region
+// or ATen's small-matrix loop) and plain loops for the rest. Per-item calls and a parallel region
 // cost more than such a problem (and far more on a loaded machine, where every fork/join can wait
 // for a descheduled thread).
 constexpr double kSmallFlops = 1 << 21;
 
-// Runs fn(item) for item in [0, n): in one parallel region with single-threaded BLAS inside when
-// there are enough items for every thread, else in order (BLAS then threads each call itself).
+// Runs fn(begin, end) over the items [0, n): one parallel region with single-threaded BLAS inside
+// when there are enough items for every thread, else all in order on the calling thread (BLAS
+// then threads each call itself).
 template <typename Fn>
 void run_items(int64_t n, const Fn& fn) {
   if (n > 1 && n >= at::get_num_threads()) {
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) fn(i);
-    });
+    at::parallel_for(0, n, 1, fn);
   } else {
-    for (int64_t i = 0; i < n; ++i) fn(i);
+    fn(0, n);
   }
 }
 
-// The upper triangle (c >= r) of D[b] = Fx[b] Fx[b]^T - Fy[b] Fy[b]^T, unscaled, by row panels.
-void gram_upper(at::Tensor& D, const at::Tensor& Fx, const std::optional<at::Tensor>& Fy, const Dims& d) {
-  const double flops = 2.0 * d.B * d.C * d.C * d.K * (Fy.has_value() ? 2 : 1);
-  if (flops < kSmallFlops) {  // small: full Grams, two batched calls
-    at::cpu::bmm_out(D, Fx, Fx.transpose(1, 2));
-    if (Fy.has_value()) at::cpu::baddbmm_(D, *Fy, Fy->transpose(1, 2), 1, -1);
-    return;
-  }
-  // Rows per panel: 32, or 64 from C = 256 on (fewer, taller panels: the flop saving shrinks from
-  // 56% to 62.5% of a full Gram, but single-threaded MKL runs 64-row panels markedly faster there;
-  // measured at C = 128/256/512).
-  const int64_t panel_rows = d.C >= 256 ? 64 : 32;
-  const int64_t P = divup(d.C, panel_rows);
-  const int64_t Q = (P + 1) / 2;  // items per sample: panels {j, P-1-j}
-  auto panel = [&](int64_t b, int64_t p) {
-    const int64_t r0 = p * panel_rows, rows = std::min(panel_rows, d.C - r0), cols = d.C - r0;
-    at::Tensor out = D.select(0, b).narrow(0, r0, rows).narrow(1, r0, cols);
-    const at::Tensor x = Fx.select(0, b);
-    at::cpu::mm_out(out, x.narrow(0, r0, rows), x.narrow(0, r0, cols).t());
-    if (Fy.has_value()) {
-      const at::Tensor y = Fy->select(0, b);
-      at::cpu::addmm_(out, y.narrow(0, r0, rows), y.narrow(0, r0, cols).t(), 1, -1);
-    }
-  };
-  run_items(d.B * Q, [&](int64_t item) {
-    const int64_t b = item / Q, j = item % Q;
-    panel(b, j);
-    if (P - 1 - j != j) panel(b, P - 1 - j);
-  });
-}
-
-// out[b] = inv * D[b] with the lower triangle mirrored from the upper one; D (accumulation type)
-// may be the same memory as out. Tile pairs (I <= J) are independent: each reads only the upper
-// entries of its tile (I, J) and writes that tile and its mirror, lower part first, so no entry is
-// read after it was scaled.
+// One sample: out = inv * D with the lower triangle mirrored from the upper one (c >= r); D (the
+// accumulation type, row stride C) may be the same memory as out. Tile by tile (I <= J), each tile
+// reading only upper entries and writing its mirror tile before scaling itself in place, so no
+// entry is read after it was scaled.
 template <typename scalar_t>
-void scale_mirror(const opmath_t<scalar_t>* D, scalar_t* out, opmath_t<scalar_t> inv, int64_t B, int64_t C) {
+void scale_mirror(const opmath_t<scalar_t>* D, scalar_t* out, opmath_t<scalar_t> inv, int64_t C) {
   using acc_t = opmath_t<scalar_t>;
-  const int64_t nt = divup(C, kTile);
-  at::parallel_for(0, B * nt * nt, std::max<int64_t>(1, kGrain / (kTile * kTile)), [&](int64_t begin, int64_t end) {
-    acc_t col[kTile];
-    for (int64_t idx = begin; idx < end; ++idx) {
-      const int64_t b = idx / (nt * nt), I = (idx / nt) % nt, J = idx % nt;
-      if (J < I) continue;
-      const int64_t r0 = I * kTile, c0 = J * kTile;
+  acc_t col[kTile];
+  for (int64_t r0 = 0; r0 < C; r0 += kTile) {
+    for (int64_t c0 = r0; c0 < C; c0 += kTile) {
       const int64_t nr = std::min(kTile, C - r0), nc = std::min(kTile, C - c0);
-      const acc_t* Db = D + b * C * C;
-      scalar_t* ob = out + b * C * C;
       for (int64_t j = 0; j < nc; ++j) {  // lower: out[c, r0 : min(r0 + nr, c)) = D[r, c]
         const int64_t c = c0 + j;
         const int64_t n = std::min(nr, c - r0);
         if (n <= 0) continue;
-        for (int64_t i = 0; i < n; ++i) col[i] = Db[(r0 + i) * C + c];
-        scale_store(ob + c * C + r0, col, inv, n);
+        for (int64_t i = 0; i < n; ++i) col[i] = D[(r0 + i) * C + c];
+        scale_store(out + c * C + r0, col, inv, n);
       }
       for (int64_t i = 0; i < nr; ++i) {  // upper: out[r, max(c0, r) : c0 + nc)
         const int64_t r = r0 + i;
         const int64_t cs = std::max(c0, r);
-        if (c0 + nc > cs) scale_store(ob + r * C + cs, Db + r * C + cs, inv, c0 + nc - cs);
+        if (c0 + nc > cs) scale_store(out + r * C + cs, D + r * C + cs, inv, c0 + nc - cs);
       }
     }
-  });
+  }
 }
 
-// sx[b] = inv * (g[b] + g[b]^T) and sy = -sx (either may be null), contiguous [B, C, C] in the
-// accumulation type, from g with any strides (stride 0 included).
+// One sample: s = scale * (g + g^T), contiguous [C, C] in the accumulation type, from g with row
+// and column strides s1, s2 (0 included: a broadcast incoming gradient).
 template <typename scalar_t>
-void symmetrize(const at::Tensor& grad, opmath_t<scalar_t> inv, opmath_t<scalar_t>* sx, opmath_t<scalar_t>* sy,
-                int64_t B, int64_t C) {
+void symmetrize(const scalar_t* g, int64_t s1, int64_t s2, opmath_t<scalar_t> scale, opmath_t<scalar_t>* s,
+                int64_t C) {
   using acc_t = opmath_t<scalar_t>;
-  const scalar_t* g = grad.const_data_ptr<scalar_t>();
-  const int64_t s0 = grad.stride(0), s1 = grad.stride(1), s2 = grad.stride(2);
-  const int64_t nt = divup(C, kTile);
-  at::parallel_for(0, B * nt * nt, std::max<int64_t>(1, kGrain / (kTile * kTile)), [&](int64_t begin, int64_t end) {
-    acc_t t[kTile][kTile];
-    acc_t col[kTile];
-    for (int64_t idx = begin; idx < end; ++idx) {
-      const int64_t b = idx / (nt * nt), I = (idx / nt) % nt, J = idx % nt;
-      if (J < I) continue;
-      const int64_t r0 = I * kTile, c0 = J * kTile;
+  acc_t t[kTile][kTile];
+  acc_t col[kTile];
+  for (int64_t r0 = 0; r0 < C; r0 += kTile) {
+    for (int64_t c0 = r0; c0 < C; c0 += kTile) {
       const int64_t nr = std::min(kTile, C - r0), nc = std::min(kTile, C - c0);
-      const scalar_t* gb = g + b * s0;
       for (int64_t i = 0; i < nr; ++i) {
         for (int64_t j = 0; j < nc; ++j) {
           const int64_t r = r0 + i, c = c0 + j;
-          t[i][j] = static_cast<acc_t>(gb[r * s1 + c * s2]) + static_cast<acc_t>(gb[c * s1 + r * s2]);
+          t[i][j] = static_cast<acc_t>(g[r * s1 + c * s2]) + static_cast<acc_t>(g[c * s1 + r * s2]);
         }
       }
-      const int64_t off = b * C * C;
-      for (int64_t i = 0; i < nr; ++i) {
-        if (sx) scale_store(sx + off + (r0 + i) * C + c0, t[i], inv, nc);
-        if (sy) scale_store(sy + off + (r0 + i) * C + c0, t[i], -inv, nc);
-      }
-      if (I == J) continue;  // a diagonal tile is symmetric: its rows were all of it
+      for (int64_t i = 0; i < nr; ++i) scale_store(s + (r0 + i) * C + c0, t[i], scale, nc);
+      if (r0 == c0) continue;  // a diagonal tile is symmetric: its rows were all of it
       for (int64_t j = 0; j < nc; ++j) {
         for (int64_t i = 0; i < nr; ++i) col[i] = t[i][j];
-        if (sx) scale_store(sx + off + (c0 + j) * C + r0, col, inv, nr);
-        if (sy) scale_store(sy + off + (c0 + j) * C + r0, col, -inv, nr);
+        scale_store(s + (c0 + j) * C + r0, col, scale, nr);
       }
     }
-  });
+  }
 }
 
 at::Tensor gram_diff(const at::Tensor& fx, const std::optional<at::Tensor>& fy, c10::string_view normalize) {
@@ -258,9 +215,47 @@ at::Tensor gram_diff(const at::Tensor& fx, const std::optional<at::Tensor>& fy, 
     std::optional<at::Tensor> Fy;
     if (fy.has_value()) Fy = as_matrices(*fy, d, acc);
     at::Tensor D = reduced ? at::empty({d.B, d.C, d.C}, fx.options().dtype(acc)) : out;
-    gram_upper(D, Fx, Fy, d);
-    scale_mirror<scalar_t>(D.const_data_ptr<acc_t>(), out.mutable_data_ptr<scalar_t>(),
-                           static_cast<acc_t>(1.0 / d.norm), d.B, d.C);
+    const acc_t* Dp = D.const_data_ptr<acc_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    const acc_t inv = static_cast<acc_t>(1.0 / d.norm);
+    const int64_t CC = d.C * d.C;
+
+    if (2.0 * d.B * CC * d.K * (Fy.has_value() ? 2 : 1) < kSmallFlops) {  // full Grams, batched
+      at::cpu::bmm_out(D, Fx, Fx.transpose(1, 2));
+      if (Fy.has_value()) at::cpu::baddbmm_(D, *Fy, Fy->transpose(1, 2), 1, -1);
+      for (int64_t b = 0; b < d.B; ++b) scale_mirror<scalar_t>(Dp + b * CC, op + b * CC, inv, d.C);
+      return;
+    }
+    // Rows per panel: 32, or 64 from C = 256 on (fewer, taller panels: the flops grow from 56% to
+    // 62.5% of a full Gram at C = 256, but single-threaded MKL runs 64-row panels markedly faster
+    // there; measured at C = 128/256/512).
+    const int64_t panel_rows = d.C >= 256 ? 64 : 32;
+    const int64_t P = divup(d.C, panel_rows);
+    const int64_t Q = (P + 1) / 2;  // items per sample: panels {j, P-1-j}
+    // The item that finishes a sample's last panel scales and mirrors that sample (acq_rel: it
+    // sees the other items' GEMM writes), so the whole forward is one parallel region.
+    std::unique_ptr<std::atomic<int64_t>[]> left(new std::atomic<int64_t>[d.B]);
+    for (int64_t b = 0; b < d.B; ++b) left[b].store(Q, std::memory_order_relaxed);
+    auto panel = [&](int64_t b, int64_t p) {
+      const int64_t r0 = p * panel_rows, rows = std::min(panel_rows, d.C - r0), cols = d.C - r0;
+      at::Tensor dst = D.select(0, b).narrow(0, r0, rows).narrow(1, r0, cols);
+      const at::Tensor x = Fx.select(0, b);
+      at::cpu::mm_out(dst, x.narrow(0, r0, rows), x.narrow(0, r0, cols).t());
+      if (Fy.has_value()) {
+        const at::Tensor y = Fy->select(0, b);
+        at::cpu::addmm_(dst, y.narrow(0, r0, rows), y.narrow(0, r0, cols).t(), 1, -1);
+      }
+    };
+    run_items(d.B * Q, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item / Q, j = item % Q;
+        panel(b, j);
+        if (P - 1 - j != j) panel(b, P - 1 - j);
+        if (left[b].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          scale_mirror<scalar_t>(Dp + b * CC, op + b * CC, inv, d.C);
+        }
+      }
+    });
   });
   return out;
 }
@@ -286,56 +281,65 @@ std::tuple<at::Tensor, at::Tensor> gram_diff_backward(const at::Tensor& grad, co
     const at::ScalarType acc = c10::CppTypeToScalarType<acc_t>::value;
     const auto acc_opts = fx.options().dtype(acc);
     const acc_t inv = static_cast<acc_t>(1.0 / d.norm);
-    at::Tensor Sx = need_x ? at::empty({d.B, d.C, d.C}, acc_opts) : at::Tensor();
-    at::Tensor Sy = need_y ? at::empty({d.B, d.C, d.C}, acc_opts) : at::Tensor();
-    symmetrize<scalar_t>(grad, inv, need_x ? Sx.mutable_data_ptr<acc_t>() : nullptr,
-                         need_y ? Sy.mutable_data_ptr<acc_t>() : nullptr, d.B, d.C);
-    const at::Tensor Fx = need_x ? as_matrices(fx, d, acc) : at::Tensor();
-    const at::Tensor Fy = need_y ? as_matrices(*fy, d, acc) : at::Tensor();
-    at::Tensor Gx = need_x ? gx.view({d.B, d.C, d.K}) : at::Tensor();
-    at::Tensor Gy = need_y ? gy.view({d.B, d.C, d.K}) : at::Tensor();
-    // Items: (side, sample, chunk of K columns). Chunks of about kChunkK columns (a float32
-    // [C, chunk] block stays in cache for the bf16/half rounding), and, when the op is worth
-    // threading, enough of them (down to 64 columns) to give every thread a few items.
-    const int64_t sides = (need_x ? 1 : 0) + (need_y ? 1 : 0);
-    if (2.0 * sides * d.B * d.C * d.C * d.K < kSmallFlops) {  // small: one batched call per side
-      for (int side = 0; side < 2; ++side) {
-        const bool is_x = side == 0;
-        if (!(is_x ? need_x : need_y)) continue;
-        const at::Tensor& S = is_x ? Sx : Sy;
-        const at::Tensor& F = is_x ? Fx : Fy;
-        at::Tensor& G = is_x ? Gx : Gy;
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    const int64_t g0 = grad.stride(0), g1 = grad.stride(1), g2 = grad.stride(2);
+    // Side 0 is x (S / norm times Fx), side 1 is y (-S / norm times Fy); only the needed ones.
+    const at::Tensor F[2] = {need_x ? as_matrices(fx, d, acc) : at::Tensor(),
+                             need_y ? as_matrices(*fy, d, acc) : at::Tensor()};
+    at::Tensor G[2] = {need_x ? gx.view({d.B, d.C, d.K}) : at::Tensor(),
+                       need_y ? gy.view({d.B, d.C, d.K}) : at::Tensor()};
+    const int64_t sides[2] = {need_x ? 0 : 1, 1};
+    const int64_t nsides = need_x && need_y ? 2 : 1;
+    const acc_t sign[2] = {acc_t(1), acc_t(-1)};
+
+    if (2.0 * nsides * d.B * d.C * d.C * d.K < kSmallFlops) {  // batched, one call per side
+      at::Tensor S = at::empty({d.B, d.C, d.C}, acc_opts);
+      acc_t* sp = S.mutable_data_ptr<acc_t>();
+      for (int64_t si = 0; si < nsides; ++si) {
+        const int64_t side = sides[si];
+        for (int64_t b = 0; b < d.B; ++b) {
+          symmetrize<scalar_t>(gp + b * g0, g1, g2, sign[side] * inv, sp + b * d.C * d.C, d.C);
+        }
         if constexpr (reduced) {
           at::Tensor tmp = at::empty({d.B, d.C, d.K}, acc_opts);
-          at::cpu::bmm_out(tmp, S, F);
-          scale_store(G.mutable_data_ptr<scalar_t>(), tmp.const_data_ptr<acc_t>(), acc_t(1), tmp.numel());
+          at::cpu::bmm_out(tmp, S, F[side]);
+          scale_store(G[side].mutable_data_ptr<scalar_t>(), tmp.const_data_ptr<acc_t>(), acc_t(1), tmp.numel());
         } else {
-          at::cpu::bmm_out(G, S, F);
+          at::cpu::bmm_out(G[side], S, F[side]);
         }
       }
       return;
     }
+    // Items: (side, sample, chunk of K columns). Chunks of about kChunkK columns (a float32
+    // [C, chunk] block stays in cache for the bf16/half rounding), and enough of them (down to 64
+    // columns) to give every thread a few items. Each thread forms S for its current (side,
+    // sample) in its own buffer, again only when that changes: no separate pass, one region.
     int64_t nk = divup(d.K, kChunkK);
-    nk = std::max(nk, std::min(divup(4 * at::get_num_threads(), sides * d.B), divup(d.K, 64)));
+    nk = std::max(nk, std::min(divup(4 * at::get_num_threads(), nsides * d.B), divup(d.K, 64)));
     const int64_t kc = divup(d.K, nk);
     const int64_t nchunks = divup(d.K, kc);
-    run_items(sides * d.B * nchunks, [&](int64_t item) {
-      const int64_t side = item / (d.B * nchunks), b = (item / nchunks) % d.B, ch = item % nchunks;
-      const bool is_x = need_x && side == 0;
-      const at::Tensor& S = is_x ? Sx : Sy;
-      const at::Tensor& F = is_x ? Fx : Fy;
-      at::Tensor& G = is_x ? Gx : Gy;
-      const int64_t k0 = ch * kc, n = std::min(kc, d.K - k0);
-      const at::Tensor f = F.select(0, b).narrow(1, k0, n);
-      if constexpr (reduced) {
-        at::Tensor tmp = at::empty({d.C, n}, acc_opts);
-        at::cpu::mm_out(tmp, S.select(0, b), f);
-        const acc_t* tp = tmp.const_data_ptr<acc_t>();
-        scalar_t* gp = G.mutable_data_ptr<scalar_t>() + b * d.C * d.K + k0;
-        for (int64_t r = 0; r < d.C; ++r) scale_store(gp + r * d.K, tp + r * n, acc_t(1), n);
-      } else {
-        at::Tensor out = G.select(0, b).narrow(1, k0, n);
-        at::cpu::mm_out(out, S.select(0, b), f);
+    run_items(nsides * d.B * nchunks, [&](int64_t begin, int64_t end) {
+      at::Tensor S = at::empty({d.C, d.C}, acc_opts);
+      int64_t have = -1;  // (side, sample) whose S is in the buffer
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t sb = item / nchunks, ch = item % nchunks;
+        const int64_t side = sides[sb / d.B], b = sb % d.B;
+        if (sb != have) {
+          symmetrize<scalar_t>(gp + b * g0, g1, g2, sign[side] * inv, S.mutable_data_ptr<acc_t>(), d.C);
+          have = sb;
+        }
+        const int64_t k0 = ch * kc, n = std::min(kc, d.K - k0);
+        const at::Tensor f = F[side].select(0, b).narrow(1, k0, n);
+        if constexpr (reduced) {
+          at::Tensor tmp = at::empty({d.C, n}, acc_opts);
+          at::cpu::mm_out(tmp, S, f);
+          const acc_t* tp = tmp.const_data_ptr<acc_t>();
+          scalar_t* dst = G[side].mutable_data_ptr<scalar_t>() + b * d.C * d.K + k0;
+          for (int64_t r = 0; r < d.C; ++r) scale_store(dst + r * d.K, tp + r * n, acc_t(1), n);
+        } else {
+          at::Tensor dst = G[side].select(0, b).narrow(1, k0, n);
+          at::cpu::mm_out(dst, S, f);
+        }
       }
     });
   });

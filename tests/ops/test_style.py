@@ -170,24 +170,24 @@ def _op_bwd_ref(grad, fx, fy, normalize):
 @settings(max_examples=examples(200))
 @given(
     b=st.sampled_from((1, 2, 3)),
-    c=st.sampled_from((31, 32, 33, 47, 64, 65, 70, 97)),
-    k=st.sampled_from(((100,), (250,), (9, 9), (13, 17), (17, 17), (13, 13))),
+    c=st.sampled_from((64, 97, 128, 129, 160, 193)),
+    k=st.sampled_from(((3,), (16,), (33,), (7, 7), (9, 9), (11, 11))),
     dtype=st.sampled_from(DTYPES),
     with_y=st.booleans(),
     need=st.sampled_from(((True, True), (True, False), (False, True))),
     normalize=st.sampled_from(NORMS),
     layout=st.sampled_from(LAYOUTS),
-    threads=st.sampled_from((1, 2)),
+    threads=st.sampled_from((1, 2, 4)),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_gram_diff_op_matches_reference_large_channels(
     b, c, k, dtype, with_y, need, normalize, layout, threads, seed
 ):
     """torch.ops.pygan.gram_diff and gram_diff_backward directly, with enough channels for several
-    row panels (odd and even panel counts, a 1-row last panel) and partial mirror tiles, under one
-    thread and several. About half the forwards (and 40% of the backwards) are big enough
-    (>= 2 MFLOP) for the panel/item path; the rest take the small-problem path (one batched GEMM per
-    operand), which the tests above cover at every small size."""
+    row panels (C >= 128: odd and even panel counts, a 1-row last panel) and partial mirror tiles,
+    under one thread and several (4 threads: fewer items than threads, run in order). About half
+    the cases are big enough (>= 2 MFLOP, C >= 128) for the panel/item path; the rest take the
+    batched path (one batched GEMM per operand), which the tests above cover at every small size."""
     shape = (b, c, *k)
     fx = make(shape, dtype, seed, layout)
     fy = make(shape, dtype, seed + 1, layout) if with_y else None
@@ -219,14 +219,20 @@ def test_gram_diff_op_matches_reference_large_channels(
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gram_diff_op_panel_schedules(dtype):
-    """One sample and C <= 64 with a large K: the panel path with fewer items than threads, run in
-    order on the calling thread (BLAS threads each GEMM); the threaded schedule beside it; and
-    C >= 256 (64-row panels; C = 300: five panels, the middle one alone)."""
-    for shape in ((1, 33, 64, 64), (1, 20, 4096), (2, 33, 4096), (1, 70, 40, 40), (2, 300, 7, 7)):
+@pytest.mark.parametrize("threads", [2, 8])
+def test_gram_diff_op_panel_schedules(dtype, threads):
+    """The panel path at sizes the hypothesis test does not reach: a large K (several backward
+    chunks), C >= 256 (64-row panels; C = 300: five panels, the middle one alone), one sample; with
+    8 threads some have fewer items than threads and run in order (BLAS threads each GEMM)."""
+    saved = torch.get_num_threads()
+    for shape in ((1, 129, 64, 64), (2, 128, 1500), (1, 300, 7, 7), (2, 300, 9, 9), (3, 70, 40, 40)):
         fx, fy, grad = make(shape, dtype, 1), make(shape, dtype, 2), make(shape[:2] + shape[1:2], dtype, 3)
-        d = torch.ops.pygan.gram_diff(fx, fy, "hw")
-        gx, gy = torch.ops.pygan.gram_diff_backward(grad, fx, fy, "hw", True, True)
+        torch.set_num_threads(threads)
+        try:
+            d = torch.ops.pygan.gram_diff(fx, fy, "hw")
+            gx, gy = torch.ops.pygan.gram_diff_backward(grad, fx, fy, "hw", True, True)
+        finally:
+            torch.set_num_threads(saved)
         rgx, rgy = _op_bwd_ref(grad.double(), fx.double(), fy.double(), "hw")
         lgx, lgy = _op_bwd_ref(grad, fx, fy, "hw")
         ref = _op_ref(fx.double(), fy.double(), "hw")
