@@ -16,6 +16,19 @@ Grams are never materialised separately), and its backward computes the feature 
 ``(S F_x) / norm`` and ``-(S F_y) / norm`` with ``S = dD + dD^T`` from the gradient of the saved
 difference. A precomputed target Gram (style transfer: one style image) is accepted in place of
 ``fy``: shape ``[C, C]`` (shared by the batch) or ``[B, C, C]``.
+
+Kernel facts (CPU, ``csrc/cpu/style.cpp``):
+
+* only the upper triangle of each Gram difference is computed (row panels, ~56-62% of a full
+  GEMM's flops) and mirrored, so ``gram_matrix`` is exactly symmetric;
+* bfloat16/float16 inputs are multiplied in float32 and rounded once (D, and each gradient), more
+  accurate than PyTorch's reduced-precision ``bmm`` reference; float64 stays float64;
+* ``D`` and the gradients are contiguous whatever the input layout (channels_last and other
+  BLAS-compatible strides are read in place, others copied once);
+* an empty feature map (H*W = 0 or N = 0) has an all-zero Gram: the norm is taken as at least 1
+  instead of giving 0/0 (the references agree);
+* double backward is exact (the backward op has its own autograd formula), so a style loss may sit
+  inside a critic whose gradient penalty differentiates it twice.
 """
 
 from __future__ import annotations
