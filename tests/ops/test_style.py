@@ -250,6 +250,20 @@ def test_style_loss_model_sizes(dtype):
         _loss_compare(fx, fy, "chw", "mean", False, True, 1.0, dtype)
 
 
+def test_inference_mode_and_no_grad():
+    """The threaded panel path under inference_mode / no_grad (worker threads create views of
+    inference tensors) gives the reference's values."""
+    fx, fy = torch.randn(3, 128, 9, 9), torch.randn(3, 128, 9, 9)
+    want = style_loss_ref(fx, fy)
+    with torch.inference_mode():
+        got = style_loss(fx, fy, backend="cpp")
+        g = gram_matrix(fx, backend="cpp")
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g, gram_matrix_ref(fx))
+    with torch.no_grad():
+        torch.testing.assert_close(style_loss(fx, fy, backend="cpp"), want)
+
+
 def test_empty_inputs():
     """B = 0, C = 0 and K = 0 (H or W = 0, N = 0): empty / all-zero Grams, no NaN from 0/0 norms."""
     for shape in ((0, 3, 4, 4), (2, 0, 3, 3), (2, 3, 0, 5), (2, 3, 0)):
