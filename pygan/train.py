@@ -12,8 +12,9 @@ Run directory (``--out RUN``)
       checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
       samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise)
       samples/last.png       the latest grid
-      metrics.jsonl          one JSON object per line: {"step", "time", "epoch"?, <losses>, "img_per_s"}
-                             every --log-every steps; {"step", "eval/<name>": ...} every --eval-every
+      metrics.jsonl          one JSON object per line: {"step", "time" (s since this process began
+                             training), <losses>, "img_per_s"} every --log-every steps and
+                             {"step", "eval/<name>": ...} every --eval-every steps
       tb/                    TensorBoard scalars (when tensorboard is installed)
       metrics.json           written by ``pygan eval RUN`` (pygan.metrics.evaluate_run)
 
@@ -342,10 +343,10 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
     return dev
 
 
-def _finite_or_raise(logs: dict, step: int, last_good: str | None, world: int) -> None:
+def _finite_or_raise(logs: dict, step: int, last_good: str | None, world: int, device: torch.device) -> None:
     bad = [(k, v) for k, v in logs.items() if not math.isfinite(v)]
-    if world > 1:
-        flag = torch.tensor([1.0 if bad else 0.0])
+    if world > 1:  # every rank stops at the same step
+        flag = torch.tensor([1.0 if bad else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() and not bad:
             raise NonFiniteLossError(f"a loss on another rank was not finite at step {step}; stopping")
@@ -496,6 +497,8 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
         if os.path.isfile(paths["last"]) or os.path.isfile(paths["config"]):
             raise FileExistsError(f"{out} already holds a run; use --resume to continue it, or another --out")
         config = cls.Config(**_overrides(cls, overrides or []))
+    if world > 1:
+        dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
 
     train_data = spec.load("train")
     test_data = None
@@ -522,7 +525,7 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     start = 0
     rng_states = None
     if resume:
-        ckpt = load_checkpoint(paths["last"], map_location=device)
+        ckpt = load_checkpoint(paths["last"], map_location="cpu")  # RNG states must stay on CPU
         model.load_state_dict(ckpt["model"])
         for k, opt in model.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
@@ -570,7 +573,7 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                     f"got {type(logs).__name__}"
                 )
             logs = {k: float(v) for k, v in logs.items()}
-            _finite_or_raise(logs, step, last_good, world)
+            _finite_or_raise(logs, step, last_good, world, device)
             log.tick()
             final = step == opts.steps
             if opts.log_every and (step % opts.log_every == 0 or final):

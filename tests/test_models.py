@@ -244,3 +244,19 @@ def test_config_is_a_dataclass_with_batch_size():
         assert dataclasses.is_dataclass(cls.Config) and "batch_size" in {
             f.name for f in dataclasses.fields(cls.Config)
         }
+
+
+@pytest.mark.slow
+def test_compiled_networks_match_eager():
+    """--compile: the generator and the critic's first-order passes compiled, the penalty eager."""
+    data = load_data("ring8")
+    logs = {}
+    for mode in ("eager", "compile"):
+        torch.manual_seed(0)
+        m = build_model("wgan-gp", data.info, ["mlp_hidden=8", "batch_size=8", "n_critic=2"])
+        m.optimizers = m.configure_optimizers()
+        if mode == "compile":
+            assert m.compile_networks() == ["generator", "critic (first-order passes)"]
+        logs[mode] = [m.training_step(data.batch(torch.arange(16 * i, 16 * i + 16))) for i in range(2)]
+    for a, b in zip(logs["eager"], logs["compile"]):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)

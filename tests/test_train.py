@@ -276,35 +276,22 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path):
             torch.testing.assert_close(g, expected[n], rtol=1e-10, atol=1e-12, msg=f"rank {r} {n}")
 
 
-def test_torchrun_cli(tmp_path):
+def test_torchrun_cli_and_resume(tmp_path):
     out = tmp_path / "tr"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "pygan",
-        "train",
-        "wgan-gp",
-        "--data",
-        "ring8",
-        "--steps",
-        "2",
-        "--out",
-        str(out),
-        "--set",
-        "mlp_hidden=8",
-        "--set",
-        "batch_size=8",
-        "--no-progress",
-        "--sample-every",
-        "0",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, cwd=str(tmp_path))
-    assert r.returncode == 0, r.stderr[-3000:]
+
+    def torchrun(steps, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        cmd += ["-m", "pygan", "train", "wgan-gp", "--data", "ring8", "--steps", str(steps), "--out", str(out)]
+        cmd += ["--set", "mlp_hidden=8", "--set", "batch_size=8", "--no-progress", "--sample-every", "0", *extra]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, cwd=str(tmp_path))
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    torchrun(2)
     assert read_config(str(out))["world_size"] == 2
-    assert load_checkpoint(run_paths(str(out))["last"])["step"] == 2
+    ck = load_checkpoint(run_paths(str(out))["last"])
+    assert ck["step"] == 2 and ck["world_size"] == 2 and len(ck["rng"]) == 2
+    assert not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])  # each rank its own noise
     assert os.path.isfile(run_paths(str(out))["samples"] + "/last.png")
+    torchrun(3, "--resume")
+    assert load_checkpoint(run_paths(str(out))["last"])["step"] == 3
+    assert [r["step"] for r in _rows(out)] == [2, 3]  # log_every 10: only each run's final step
