@@ -281,8 +281,9 @@ def test_torchrun_cli_and_resume(tmp_path):
 
     def torchrun(steps, *extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        cmd += ["-m", "pygan", "train", "wgan-gp", "--data", "ring8", "--steps", str(steps), "--out", str(out)]
-        cmd += ["--set", "mlp_hidden=8", "--set", "batch_size=8", "--no-progress", "--sample-every", "0", *extra]
+        cmd += ["-m", "pygan", "train", "wgan-gp", "--data", "ring8", "--steps", str(steps)]
+        cmd += ["--out", str(out), "--set", "mlp_hidden=8", "--set", "batch_size=8", "--no-progress"]
+        cmd += ["--sample-every", "0", *extra]
         r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, cwd=str(tmp_path))
         assert r.returncode == 0, r.stderr[-3000:]
 
