@@ -171,13 +171,22 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _mkstemp(path: str) -> tuple[int, str]:
+    """A temporary file beside ``path``, with the permissions a plain ``open`` would give."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def save_checkpoint(state: dict, path: str) -> str:
     """Writes ``state`` with ``torch.save`` atomically: a temporary file in the same folder, flushed
     and fsynced, then ``os.replace``d over ``path`` (and the folder fsynced). A crash at any moment
     leaves either the old or the new file at ``path``, never a partial one."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -188,7 +197,7 @@ def save_checkpoint(state: dict, path: str) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(d)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
     return path
 
 
@@ -249,9 +258,7 @@ def _derived_seed(seed: int, *keys: int) -> int:
 
 
 def _write_json(path: str, obj) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    fd, tmp = _mkstemp(path)
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")

@@ -65,6 +65,10 @@ def test_run_directory_layout(tmp_path):
     rows = _rows(run)
     assert [r["step"] for r in rows if "loss_d" in r] == [1, 2, 3, 4]
     assert [r["step"] for r in rows if "eval/wdist" in r] == [2, 4]
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (p["last"], p["config"]):  # atomic writes keep a plain file's permissions
+        assert os.stat(f).st_mode & 0o777 == 0o666 & ~umask
     ck = torch.load(p["last"], weights_only=True)
     assert ck["step"] == 4 and set(ck["optimizers"]) == {"critic", "generator"} and len(ck["rng"]) == 1
     assert os.path.isfile(os.path.join(p["checkpoints"], "step_0000002.pt"))

@@ -35,7 +35,11 @@ seed, bf16 autocast, DDP, logging, checkpoints, sample grids and evaluation hook
     batches stacked into one and ``batch.split(self.batches_per_step)`` gives them back.
     For DDP, forward the networks being *updated* through ``self.wrapped(name)`` (the DDP wrapper when
     distributed, the plain module otherwise) and networks only *read* (frozen, ``no_grad``) through
-    the plain attribute; never ``static_graph=True`` with a gradient penalty.
+    the plain attribute; never ``static_graph=True`` with a gradient penalty. The loop wraps every
+    direct child module that has trainable parameters (``ddp_networks()``): give pretrained, never
+    updated networks (a VGG for a perceptual loss, a fixed classifier) ``requires_grad_(False)``, or
+    override ``ddp_networks``. A network whose forward leaves some parameters unused in a step needs
+    ``find_unused_parameters`` — override ``distribute`` for it.
 
 ``sample(self, n, generator=None, batch=None) -> Tensor | tuple[Tensor, ...]``
     ``n`` outputs in [-1, 1] (``[n, C, H, W]``; ``[n, D]`` for points), drawing noise from
