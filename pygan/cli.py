@@ -204,9 +204,12 @@ def _cmd_sample(args) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     model, _, data = load_run(args.run, device=args.device, checkpoint=args.checkpoint)
-    fixed = None
-    if model.info.kind == "paired":
+    fixed = None  # held-out rows for conditional / image-to-image models (as the loop's grids use)
+    try:
         fixed = data.load("test").fixed(args.n)
+    except (OSError, ValueError) as exc:
+        if model.info.kind == "paired":
+            raise ValueError(f"sampling an image-to-image model needs its test data: {exc}") from exc
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     out = args.out or os.path.join(args.run, "samples", f"sample_{args.seed}.png")
     render_samples(model, out, args.n, g, fixed)

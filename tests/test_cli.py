@@ -229,3 +229,20 @@ def test_parser_builds():
     p = build_parser()
     a = p.parse_args(["train", "wgan-gp", "--steps", "3", "--out", "x", "--set", "a=1", "--set", "b=2"])
     assert a.overrides == ["a=1", "b=2"] and a.data is None
+
+
+def test_sample_an_image_to_image_run(tmp_path):
+    from PIL import Image
+
+    from tests import _models
+
+    _models.install()
+    try:
+        run = str(tmp_path / "p")
+        args = ["train", "test-paired", "--data", "photo-gray16?sources=sklearn", "--steps", "1"]
+        assert main([*args, "--out", run, "--no-progress", "--no-tensorboard"]) == 0
+        out = str(tmp_path / "s.png")
+        assert main(["sample", run, "--n", "2", "--out", out]) == 0
+        assert Image.open(out).size == (440, 80)  # one row of 2 x (input, output, target), 16+2 px x4
+    finally:
+        _models.uninstall()
