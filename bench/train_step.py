@@ -175,6 +175,17 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     return rows
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def _table(rows: list[dict]) -> str:
     out = []
     hdr = (
