@@ -1,0 +1,441 @@
+"""Loaders for local files a user points at. Nothing is downloaded: get the files yourself.
+
+* :func:`mnist` — MNIST-format idx files (also Fashion-MNIST, EMNIST), gzipped or not: a directory
+  holding ``train-images-idx3-ubyte[.gz]``/``train-labels-idx1-ubyte[.gz]`` and ``t10k-...``, or one
+  images file (its labels file is looked up beside it: ``images-idx3`` -> ``labels-idx1``).
+* :func:`svhn` — SVHN cropped digits ``.mat`` (``X`` ``[32, 32, 3, N]`` uint8, ``y`` ``[N, 1]`` with
+  10 meaning digit 0): a file, or a directory holding ``train_32x32.mat`` / ``test_32x32.mat``.
+* :func:`image_folder` — a folder of images, either class subfolders (labels = sorted folder names)
+  or flat (no labels); ``train/`` and ``test/`` subfolders, when present, are the splits.
+* :func:`celeba` — CelebA: a folder with ``list_attr_celeba.txt`` (or ``.csv``) and the images (in
+  ``img_align_celeba/`` or beside it); ``list_eval_partition.txt`` (0/1/2 = train/valid/test), when
+  present, gives the splits. With ``attr=NAME`` it becomes a two-domain set split on that attribute
+  (domain A = without, domain B = with; seed 003 §5).
+* :func:`pix2pix` — pix2pix-style pairs: each image holds A and B side by side (width = 2 x height);
+  ``direction="AtoB"`` makes A the input ``x`` and B the ``target``.
+
+Pixels are scaled ``(v - 127.5) / 127.5`` to [-1, 1] (seed 003, Listing 6.2). Image files are decoded
+lazily, batch by batch (Pillow): non-square images are centre-cropped to a square of side
+``crop * min(H, W)`` (``crop`` = 1 by default; 0.7 for CelebA, pygan's square version of the
+``central_crop(0.7)`` in seed 003's code) and resized (bilinear, antialiased) to ``size``.
+
+Errors: a missing path raises ``FileNotFoundError``, a malformed file :class:`DataError` (a
+``ValueError``); both name the path and what was expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from pygan.data import transforms as T
+from pygan.data.core import Dataset
+
+__all__ = ["IMAGE_EXTENSIONS", "DataError", "celeba", "image_folder", "mnist", "pix2pix", "read_idx", "svhn"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+class DataError(ValueError):
+    """A data file exists but is not what was expected."""
+
+
+def _exists(path: str, what: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory (expected {what})")
+    return path
+
+
+def _check_split(split: str, allowed=("train", "test", "all")) -> None:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {list(allowed)}, got {split!r}")
+
+
+def _scale(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.float32)).sub_(127.5).div_(127.5)
+
+
+def _finish(x: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
+    if channels is not None:
+        x = T.set_channels(x, channels)
+    if size is not None:
+        x = T.resize(x, size)
+    return x.contiguous()
+
+
+# ---- MNIST idx ---------------------------------------------------------------------------------
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str, ndim: int | None = None) -> np.ndarray:
+    """Reads an idx file (the MNIST format: 2 zero bytes, a type byte, a rank byte, big-endian uint32
+    dimensions, then the data), gzipped or not."""
+    _exists(path, "an idx file (MNIST format)")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(
+                f"{path}: a truncated or corrupt gzip file ({exc}); expected a gzipped idx file"
+            ) from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an idx file (expected the MNIST idx header 00 00 <type> <rank>)")
+    rank = raw[3]
+    if ndim is not None and rank != ndim:
+        raise DataError(f"{path}: an idx file of rank {rank}, expected rank {ndim}")
+    head = 4 + 4 * rank
+    if len(raw) < head:
+        raise DataError(f"{path}: idx header truncated (expected {rank} dimensions)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=rank, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    need = head + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != need:
+        raise DataError(f"{path}: idx file of {len(raw)} bytes, expected {need} for dimensions {dims}")
+    return np.frombuffer(raw, dtype, offset=head).reshape(dims)
+
+
+def _find(directory: str, patterns: list[str]) -> str | None:
+    for p in patterns:
+        hits = sorted(glob.glob(os.path.join(directory, p)))
+        if hits:
+            return hits[0]
+    return None
+
+
+def mnist(
+    path: str, split: str = "train", *, size: int | None = None, channels: int | None = None
+) -> Dataset:
+    """MNIST-format idx files at ``path``: ``images`` ``[N, C, size, size]`` with labels."""
+    _exists(path, "an MNIST directory or idx images file")
+    _check_split(split)
+    if os.path.isdir(path):
+        if split == "all":
+            a = mnist(path, "train", size=size, channels=channels)
+            b = mnist(path, "test", size=size, channels=channels)
+            return Dataset(a.name, "images", torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), num_classes=10)
+        stem = "train" if split == "train" else "t10k"
+        images = _find(path, [f"{stem}-images-idx3-ubyte*", f"{stem}-images.idx3-ubyte*"])
+        labels = _find(path, [f"{stem}-labels-idx1-ubyte*", f"{stem}-labels.idx1-ubyte*"])
+        if images is None:
+            raise FileNotFoundError(
+                f"{path}: expected {stem}-images-idx3-ubyte[.gz] (MNIST idx format) in this directory"
+            )
+    else:
+        images = path
+        cand = path.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+        labels = cand if cand != path and os.path.isfile(cand) else None
+    a = read_idx(images, ndim=3)
+    if a.dtype != np.uint8:
+        raise DataError(f"{images}: expected uint8 images, got {a.dtype}")
+    x = _finish(_scale(a).unsqueeze(1), size, channels)
+    y = None
+    if labels is not None:
+        lab = read_idx(labels, ndim=1)
+        if len(lab) != len(a):
+            raise DataError(f"{labels}: {len(lab)} labels for {len(a)} images in {images}")
+        y = torch.from_numpy(lab.astype(np.int64))
+    return Dataset(f"mnist:{path}", "images", x, y, num_classes=10 if y is not None else None)
+
+
+# ---- SVHN .mat ---------------------------------------------------------------------------------
+
+
+def svhn(path: str, split: str = "train", *, size: int | None = None, channels: int | None = None) -> Dataset:
+    """SVHN cropped digits (``.mat``, ``X`` ``[32, 32, 3, N]``): images with labels 0..9."""
+    _exists(path, "an SVHN .mat file or a directory holding train_32x32.mat / test_32x32.mat")
+    _check_split(split, ("train", "test", "extra", "all"))
+    if os.path.isdir(path):
+        if split == "all":
+            a, b = (
+                svhn(path, "train", size=size, channels=channels),
+                svhn(path, "test", size=size, channels=channels),
+            )
+            return Dataset(a.name, "images", torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), num_classes=10)
+        f = os.path.join(path, f"{split}_32x32.mat")
+        _exists(f, f"SVHN's {split}_32x32.mat")
+        path = f
+    try:
+        from scipy.io import loadmat
+
+        m = loadmat(path)
+    except Exception as exc:  # scipy raises several types for non-MAT input
+        raise DataError(
+            f"{path}: not a readable MATLAB .mat file ({exc}); expected SVHN's *_32x32.mat"
+        ) from exc
+    if "X" not in m or "y" not in m:
+        raise DataError(
+            f"{path}: expected variables 'X' and 'y' (SVHN format), "
+            f"found {sorted(k for k in m if not k.startswith('__'))}"
+        )
+    X, y = m["X"], np.asarray(m["y"]).reshape(-1)
+    if X.ndim != 4 or X.shape[2] != 3 or X.shape[3] != len(y):
+        raise DataError(f"{path}: expected X of shape [H, W, 3, N] with N = len(y) = {len(y)}, got {X.shape}")
+    x = _finish(_scale(np.ascontiguousarray(X.transpose(3, 2, 0, 1))), size, channels)
+    labels = torch.from_numpy(y.astype(np.int64) % 10)
+    return Dataset(f"svhn:{path}", "images", x, labels, num_classes=10)
+
+
+# ---- image files -------------------------------------------------------------------------------
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _decode(path: str, mode: str, size: int, crop: float, halves: bool = False):
+    """Decoded image(s) as uint8 arrays: one ``[size, size(, 3)]`` array, or (A, B) halves."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            parts = [im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, 2 * (w // 2), h))] if halves else [im]
+            out = []
+            for p in parts:
+                pw, ph = p.size
+                side = max(1, round(crop * min(pw, ph)))
+                left, top = (pw - side) // 2, (ph - side) // 2
+                p = p.crop((left, top, left + side, top + side))
+                if side != size:
+                    p = p.resize((size, size), Image.Resampling.BILINEAR)
+                out.append(np.asarray(p, dtype=np.uint8))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot decode as an image ({exc})") from exc
+    return out if halves else out[0]
+
+
+def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    a = np.stack(arrays)
+    if a.ndim == 3:
+        a = a[:, None]
+    else:
+        a = a.transpose(0, 3, 1, 2)
+    return _scale(np.ascontiguousarray(a))
+
+
+def _probe(path: str, what: str):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size, im.mode
+    except OSError as exc:
+        raise DataError(f"{path}: cannot decode as an image ({exc}); expected {what}") from exc
+
+
+def _mode(channels: int | None, pil_mode: str) -> tuple[str, int]:
+    if channels is None:
+        channels = 1 if pil_mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return ("L" if channels == 1 else "RGB"), channels
+
+
+def _split_dir(path: str, split: str) -> list[str]:
+    """The directories making up ``split``: ``path/<split>`` when path has train/test subfolders."""
+    has = {s: os.path.isdir(os.path.join(path, s)) for s in ("train", "test", "val")}
+    if has["train"] and (has["test"] or has["val"]):
+        if split == "all":
+            return [os.path.join(path, s) for s in ("train", "val", "test") if has[s]]
+        sub = os.path.join(path, split)
+        if not os.path.isdir(sub):
+            raise FileNotFoundError(f"{sub}: no such directory (expected the {split} split of {path})")
+        return [sub]
+    return [path]
+
+
+def _lazy_images(name, kind, paths, labels, size, channels, crop, *, halves=False, direction="AtoB", **kw):
+    mode, channels = _mode(channels, _probe(paths[0], "an image")[1])
+
+    def fetch(rows: torch.Tensor) -> dict:
+        rows = rows.tolist()
+        decoded = [_decode(paths[i], mode, size, crop, halves) for i in rows]
+        out = {}
+        if halves:
+            a = _to_tensor([d[0] for d in decoded])
+            b = _to_tensor([d[1] for d in decoded])
+            out["x"], out["target"] = (a, b) if direction == "AtoB" else (b, a)
+        else:
+            out["x"] = _to_tensor(decoded)
+        if labels is not None:
+            out["y"] = labels[rows]
+        return out
+
+    shape = (channels, size, size)
+    return Dataset(
+        name, kind, length=len(paths), fetch=fetch, shape=shape, target_shape=shape if halves else None, **kw
+    )
+
+
+def image_folder(
+    path: str, split: str = "train", *, size: int = 64, channels: int | None = None, crop: float = 1.0
+) -> Dataset:
+    """A folder of images (class subfolders -> labels, or flat); decoded lazily."""
+    _exists(path, "a directory of images")
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: expected a directory of images, got a file")
+    _check_split(split)
+    paths, labels, classes = [], [], []
+    for d in _split_dir(path, split):
+        subs = sorted(e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e)))
+        subs = [s for s in subs if any(_is_image(f) for f in os.listdir(os.path.join(d, s)))]
+        if subs:
+            for s in subs:
+                if s not in classes:
+                    classes.append(s)
+                files = sorted(f for f in os.listdir(os.path.join(d, s)) if _is_image(f))
+                paths += [os.path.join(d, s, f) for f in files]
+                labels += [classes.index(s)] * len(files)
+        else:
+            paths += [os.path.join(d, f) for f in sorted(os.listdir(d)) if _is_image(f)]
+    if not paths:
+        raise DataError(f"{path}: no images found (expected files ending in {', '.join(IMAGE_EXTENSIONS)})")
+    y = torch.tensor(labels, dtype=torch.int64) if classes else None
+    meta = {"classes": classes} if classes else {}
+    return _lazy_images(
+        f"folder:{path}",
+        "images",
+        paths,
+        y,
+        size,
+        channels,
+        crop,
+        num_classes=len(classes) or None,
+        meta=meta,
+    )
+
+
+def pix2pix(
+    path: str, split: str = "train", *, size: int = 64, channels: int | None = None, direction: str = "AtoB"
+) -> Dataset:
+    """pix2pix-style A|B pairs (each file: A on the left half, B on the right)."""
+    _exists(path, "a directory of pix2pix A|B images")
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+    _check_split(split, ("train", "test", "val", "all"))
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: expected a directory of pix2pix A|B images, got a file")
+    paths = []
+    for d in _split_dir(path, split):
+        paths += [os.path.join(d, f) for f in sorted(os.listdir(d)) if _is_image(f)]
+    if not paths:
+        raise DataError(
+            f"{path}: no images found (expected A|B pairs ending in {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    (w, h), _ = _probe(paths[0], "an A|B pair image")
+    if w != 2 * h:
+        raise DataError(f"{paths[0]}: a {w}x{h} image; expected A and B side by side (width = 2 x height)")
+    return _lazy_images(
+        f"pix2pix:{path}",
+        "paired",
+        paths,
+        None,
+        size,
+        channels,
+        1.0,
+        halves=True,
+        direction=direction,
+        meta={"direction": direction},
+    )
+
+
+def _read_attrs(path: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(filenames, attribute names, values in {0, 1}) from list_attr_celeba.txt or .csv."""
+    with open(path) as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    try:
+        if path.endswith(".csv"):
+            names = lines[0].split(",")[1:]
+            rows = [ln.split(",") for ln in lines[1:]]
+        else:
+            start = 1 if lines[0].isdigit() else 0
+            names = lines[start].split()
+            rows = [ln.split() for ln in lines[start + 1 :]]
+        files = [r[0] for r in rows]
+        vals = np.array([[int(v) for v in r[1:]] for r in rows], dtype=np.int64)
+    except (ValueError, IndexError) as exc:
+        raise DataError(
+            f"{path}: malformed attribute file ({exc}); expected CelebA's list_attr_celeba format "
+            "(a count line, a line of attribute names, then 'filename v1 ... vK' with values 1/-1)"
+        ) from exc
+    if vals.ndim != 2 or vals.shape[1] != len(names):
+        raise DataError(
+            f"{path}: rows have {vals.shape[-1] if vals.ndim == 2 else '?'} values "
+            f"for {len(names)} attributes"
+        )
+    if not np.isin(vals, (-1, 0, 1)).all():
+        raise DataError(f"{path}: attribute values must be 1 or -1 (or 0)")
+    return files, names, (vals > 0).astype(np.int64)
+
+
+def celeba(
+    path: str,
+    split: str = "train",
+    *,
+    size: int = 64,
+    channels: int | None = None,
+    attr: str | None = None,
+    crop: float = 0.7,
+) -> Dataset:
+    """CelebA at ``path``; ``attr`` splits it into two domains (A = without, B = with)."""
+    _exists(path, "a CelebA directory with list_attr_celeba.txt and the images")
+    _check_split(split, ("train", "valid", "test", "all"))
+    attr_file = next(
+        (
+            os.path.join(path, f)
+            for f in ("list_attr_celeba.txt", "list_attr_celeba.csv")
+            if os.path.isfile(os.path.join(path, f))
+        ),
+        None,
+    )
+    if attr_file is None:
+        raise FileNotFoundError(f"{path}: expected list_attr_celeba.txt (or .csv) in this directory")
+    files, names, vals = _read_attrs(attr_file)
+    if attr is not None and attr not in names:
+        raise ValueError(f"attr must be one of CelebA's attributes {names}, got {attr!r}")
+    img_dir = next(
+        (
+            d
+            for d in (
+                os.path.join(path, "img_align_celeba", "img_align_celeba"),
+                os.path.join(path, "img_align_celeba"),
+                path,
+            )
+            if os.path.isdir(d) and os.path.isfile(os.path.join(d, files[0]))
+        ),
+        None,
+    )
+    if img_dir is None:
+        raise FileNotFoundError(
+            f"{path}: image {files[0]} (first row of {attr_file}) not found in img_align_celeba/ or {path}"
+        )
+    keep = np.ones(len(files), dtype=bool)
+    part_file = os.path.join(path, "list_eval_partition.txt")
+    if split != "all":
+        if os.path.isfile(part_file):
+            with open(part_file) as f:
+                part = dict(ln.split()[:2] for ln in f if ln.strip())
+            code = {"train": "0", "valid": "1", "test": "2"}[split]
+            keep = np.array([part.get(fn) == code for fn in files])
+        else:
+            warnings.warn(f"{part_file} not found: every split of {path} is the whole set", stacklevel=2)
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        raise DataError(f"{path}: the {split} split is empty")
+    paths = [os.path.join(img_dir, files[i]) for i in idx]
+    meta = {"attributes": names}
+    if attr is None:
+        return _lazy_images(f"celeba:{path}", "images", paths, None, size, channels, crop, meta=meta)
+    dom = torch.from_numpy(vals[idx, names.index(attr)])
+    meta.update(attr=attr, domains=[f"not {attr}", attr])
+    d = _lazy_images(f"celeba:{path}", "two-domain", paths, None, size, channels, crop, domain=dom, meta=meta)
+    return d

@@ -1,0 +1,336 @@
+"""Models: one file per system, a registry by name, and the contract the training loop relies on.
+
+The model contract
+==================
+
+A model is an ``nn.Module`` subclass of :class:`Model`, registered with ``@register("name")``. It
+owns all of its networks, optimizers and update rules; the loop (:mod:`pygan.train`) owns device,
+seed, bf16 autocast, DDP, logging, checkpoints, sample grids and evaluation hooks.
+
+``Config`` (class attribute)
+    A ``@dataclass`` whose defaults are the paper's numbers where the paper states them (say so in
+    its docstring, with the section). It must have ``batch_size: int``. Every field can be set from
+    the CLI with ``--set key=value``, parsed by the field's type (int, float, bool, str, tuple,
+    ``X | None``; see :func:`parse_overrides`). It is saved in the run's ``config.json``.
+
+``__init__(self, config, info: DataInfo)``
+    Builds the networks for the data described by ``info`` (:class:`pygan.data.DataInfo`: ``kind``,
+    per-sample ``shape``, ``target_shape``, ``num_classes``, ``meta``). Raise ``ValueError`` for data
+    the model cannot handle. ``data_kinds`` (class attribute) lists the kinds it accepts:
+    ``"images"``, ``"points"``, ``"paired"`` (image-to-image: ``batch.x`` -> ``batch.target``),
+    ``"two-domain"`` (unpaired ``batch.x`` from domain A, ``batch.x_b`` from domain B).
+    ``default_data`` (class attribute) names the dataset ``pygan bench`` and the docs use.
+
+``configure_optimizers(self) -> dict[str, torch.optim.Optimizer]``
+    Called once by the loop after the model is on its device; the result is stored in
+    ``self.optimizers`` and checkpointed. Several networks, several optimizers: name them
+    (``{"critic": ..., "generator": ...}``).
+
+``training_step(self, batch: Batch) -> dict[str, float]``
+    Performs the model's *whole* update for one iteration — every network, every inner step (e.g.
+    5 critic updates then 1 generator update) — with ``self.update(name, loss)`` or its own
+    ``zero_grad/backward/step``, and returns the losses to log as Python floats (the loop stops
+    with a message naming the loss and the step when one is not finite). Models that consume several
+    real batches per iteration set ``batches_per_step``: the loop then passes ``batches_per_step``
+    batches stacked into one and ``batch.split(self.batches_per_step)`` gives them back.
+    For DDP, forward the networks being *updated* through ``self.wrapped(name)`` (the DDP wrapper when
+    distributed, the plain module otherwise) and networks only *read* (frozen, ``no_grad``) through
+    the plain attribute; never ``static_graph=True`` with a gradient penalty. The loop wraps every
+    direct child module that has trainable parameters (``ddp_networks()``): give pretrained, never
+    updated networks (a VGG for a perceptual loss, a fixed classifier) ``requires_grad_(False)``, or
+    override ``ddp_networks``. A network whose forward leaves some parameters unused in a step needs
+    ``find_unused_parameters`` — override ``distribute`` for it.
+
+``sample(self, n, generator=None, batch=None) -> Tensor | tuple[Tensor, ...]``
+    ``n`` outputs in [-1, 1] (``[n, C, H, W]``; ``[n, D]`` for points), drawing noise from
+    ``generator`` (a seeded ``torch.Generator``, so grids are comparable over training). Conditional
+    and image-to-image models translate ``batch`` (a fixed held-out :class:`Batch` of ``n`` rows the
+    loop passes). Two-domain models return a tuple ``(images_A, images_B)`` (same ``z``); the loop
+    tiles the parts side by side. Run networks in eval mode and restore the mode afterwards.
+
+``evaluate(self, data: Dataset, generator) -> dict[str, float]`` (optional)
+    Cheap in-training metrics on the test split (the loop logs them as ``eval/<name>`` every
+    ``--eval-every`` steps, rank 0 only; use ``generator`` for any randomness so that evaluating does
+    not change the training run). Heavy metrics live in :mod:`pygan.metrics` (``pygan eval RUN``).
+
+``compile_networks(self) -> list[str]`` (optional)
+    ``torch.compile`` what can be compiled (e.g. the generator; never a critic whose double backward
+    a gradient penalty needs) and return the names compiled. Used by ``--compile`` and the bench.
+
+Randomness comes from torch's global RNG (or from generators the model checkpoints itself through
+``get_extra_state``), which the loop seeds per rank and checkpoints, so ``--resume`` continues the
+exact loss curve on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from pygan.data.core import Batch, DataInfo, Dataset
+
+__all__ = [
+    "MODELS",
+    "Model",
+    "build_model",
+    "config_from_dict",
+    "config_to_dict",
+    "frozen",
+    "get_model",
+    "list_models",
+    "parse_overrides",
+    "register",
+]
+
+MODELS: dict[str, type[Model]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: registers a :class:`Model` subclass under ``name`` (checks its contract)."""
+
+    def deco(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Model)):
+            raise TypeError(f"@register({name!r}) needs a pygan.models.Model subclass, got {cls!r}")
+        cfg = getattr(cls, "Config", None)
+        if cfg is None or not dataclasses.is_dataclass(cfg):
+            raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+        if "batch_size" not in {f.name for f in dataclasses.fields(cfg)}:
+            raise TypeError(f"{cls.__name__}.Config needs a batch_size field")
+        if name in MODELS and MODELS[name] is not cls:
+            raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_model(name: str) -> type[Model]:
+    """The registered model class ``name``."""
+    _load_builtin()
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def list_models() -> list[str]:
+    _load_builtin()
+    return sorted(MODELS)
+
+
+def _load_builtin() -> None:
+    from pygan.models import wgan_gp  # noqa: F401  (registers)
+
+
+# ---- configs ---------------------------------------------------------------------------------------
+
+
+def _is_optional(tp) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _parse_value(key: str, text: str, tp) -> Any:
+    optional, tp = _is_optional(tp)
+    s = text.strip()
+    if optional and s.lower() in ("none", "null", ""):
+        return None
+    origin = typing.get_origin(tp)
+    try:
+        if tp is bool:
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            return int(s)
+        if tp is float:
+            return float(s)
+        if tp is str:
+            return s
+        if origin is tuple:
+            args = typing.get_args(tp)
+            parts = [p for p in s.strip("()[] ").split(",") if p.strip()]
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_parse_value(key, p, args[0]) for p in parts)
+            if len(parts) != len(args):
+                raise ValueError
+            return tuple(_parse_value(key, p, a) for p, a in zip(parts, args))
+        if origin is typing.Literal:
+            if s not in typing.get_args(tp):
+                raise ValueError
+            return s
+    except ValueError:
+        pass
+    else:
+        raise TypeError(f"--set {key}: fields of type {tp} cannot be set from the command line")
+    name = getattr(tp, "__name__", str(tp))
+    raise ValueError(f"--set {key}={text!r}: expected {'None or ' if optional else ''}{name}")
+
+
+def parse_overrides(config_cls: type, items: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """``["key=value", ...]`` (or a dict of strings/values) -> ``{key: typed value}`` for the fields of
+    ``config_cls``. Unknown keys and values of the wrong type raise ``ValueError`` naming them."""
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        for it in items:
+            key, eq, val = it.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"--set expects key=value, got {it!r}")
+            pairs.append((key.strip(), val))
+    out = {}
+    for key, val in pairs:
+        if key not in names:
+            raise ValueError(f"--set {key}: {config_cls.__name__} has no field {key!r}; fields: {names}")
+        out[key] = _parse_value(key, val, hints[key]) if isinstance(val, str) else val
+    return out
+
+
+def config_to_dict(config) -> dict:
+    """A JSON-friendly dict of a config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(config_cls: type, d: dict):
+    """Rebuilds a config dataclass from :func:`config_to_dict`'s output (lists back to tuples)."""
+    hints = typing.get_type_hints(config_cls)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{config_cls.__name__} has no field(s) {sorted(unknown)}")
+    kw = {}
+    for k, v in d.items():
+        _, tp = _is_optional(hints[k])
+        kw[k] = tuple(v) if typing.get_origin(tp) is tuple and isinstance(v, list) else v
+    return config_cls(**kw)
+
+
+def build_model(name: str, info: DataInfo, overrides: list[str] | dict | None = None, config=None) -> Model:
+    """Builds model ``name`` for data ``info``, from ``config`` or the defaults plus ``overrides``."""
+    cls = get_model(name)
+    if config is None:
+        config = cls.Config(**parse_overrides(cls.Config, overrides or []))
+    elif overrides:
+        config = dataclasses.replace(config, **parse_overrides(cls.Config, overrides))
+    return cls(config, info)
+
+
+# ---- the base class --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Temporarily sets ``requires_grad=False`` on the parameters of ``modules`` (no gradient is
+    accumulated into a network that this step does not update); restores the previous flags."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+class Model(nn.Module):
+    """Base class of pygan's models; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+    default_data: ClassVar[str] = "digits32"
+    data_kinds: ClassVar[tuple[str, ...]] = ("images",)
+
+    def __init__(self, config, info: DataInfo):
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"config must be a {self.Config.__name__}, got {type(config).__name__}")
+        if not isinstance(info, DataInfo):
+            raise TypeError(f"info must be a pygan.data.DataInfo, got {type(info).__name__}")
+        if info.kind not in self.data_kinds:
+            raise ValueError(
+                f"{type(self).__name__} trains on {' or '.join(self.data_kinds)} data, got {info.kind} "
+                f"data (try --data {self.default_data})"
+            )
+        self.config = config
+        self.info = info
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+
+    # -- what the loop reads
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def batches_per_step(self) -> int:
+        """Real batches consumed per ``training_step`` (stacked into one; see ``Batch.split``)."""
+        return 1
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
+
+    def training_step(self, batch: Batch) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step(batch)")
+
+    def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
+        raise NotImplementedError(f"{type(self).__name__} must implement sample(n, generator, batch)")
+
+    def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+        """Optional in-training metrics (see the module docstring); none by default."""
+        return {}
+
+    def compile_networks(self) -> list[str]:
+        """Optional: compile what can be compiled; returns the names compiled (none by default)."""
+        return []
+
+    # -- DDP
+    def ddp_networks(self) -> list[str]:
+        """Names of the child networks the loop wraps in DDP: by default every direct child module
+        with trainable parameters."""
+        return [n for n, m in self.named_children() if any(p.requires_grad for p in m.parameters())]
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Called by the loop under DDP: wraps each of :meth:`ddp_networks` (the modules stay
+        registered under their names, so checkpoints are the same with or without DDP)."""
+        for name in self.ddp_networks():
+            self._wrapped[name] = wrap(getattr(self, name))
+
+    def wrapped(self, name: str) -> nn.Module:
+        """The network ``name`` to run for an update: its DDP wrapper when distributed, else itself."""
+        wrapped = self._wrapped.get(name)
+        return wrapped if wrapped is not None else getattr(self, name)
+
+    # -- helpers for training_step
+    def update(self, optimizer: str, loss: torch.Tensor) -> None:
+        """``zero_grad``, ``loss.backward()``, ``step`` on the optimizer named ``optimizer``."""
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def state_summary(self) -> dict[str, int]:
+        """Parameter counts per child network (for logs and ``pygan list``)."""
+        return {n: sum(p.numel() for p in m.parameters()) for n, m in self.named_children()}

@@ -1,0 +1,267 @@
+"""The baseline: an unconditional DCGAN-style WGAN-GP (Gulrajani et al. 2017), a baseline in seeds
+001 and 003, on images (conv nets) or 2-D points (MLPs).
+
+Objective (seed 003 §3.2, Eq. 2.1; Listing 6.9)::
+
+    L_D = mean D(G(z)) - mean D(x) + lambda * mean_b (||grad_x_hat D(x_hat_b)||_2 - 1)^2
+    L_G = -mean D(G(z))
+
+with ``x_hat = x + alpha (G(z) - x)``, one ``alpha ~ U[0, 1]`` per sample — computed by
+:func:`pygan.ops.gradient_penalty` (the fused op; its double backward into the critic runs through
+autograd). One iteration = ``n_critic`` critic updates, each on a fresh real batch and fresh noise,
+then one generator update on fresh noise (the order of seed 003's trainer, §3.9). The critic sees
+the generator's output detached (``no_grad``); the generator's update runs with the critic frozen,
+so no gradient reaches the network that the step does not update.
+
+Networks. Images of side ``s = b * 2^k`` (``k >= 2``, ``b >= 3``: 16, 28, 32, 64, 128, ...):
+
+* generator: ``z -> Linear -> [BN] -> ReLU -> (w 2^(k-1), b, b)``, then ``k`` transposed convs
+  (4x4, stride 2, pad 1) halving the channels, BN + ReLU between them, the last to ``C`` channels
+  with ``tanh``;
+* critic: ``k`` convs (4x4, stride 2, pad 1) ``C -> w -> 2w -> ...`` with LeakyReLU(0.2), then
+  ``Linear -> 1``. No BatchNorm in the critic (WGAN-GP's rule: the penalty is per sample);
+  ``critic_norm="layer"`` puts a LayerNorm (over C, H, W) after every conv but the first.
+
+Weights are drawn as in DCGAN (conv/linear ``N(0, 0.02)``, BN scale ``N(1, 0.02)``, biases 0).
+Points (``ring8``, ``grid25``): Gulrajani et al.'s toy nets, ``mlp_layers`` hidden ReLU layers of
+``mlp_hidden`` units for both networks; noise of 2 dimensions (their toy setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pygan.data.core import Batch, DataInfo, Dataset
+from pygan.data.synthetic import mode_stats
+from pygan.models import Model, frozen, register
+from pygan.ops import gradient_penalty
+
+__all__ = ["WGANGP", "WGANGPConfig", "conv_plan"]
+
+
+@dataclass
+class WGANGPConfig:
+    """WGAN-GP settings. Defaults are the paper's (Gulrajani et al. 2017, restated in seed 003 §2.5
+    and §3.2): Adam ``lr = 1e-4``, ``betas = (0, 0.9)``, ``n_critic = 5`` critic steps per generator
+    step, ``gp_weight`` (lambda) ``= 10``, batch 64, latent 128, ``width`` (their DIM) 64, no
+    normalisation in the critic; toy nets: 3 hidden layers of 512 units, 2-D noise.
+
+    Attributes:
+        z_dim: latent size; None = 128 for images, 2 for points.
+        gp_kind: ``"wgan-gp"`` (two-sided, the paper), ``"one-sided"`` or ``"r1"``
+            (see :func:`pygan.ops.gradient_penalty`).
+        g_batchnorm: BatchNorm in the generator (DCGAN style; the paper's CIFAR/LSUN generators).
+        critic_norm: ``"none"`` (the paper) or ``"layer"``.
+    """
+
+    batch_size: int = 64
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    n_critic: int = 5
+    gp_weight: float = 10.0
+    gp_kind: str = "wgan-gp"
+    z_dim: int | None = None
+    width: int = 64
+    g_batchnorm: bool = True
+    critic_norm: str = "none"
+    mlp_hidden: int = 512
+    mlp_layers: int = 3
+
+
+def conv_plan(size: int) -> tuple[int, int]:
+    """``(b, k)`` with ``size = b * 2^k``, ``k`` as large as possible with ``b >= 3`` (k >= 2 needed)."""
+    b, k = size, 0
+    while b % 2 == 0 and b // 2 >= 3:
+        b, k = b // 2, k + 1
+    if k < 2:
+        raise ValueError(
+            f"wgan-gp's DCGAN nets need an image side b * 2^k with k >= 2 and b >= 3 (16, 28, 32, 64, ...), "
+            f"got {size}; resize the data (e.g. ?size=32)"
+        )
+    return b, k
+
+
+def _init_dcgan(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class ConvGenerator(nn.Module):
+    def __init__(self, z_dim: int, channels: int, size: int, width: int, batchnorm: bool):
+        super().__init__()
+        b, k = conv_plan(size)
+        c0 = width * 2 ** (k - 1)
+        self.start = (c0, b)
+        self.fc = nn.Linear(z_dim, c0 * b * b, bias=not batchnorm)
+        self.bn0 = nn.BatchNorm1d(c0 * b * b) if batchnorm else nn.Identity()
+        layers: list[nn.Module] = []
+        c = c0
+        for i in range(k):
+            last = i == k - 1
+            out = channels if last else c // 2
+            layers.append(nn.ConvTranspose2d(c, out, 4, 2, 1, bias=last or not batchnorm))
+            if not last:
+                if batchnorm:
+                    layers.append(nn.BatchNorm2d(out))
+                layers.append(nn.ReLU())
+            c = out
+        layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn0(self.fc(z)))
+        c0, b = self.start
+        return self.net(h.view(-1, c0, b, b))
+
+
+class ConvCritic(nn.Module):
+    def __init__(self, channels: int, size: int, width: int, norm: str):
+        super().__init__()
+        b, k = conv_plan(size)
+        layers: list[nn.Module] = []
+        c, s = channels, size
+        for i in range(k):
+            out = width * 2**i
+            s //= 2
+            layers.append(nn.Conv2d(c, out, 4, 2, 1))
+            if norm == "layer" and i > 0:
+                layers.append(nn.LayerNorm([out, s, s]))
+            layers.append(nn.LeakyReLU(0.2))
+            c = out
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * b * b, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def _mlp(d_in: int, d_out: int, hidden: int, layers: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+class _Squeeze(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+@register("wgan-gp")
+class WGANGP(Model):
+    """Unconditional WGAN-GP; see the module docstring."""
+
+    Config = WGANGPConfig
+    default_data = "digits32"
+    data_kinds = ("images", "points")
+
+    def __init__(self, config: WGANGPConfig, info: DataInfo):
+        super().__init__(config, info)
+        c = config
+        if c.n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {c.n_critic}")
+        if c.critic_norm not in ("none", "layer"):
+            raise ValueError(f"critic_norm must be 'none' or 'layer', got {c.critic_norm!r}")
+        if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
+            raise ValueError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
+        self.points = info.kind == "points"
+        self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 128)
+        if self.points:
+            (d,) = info.shape
+            self.generator = _mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
+            self.critic = _Squeeze(_mlp(d, 1, c.mlp_hidden, c.mlp_layers))
+        else:
+            ch, h, w = info.shape
+            if h != w:
+                raise ValueError(f"wgan-gp needs square images, got {h}x{w}")
+            self.generator = ConvGenerator(self.z_dim, ch, h, c.width, c.g_batchnorm)
+            self.critic = ConvCritic(ch, h, c.width, c.critic_norm)
+            self.apply(_init_dcgan)
+        self._fast: dict[str, nn.Module] = {}
+
+    @property
+    def batches_per_step(self) -> int:
+        return self.config.n_critic
+
+    def configure_optimizers(self):
+        c = self.config
+        return {
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.lr, betas=c.betas),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
+        }
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=generator, device=self.device)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        """Critic scores for a first-order use (compiled when ``compile_networks`` ran; under DDP the
+        critic's DDP wrapper)."""
+        return self._fast.get("critic", self.wrapped("critic"))(x)
+
+    def training_step(self, batch: Batch) -> dict[str, float]:
+        c = self.config
+        G, D = self.wrapped("generator"), self.wrapped("critic")
+        sums = {"loss_d": 0.0, "wdist": 0.0, "gp": 0.0}
+        for part in batch.split(c.n_critic):
+            real = part.x
+            with torch.no_grad():
+                fake = G(self.noise(len(real))).to(real.dtype)  # bf16 under autocast
+            d_real = self._score(real).mean()
+            d_fake = self._score(fake).mean()
+            gp = gradient_penalty(D, real, fake, weight=c.gp_weight, kind=c.gp_kind)
+            loss_d = d_fake - d_real + gp
+            self.update("critic", loss_d)
+            sums["loss_d"] += loss_d.item()
+            sums["wdist"] += (d_real - d_fake).item()
+            sums["gp"] += gp.item()
+        out = {k: v / c.n_critic for k, v in sums.items()}
+        with frozen(self.critic):
+            score = self._fast.get("critic_frozen", self.critic)
+            loss_g = -score(G(self.noise(len(batch) // c.n_critic))).mean()
+        self.update("generator", loss_g)
+        out["loss_g"] = loss_g.item()
+        return out
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(self.noise(n, generator)).float()
+        finally:
+            self.generator.train(was)
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+        """``wdist``: the critic's Wasserstein estimate ``mean D(x_test) - mean D(G(z))`` on up to
+        1,000 test samples; for points also mode coverage (:func:`pygan.data.mode_stats`)."""
+        real = data.fixed(min(len(data), 1000)).x.to(self.device)
+        fake = self.sample(len(real), generator)
+        out = {"wdist": float(self.critic(real).mean() - self.critic(fake).mean())}
+        if self.points and "centers" in data.meta:
+            pts = self.sample(2500, generator)
+            out.update(mode_stats(pts, data.meta["centers"], data.meta["std"]))
+        return out
+
+    def compile_networks(self) -> list[str]:
+        """Compiles the generator, and the critic for its first-order uses (scoring real and fake
+        batches, the generator's loss). The penalty's pass stays eager: its double backward does not
+        go through ``torch.compile`` (PLATFORM.md)."""
+        self.generator.compile()
+        self._fast["critic"] = torch.compile(self.critic)
+        self._fast["critic_frozen"] = self._fast["critic"]
+        return ["generator", "critic (first-order passes)"]

@@ -1,0 +1,647 @@
+"""The one training loop: device, seed, bf16 autocast, DDP, checkpoints, logging, sample grids and
+evaluation hooks, for every model that follows :mod:`pygan.models`' contract.
+
+Run directory (``--out RUN``)
+=============================
+
+::
+
+    RUN/
+      config.json            what the run is (written once, at the start; see below)
+      checkpoints/last.pt    the latest checkpoint (atomic: temp file, fsync, rename)
+      checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
+      samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise)
+      samples/last.png       the latest grid
+      metrics.jsonl          one JSON object per line: {"step", "time" (s since this process began
+                             training), <losses>, "img_per_s"} every --log-every steps and
+                             {"step", "eval/<name>": ...} every --eval-every steps
+      tb/                    TensorBoard scalars (when tensorboard is installed)
+      metrics.json           written by ``pygan eval RUN`` (pygan.metrics.evaluate_run)
+
+``config.json``::
+
+    {"format": "pygan-run-1", "pygan_version": ..., "model": "wgan-gp",
+     "model_config": {dataclass fields}, "data": {"spec": "digits32", "spec_b": null},
+     "data_info": {DataInfo: kind, shape, target_shape, shape_b, num_classes, meta},
+     "train": {TrainOptions fields}, "world_size": 1, "created": "<ISO time>"}
+
+A checkpoint (``torch.load(path, weights_only=True)`` reads it) is a dict: ``format``, ``step``,
+``model`` (the model's ``state_dict``; the same keys with or without DDP), ``optimizers`` (name ->
+``state_dict``), ``loader`` (the data stream position), ``rng`` (one entry per rank: torch CPU and
+CUDA, numpy and python states), ``world_size``, ``model_name``, ``time``.
+
+:func:`load_run` rebuilds the trained model from a run directory without loading the data (the
+DataInfo is in ``config.json``): ``model, config, data = load_run(RUN)``; ``data.load("test")``
+gives the test split when the data is present. This is what ``pygan sample``/``pygan eval`` and
+``pygan.metrics.evaluate_run`` use.
+
+Exactness and failure
+=====================
+
+* ``resume=True`` continues from ``checkpoints/last.pt``: model, optimizers, RNG states (per rank),
+  data position and step are restored, and lines of ``metrics.jsonl`` past the checkpoint are
+  dropped, so on CPU with a fixed seed the resumed loss curve equals the uninterrupted one.
+* A process killed during a save leaves the previous checkpoint intact (the new one is written to a
+  temporary file in the same folder, fsynced, then renamed over ``last.pt``).
+* A non-finite loss stops training with :class:`NonFiniteLossError` naming the loss and the step;
+  nothing is saved after it, so ``last.pt`` stays the last good state.
+* Sampling and evaluation draw from their own seeded generators, so turning them on or off does not
+  change the training run.
+
+DDP
+===
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the loop joins the process group (gloo on CPU, nccl on CUDA),
+builds the same model on every rank (same seed), wraps the networks in ``DistributedDataParallel``
+(``model.distribute``; never ``static_graph=True``, which is silently wrong with a gradient penalty),
+gives every rank its own slice of each global batch and its own noise (seed + rank), and lets rank 0
+write everything. ``batch_size`` is per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import glob
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pygan.data.core import Batch, DataInfo, Dataset, Loader
+from pygan.data.grid import save_grid, save_points
+from pygan.data.registry import load_data
+from pygan.models import Model, config_from_dict, config_to_dict, get_model
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RUN_FORMAT",
+    "DataSpec",
+    "NonFiniteLossError",
+    "TrainOptions",
+    "load_checkpoint",
+    "load_run",
+    "render_samples",
+    "run_paths",
+    "save_checkpoint",
+    "train",
+]
+
+RUN_FORMAT = "pygan-run-1"
+CHECKPOINT_FORMAT = "pygan-checkpoint-1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss returned by ``training_step`` was NaN or infinite."""
+
+
+@dataclass
+class TrainOptions:
+    """Loop settings (``pygan train`` flags). Model settings live in the model's ``Config``."""
+
+    steps: int
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    log_every: int = 10
+    sample_every: int = 500  # 0: only at the end
+    ckpt_every: int = 500  # 0: only at the end
+    eval_every: int = 0
+    n_samples: int = 64
+    keep_checkpoints: bool = False
+    compile: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
+                raise ValueError(
+                    f"{k} must be an int >= {1 if k in ('steps', 'n_samples') else 0}, got {v!r}"
+                )
+
+
+@dataclass
+class DataSpec:
+    """Where a run's data comes from: ``spec`` (and ``spec_b`` for a second domain)."""
+
+    spec: str
+    spec_b: str | None = None
+    info: DataInfo | None = field(default=None, repr=False)
+
+    def load(self, split: str = "train") -> Dataset:
+        return load_data(self.spec, split, spec_b=self.spec_b)
+
+
+def run_paths(run_dir: str) -> dict[str, str]:
+    """The paths of a run directory's parts (see the module docstring)."""
+    return {
+        "config": os.path.join(run_dir, "config.json"),
+        "checkpoints": os.path.join(run_dir, "checkpoints"),
+        "last": os.path.join(run_dir, "checkpoints", "last.pt"),
+        "samples": os.path.join(run_dir, "samples"),
+        "metrics": os.path.join(run_dir, "metrics.jsonl"),
+        "tb": os.path.join(run_dir, "tb"),
+        "eval": os.path.join(run_dir, "metrics.json"),
+    }
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mkstemp(path: str) -> tuple[int, str]:
+    """A temporary file beside ``path``, with the permissions a plain ``open`` would give."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
+def save_checkpoint(state: dict, path: str) -> str:
+    """Writes ``state`` with ``torch.save`` atomically: a temporary file in the same folder, flushed
+    and fsynced, then ``os.replace``d over ``path`` (and the folder fsynced). A crash at any moment
+    leaves either the old or the new file at ``path``, never a partial one."""
+    fd, tmp = _mkstemp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Reads a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no checkpoint here (expected a file written by pygan train)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable pygan checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a pygan checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return ckpt
+
+
+def _rng_state() -> dict:
+    st = np.random.get_state()  # noqa: NPY002 (the legacy global RNG is what user code draws from)
+    py = random.getstate()
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(st[1].astype(np.int64)),
+            "pos": int(st[2]),
+            "has_gauss": int(st[3]),
+            "cached": float(st[4]),
+        },
+        "python": {"version": py[0], "state": list(py[1]), "gauss": py[2]},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
+    p = s["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
+
+
+def _derived_seed(seed: int, *keys: int) -> int:
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0] % (2**63))
+
+
+# ---- run directory -------------------------------------------------------------------------------
+
+
+def _write_json(path: str, obj) -> None:
+    fd, tmp = _mkstemp(path)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_config(run_dir: str) -> dict:
+    """``config.json`` of a run directory, checked."""
+    path = run_paths(run_dir)["config"]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path}: not found; {run_dir} is not a pygan run directory (pygan train --out)"
+        )
+    with open(path) as f:
+        try:
+            cfg = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if cfg.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path}: expected a pygan run config (format {RUN_FORMAT!r})")
+    return cfg
+
+
+def load_run(run_dir: str, device: str | torch.device = "cpu", checkpoint: str | None = None):
+    """Rebuilds a run's trained model: returns ``(model, config, data)``.
+
+    ``model`` is the registered model class built from ``config.json`` with the checkpoint's weights
+    (``checkpoints/last.pt`` unless ``checkpoint`` names another file), on ``device``, in eval mode;
+    ``config`` its ``Config`` dataclass; ``data`` a :class:`DataSpec` (``data.load("test")`` loads the
+    test split; ``data.info`` is the DataInfo the model was built for). Optimizers are not restored.
+    """
+    cfg = read_config(run_dir)
+    cls = get_model(cfg["model"])
+    config = config_from_dict(cls.Config, cfg["model_config"])
+    info = DataInfo.from_json(cfg["data_info"])
+    torch.manual_seed(0)
+    model = cls(config, info)
+    path = checkpoint or run_paths(run_dir)["last"]
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    model.to(torch.device(device)).eval()
+    model.trained_steps = int(ckpt["step"])
+    return model, config, DataSpec(cfg["data"]["spec"], cfg["data"].get("spec_b"), info)
+
+
+def render_samples(model: Model, path: str, n: int, generator: torch.Generator, fixed: Batch | None) -> str:
+    """Writes ``model.sample(n)`` as a PNG: an image grid; points as a scatter plot; paired data as
+    (input, output, target) triples; two-domain samples as (A, B) pairs."""
+    info = model.info
+    out = model.sample(n, generator=generator, batch=fixed)
+    if info.kind == "points":
+        return save_points(out, path, info.meta.get("centers"))
+    parts = list(out) if isinstance(out, (tuple, list)) else [out]
+    if info.kind == "paired" and fixed is not None:
+        parts = [fixed.x.to(out.device), out, fixed.target.to(out.device)]
+    c = max(p.shape[1] for p in parts)
+    parts = [p.float().expand(-1, c, -1, -1) if p.shape[1] == 1 else p.float() for p in parts]
+    if len({tuple(p.shape[-2:]) for p in parts}) > 1:
+        size = max(p.shape[-1] for p in parts)
+        parts = [torch.nn.functional.interpolate(p, size=(size, size), mode="nearest") for p in parts]
+    k = len(parts)
+    tiles = torch.stack(parts, 1).flatten(0, 1)  # a0 b0 c0 a1 b1 c1 ...
+    per_row = max(1, 8 // k) * k if k > 1 else 8
+    scale = max(1, 64 // tiles.shape[-1])
+    return save_grid(tiles.cpu(), path, nrow=per_row, scale=scale)
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r}: CUDA is not available here")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def _finite_or_raise(logs: dict, step: int, last_good: str | None, world: int, device: torch.device) -> None:
+    bad = [(k, v) for k, v in logs.items() if not math.isfinite(v)]
+    if world > 1:  # every rank stops at the same step
+        flag = torch.tensor([1.0 if bad else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and not bad:
+            raise NonFiniteLossError(f"a loss on another rank was not finite at step {step}; stopping")
+    if bad:
+        k, v = bad[0]
+        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"loss {k!r} is {v} at step {step}; stopping ({where})")
+
+
+class _Log:
+    """metrics.jsonl, TensorBoard and the progress bar (rank 0 only)."""
+
+    def __init__(self, paths: dict, opts: TrainOptions, start: int, enabled: bool):
+        self.enabled = enabled
+        self.path = paths["metrics"]
+        self.tb = None
+        self.bar = None
+        if not enabled:
+            return
+        if start == 0:
+            open(self.path, "w").close()
+        else:  # drop lines past the checkpoint: they are about to be redone
+            keep = []
+            if os.path.isfile(self.path):
+                with open(self.path) as f:
+                    for line in f:
+                        try:
+                            if json.loads(line).get("step", 0) <= start:
+                                keep.append(line)
+                        except json.JSONDecodeError:
+                            break
+            with open(self.path, "w") as f:
+                f.writelines(keep)
+        self.file = open(self.path, "a")
+        if opts.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(paths["tb"], purge_step=start + 1 if start else None)
+            except ImportError:
+                self.tb = None
+        if opts.progress:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(
+                    total=opts.steps, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr
+                )
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                self.bar = None
+
+    def write(self, step: int, values: dict, **extra) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **extra, **values}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        if self.bar is not None and not any(k.startswith("eval/") for k in values):
+            self.bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in values.items() if k != "img_per_s"}, refresh=False
+            )
+
+    def tick(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _make_config(model_name, model, data: DataSpec, opts: TrainOptions, world: int) -> dict:
+    import pygan
+
+    return {
+        "format": RUN_FORMAT,
+        "pygan_version": pygan.__version__,
+        "model": model_name,
+        "model_config": config_to_dict(model.config),
+        "data": {"spec": data.spec, "spec_b": data.spec_b},
+        "data_info": model.info.to_json(),
+        "train": dataclasses.asdict(opts),
+        "world_size": world,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def train(
+    model: str,
+    data: str,
+    out: str,
+    steps: int,
+    *,
+    data_b: str | None = None,
+    overrides: list[str] | dict | None = None,
+    resume: bool = False,
+    **options,
+) -> Model:
+    """Trains model ``model`` on ``data`` for ``steps`` iterations (total, counting resumed ones),
+    writing the run directory ``out`` (see the module docstring). ``overrides`` are ``key=value``
+    settings of the model's Config; ``options`` are :class:`TrainOptions` fields. Returns the trained
+    model (its plain networks; DDP wrappers are dropped). Under ``torchrun`` every rank calls this."""
+    opts = TrainOptions(steps=steps, **options)
+    world, rank, local = _dist_env()
+    device = _pick_device(opts.device, local)
+    if opts.compile and world > 1:
+        raise ValueError("compile=True is not supported with DDP yet; drop --compile or run one process")
+    joined = False
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        joined = True
+    try:
+        return _train(model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device)
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resume, world, rank, device):
+    paths = run_paths(out)
+    main = rank == 0
+    cls = get_model(model_name)
+
+    if resume:
+        cfg = read_config(out)
+        if cfg["model"] != model_name:
+            raise ValueError(f"--resume: {out} trains {cfg['model']!r}, not {model_name!r}")
+        if cfg["data"]["spec"] != spec.spec or cfg["data"].get("spec_b") != spec.spec_b:
+            raise ValueError(f"--resume: {out} trains on {cfg['data']}, not {spec.spec!r}")
+        config = config_from_dict(cls.Config, cfg["model_config"])
+        if overrides:
+            new = dataclasses.replace(config, **_overrides(cls, overrides))
+            if new != config:
+                raise ValueError(f"--resume: --set differs from the run's config.json ({out})")
+        if not os.path.isfile(paths["last"]):
+            raise FileNotFoundError(f"--resume: {paths['last']} not found (no checkpoint to continue from)")
+    else:
+        if os.path.isfile(paths["last"]) or os.path.isfile(paths["config"]):
+            raise FileExistsError(f"{out} already holds a run; use --resume to continue it, or another --out")
+        config = cls.Config(**_overrides(cls, overrides or []))
+    if world > 1:
+        dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
+
+    train_data = spec.load("train")
+    test_data = None
+    if main:
+        try:
+            test_data = spec.load("test")
+        except (ValueError, FileNotFoundError):
+            test_data = train_data
+    if device.type == "cuda" and train_data.x is not None:
+        train_data.to(device)
+
+    _seed_everything(opts.seed)
+    model = cls(config, train_data.info).to(device)
+    model.optimizers = model.configure_optimizers()
+    loader = Loader(
+        train_data,
+        model.batch_size * model.batches_per_step,
+        seed=opts.seed,
+        rank=rank,
+        world_size=world,
+        device=device,
+    )
+
+    start = 0
+    rng_states = None
+    if resume:
+        ckpt = load_checkpoint(paths["last"], map_location="cpu")  # RNG states must stay on CPU
+        model.load_state_dict(ckpt["model"])
+        for k, opt in model.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][k])
+        loader.load_state_dict(ckpt["loader"])
+        start = int(ckpt["step"])
+        rng_states = ckpt["rng"]
+    elif main:
+        os.makedirs(paths["checkpoints"], exist_ok=True)
+        _write_json(paths["config"], _make_config(model_name, model, spec, opts, world))
+    if main:
+        for stale in glob.glob(os.path.join(paths["checkpoints"], ".*.tmp")):
+            os.unlink(stale)  # left by a process killed mid-save
+
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        model.distribute(lambda m: DDP(m, device_ids=ids))
+    if opts.compile:
+        model.compile_networks()
+
+    if rng_states is not None and rank < len(rng_states):
+        _set_rng_state(rng_states[rank])
+    else:
+        _seed_everything(_derived_seed(opts.seed, 1, rank))
+
+    log = _Log(paths, opts, start, main)
+    fixed = test_data.fixed(opts.n_samples) if test_data is not None else None
+    last_good = paths["last"] if resume else None
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.amp)
+    step = start
+    model.train()
+    t_last, n_last = time.perf_counter(), 0
+    t0 = t_last
+    try:
+        while step < opts.steps:
+            batch = loader.next()
+            with amp:
+                logs = model.training_step(batch)
+            step += 1
+            n_last += 1
+            if not isinstance(logs, dict):
+                raise TypeError(
+                    f"{type(model).__name__}.training_step must return a dict of floats, "
+                    f"got {type(logs).__name__}"
+                )
+            logs = {k: float(v) for k, v in logs.items()}
+            _finite_or_raise(logs, step, last_good, world, device)
+            log.tick()
+            final = step == opts.steps
+            if opts.log_every and (step % opts.log_every == 0 or final):
+                now = time.perf_counter()
+                ips = n_last * len(batch) * world / max(now - t_last, 1e-9)
+                log.write(step, {**logs, "img_per_s": ips}, time=round(now - t0, 3))
+                t_last, n_last = now, 0
+            if main and (final or (opts.sample_every and step % opts.sample_every == 0)):
+                g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 2))
+                p = render_samples(
+                    model, os.path.join(paths["samples"], f"step_{step:07d}.png"), opts.n_samples, g, fixed
+                )
+                _copy(p, os.path.join(paths["samples"], "last.png"))
+            if main and opts.eval_every and (step % opts.eval_every == 0 or final) and test_data is not None:
+                g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 3, step))
+                res = model.evaluate(test_data, g)
+                if res:
+                    log.write(step, {f"eval/{k}": float(v) for k, v in res.items()})
+            if (opts.ckpt_every and step % opts.ckpt_every == 0) or final:
+                _checkpoint(model, loader, step, paths, opts, world, main)
+                last_good = paths["last"]
+    finally:
+        log.close()
+    model._wrapped.clear()
+    return model
+
+
+def _overrides(cls, overrides):
+    from pygan.models import parse_overrides
+
+    return parse_overrides(cls.Config, overrides)
+
+
+def _copy(src: str, dst: str) -> None:
+    tmp = dst + ".tmp"
+    with open(src, "rb") as f, open(tmp, "wb") as g:
+        g.write(f.read())
+    os.replace(tmp, dst)
+
+
+def _checkpoint(
+    model: Model, loader: Loader, step: int, paths: dict, opts: TrainOptions, world: int, main: bool
+):
+    states = [_rng_state()]
+    if world > 1:
+        states = [None] * world
+        dist.all_gather_object(states, _rng_state())
+    if main:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()},
+            "loader": loader.state_dict(),
+            "rng": states,
+            "world_size": world,
+            "model_name": model.name,
+            "time": time.time(),
+        }
+        save_checkpoint(state, paths["last"])
+        if opts.keep_checkpoints:
+            _copy(paths["last"], os.path.join(paths["checkpoints"], f"step_{step:07d}.pt"))
+    if world > 1:
+        dist.barrier()
