@@ -246,3 +246,21 @@ def test_sample_an_image_to_image_run(tmp_path):
         assert Image.open(out).size == (440, 80)  # one row of 2 x (input, output, target), 16+2 px x4
     finally:
         _models.uninstall()
+
+
+def test_eval_end_to_end_with_the_real_metrics(small_run, tmp_path, capsys):
+    """`pygan eval` on real runs: points -> mode coverage; digit images -> FID/KID (digits features)."""
+    assert main(["eval", small_run, "--option", "n_samples=200"]) == 0
+    with open(run_paths(small_run)["eval"]) as f:
+        res = json.load(f)
+    cov = res["metrics"]["mode_coverage"]
+    assert res["kind"] == "points" and 0 <= cov["modes_covered"] <= 8
+    assert res["config"]["mlp_hidden"] == 8
+    run = str(tmp_path / "digits")
+    args = ["train", "wgan-gp", "--data", "digits16", "--steps", "1", "--out", run, "--set", "width=8"]
+    assert main([*args, "--no-progress", "--no-tensorboard"]) == 0
+    assert main(["eval", run, "--option", "n_samples=64", "--option", "kid_subset_size=32"]) == 0
+    with open(run_paths(run)["eval"]) as f:
+        res = json.load(f)
+    assert res["kind"] == "images" and res["metrics"]["fid"]["value"] > 0
+    assert res["metrics"]["fid"]["num_real"] == 359 and "kid" in res["metrics"]

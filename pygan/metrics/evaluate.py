@@ -38,6 +38,7 @@ runs, so it is :func:`compare_runs_nrds`, not part of a single run's evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +49,7 @@ import torch
 
 from pygan.metrics._util import _sample_model
 
-__all__ = ["compare_runs_nrds", "evaluate_run", "select_metrics"]
+__all__ = ["compare_runs_nrds", "evaluate_run", "run_data", "select_metrics"]
 
 METRICS_FILE = "metrics.json"
 
@@ -69,7 +70,61 @@ def _default_loader(run_dir: str):
             "evaluate_run needs pygan.train.load_run(run_dir) -> (model, config, data); it is not available "
             f"in this installation ({exc}). Pass loader= to use another loader."
         ) from exc
-    return load_run(run_dir)
+    model, config, data = load_run(run_dir)
+    return model, config, run_data(data)
+
+
+def run_data(data: Any) -> Any:
+    """Adapts a training run's data description (:class:`pygan.train.DataSpec`: ``spec``,
+    ``spec_b``, ``info``, ``load(split)``) to the mapping this module reads; anything else is returned
+    unchanged. Real samples come from the **test** split, loaded on first use:
+
+    * ``images``: ``real`` = the test images;
+    * ``points``: the mixture's ``centres`` and ``std`` (from the data's meta);
+    * ``paired``: ``pairs`` = (test inputs, test targets), ``real`` = the test targets;
+    * ``two-domain``: ``kind="coupled"``, one entry per domain with its test images; a domain made by a
+      seed-003 transform carries ``undo`` (negative: ``-x``) or ``transform`` (edge: a classifier is
+      trained on edge digits, since edges cannot be undone).
+    """
+    info = getattr(data, "info", None)
+    if isinstance(data, Mapping) or info is None or not hasattr(data, "load"):
+        return data
+    from pygan.data import transforms as T
+
+    cache: dict[str, Any] = {}
+
+    def test():
+        if "test" not in cache:
+            ds = data.load("test")
+            cache["test"] = ds.rows(torch.arange(len(ds)))
+        return cache["test"]
+
+    out: dict[str, Any] = {"name": data.spec}
+    if info.kind == "points":
+        centres = info.meta.get("centers")
+        out.update(
+            kind="points",
+            centres=None if centres is None else torch.as_tensor(centres, dtype=torch.float64),
+            std=info.meta.get("std"),
+        )
+    elif info.kind == "images":
+        out.update(kind="images", real=lambda: test()["x"])
+    elif info.kind == "paired":
+        rows = test()
+        out.update(kind="images", real=rows["target"], pairs=(rows["x"], rows["target"]))
+    elif info.kind == "two-domain":
+        names = list(info.meta.get("domains", ["A", "B"]))
+        transform = info.meta.get("transform")
+        domains = []
+        for i, name in enumerate(names):
+            dom: dict[str, Any] = {"name": str(name), "real": lambda i=i: test()["x"][test()["domain"] == i]}
+            if i == 1 and transform == "negative":
+                dom["undo"] = T.negative
+            elif i == 1 and transform == "edge":
+                dom["transform"] = T.edge
+            domains.append(dom)
+        out.update(kind="coupled", domains=domains)
+    return out
 
 
 def _kind(model: Any, data: Any) -> str:
@@ -185,6 +240,8 @@ def _finite(v: Any) -> Any:
 
 def _jsonable(config: Any) -> Any:
     """The JSON-serialisable part of ``config`` (a mapping; other values are recorded by ``repr``)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
     if not isinstance(config, Mapping):
         return None if config is None else repr(config)
     out = {}
