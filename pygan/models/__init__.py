@@ -127,7 +127,13 @@ def list_models() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from pygan.models import wgan_gp  # noqa: F401  (registers)
+    """Imports every module of this package (each registers its models), once."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
 
 
 # ---- configs ---------------------------------------------------------------------------------------
