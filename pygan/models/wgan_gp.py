@@ -37,9 +37,10 @@ from torch import nn
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
 from pygan.models import Model, frozen, register
+from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
-__all__ = ["WGANGP", "WGANGPConfig", "conv_plan"]
+__all__ = ["WGANGP", "ConvCritic", "ConvGenerator", "WGANGPConfig", "conv_plan"]
 
 
 @dataclass
@@ -71,85 +72,15 @@ class WGANGPConfig:
     mlp_layers: int = 3
 
 
-def conv_plan(size: int) -> tuple[int, int]:
-    """``(b, k)`` with ``size = b * 2^k``, ``k`` as large as possible with ``b >= 3`` (k >= 2 needed)."""
-    b, k = size, 0
-    while b % 2 == 0 and b // 2 >= 3:
-        b, k = b // 2, k + 1
-    if k < 2:
-        raise ValueError(
-            f"wgan-gp's DCGAN nets need an image side b * 2^k with k >= 2 and b >= 3 (16, 28, 32, 64, ...), "
-            f"got {size}; resize the data (e.g. ?size=32)"
-        )
-    return b, k
+def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
+    """The DCGAN generator (see :class:`pygan.models.nets.ConvDecoder`)."""
+    return ConvDecoder(z_dim, channels, size, width, norm="batch" if batchnorm else "none")
 
 
-def _init_dcgan(m: nn.Module) -> None:
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
-
-
-class ConvGenerator(nn.Module):
-    def __init__(self, z_dim: int, channels: int, size: int, width: int, batchnorm: bool):
-        super().__init__()
-        b, k = conv_plan(size)
-        c0 = width * 2 ** (k - 1)
-        self.start = (c0, b)
-        self.fc = nn.Linear(z_dim, c0 * b * b, bias=not batchnorm)
-        self.bn0 = nn.BatchNorm1d(c0 * b * b) if batchnorm else nn.Identity()
-        layers: list[nn.Module] = []
-        c = c0
-        for i in range(k):
-            last = i == k - 1
-            out = channels if last else c // 2
-            layers.append(nn.ConvTranspose2d(c, out, 4, 2, 1, bias=last or not batchnorm))
-            if not last:
-                if batchnorm:
-                    layers.append(nn.BatchNorm2d(out))
-                layers.append(nn.ReLU())
-            c = out
-        layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn0(self.fc(z)))
-        c0, b = self.start
-        return self.net(h.view(-1, c0, b, b))
-
-
-class ConvCritic(nn.Module):
-    def __init__(self, channels: int, size: int, width: int, norm: str):
-        super().__init__()
-        b, k = conv_plan(size)
-        layers: list[nn.Module] = []
-        c, s = channels, size
-        for i in range(k):
-            out = width * 2**i
-            s //= 2
-            layers.append(nn.Conv2d(c, out, 4, 2, 1))
-            if norm == "layer" and i > 0:
-                layers.append(nn.LayerNorm([out, s, s]))
-            layers.append(nn.LeakyReLU(0.2))
-            c = out
-        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * b * b, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
-
-
-def _mlp(d_in: int, d_out: int, hidden: int, layers: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    d = d_in
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.ReLU()]
-        d = hidden
-    mods.append(nn.Linear(d, d_out))
-    return nn.Sequential(*mods)
+def ConvCritic(channels: int, size: int, width: int, norm: str) -> ConvEncoder:
+    """The critic: DCGAN discriminator without BatchNorm (``norm`` "none" or "layer"), one score per
+    sample (see :class:`pygan.models.nets.ConvEncoder`)."""
+    return ConvEncoder(channels, size, width, out_dim=1, norm=norm)
 
 
 class _Squeeze(nn.Module):
@@ -182,15 +113,15 @@ class WGANGP(Model):
         self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 128)
         if self.points:
             (d,) = info.shape
-            self.generator = _mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
-            self.critic = _Squeeze(_mlp(d, 1, c.mlp_hidden, c.mlp_layers))
+            self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
+            self.critic = _Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
         else:
             ch, h, w = info.shape
             if h != w:
                 raise ValueError(f"wgan-gp needs square images, got {h}x{w}")
             self.generator = ConvGenerator(self.z_dim, ch, h, c.width, c.g_batchnorm)
             self.critic = ConvCritic(ch, h, c.width, c.critic_norm)
-            self.apply(_init_dcgan)
+            self.apply(init_dcgan)
         self._fast: dict[str, nn.Module] = {}
 
     @property

@@ -1,0 +1,292 @@
+"""Network building blocks shared by the systems: DCGAN-style conv decoder/encoder, MLPs, the
+pix2pix U-Net generator and PatchGAN discriminator. Every network can return its intermediate
+feature maps (``return_features=True``), which several papers' losses read: SCoGAN's feature
+regulariser (the generators' first layers), ACL-GAN's feature-space reconstruction and IDVAE's
+shared-layer features (a discriminator's penultimate layer), UU-Net's generator-to-discriminator
+connections (a U-Net's encoder/decoder maps).
+
+Conventions (DCGAN, Radford et al. 2016; pix2pix, Isola et al. 2017): 4x4 convolutions with stride 2
+and padding 1 halve/double the side; ReLU in decoders, LeakyReLU(0.2) in encoders; weights
+``N(0, 0.02)``, norm scales ``N(1, 0.02)``, biases 0 (:func:`init_dcgan`); ``tanh`` outputs in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "NORMS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "PatchDiscriminator",
+    "UNet",
+    "conv_plan",
+    "init_dcgan",
+    "mlp",
+]
+
+NORMS = ("batch", "instance", "layer", "none")
+
+
+def conv_plan(size: int, what: str = "the DCGAN nets") -> tuple[int, int]:
+    """``(b, k)`` with ``size = b * 2^k``, ``k`` as large as possible with ``b >= 3`` (k >= 2 needed)."""
+    b, k = size, 0
+    while b % 2 == 0 and b // 2 >= 3:
+        b, k = b // 2, k + 1
+    if k < 2:
+        raise ValueError(
+            f"{what} need an image side b * 2^k with k >= 2 and b >= 3 (16, 28, 32, 64, ...), "
+            f"got {size}; resize the data (e.g. ?size=32)"
+        )
+    return b, k
+
+
+def init_dcgan(m: nn.Module) -> None:
+    """DCGAN initialisation; use as ``net.apply(init_dcgan)``."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
+
+
+def _norm2d(norm: str, channels: int, side: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "layer":
+        return nn.LayerNorm([channels, side, side])
+    return nn.Identity()
+
+
+def mlp(d_in: int, d_out: int, hidden: int, layers: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """``layers`` hidden layers of ``hidden`` units with ``act``, then a linear output."""
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), act()]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+class ConvDecoder(nn.Module):
+    """``z -> image`` (the DCGAN generator): ``Linear -> [norm] -> ReLU`` to ``(w 2^(k-1), b, b)``,
+    then ``k`` transposed convs halving the channels (norm + ReLU between them), the last to
+    ``channels`` with ``out_act`` (``"tanh"`` or ``"none"``).
+
+    ``forward(z, return_features=True)`` also returns the ``k + 1`` stage outputs, first to last
+    (the reshaped dense stage, each conv stage; the last is the image)."""
+
+    def __init__(
+        self,
+        z_dim: int,
+        channels: int,
+        size: int,
+        width: int = 64,
+        norm: str = "batch",
+        out_act: str = "tanh",
+    ):
+        super().__init__()
+        _check_norm(norm)
+        if norm == "layer":
+            raise ValueError("ConvDecoder supports norm 'batch', 'instance' or 'none'")
+        if out_act not in ("tanh", "none"):
+            raise ValueError(f"out_act must be 'tanh' or 'none', got {out_act!r}")
+        b, k = conv_plan(size, "ConvDecoder")
+        c0 = width * 2 ** (k - 1)
+        self.start = (c0, b)
+        self.fc = nn.Linear(z_dim, c0 * b * b, bias=norm == "none")
+        self.fc_norm = nn.BatchNorm1d(c0 * b * b) if norm == "batch" else nn.Identity()
+        self.fc_post = _norm2d(norm, c0, b) if norm == "instance" else nn.Identity()
+        self.blocks = nn.ModuleList()
+        c, s = c0, b
+        for i in range(k):
+            last = i == k - 1
+            out, s = (channels if last else c // 2), s * 2
+            layers: list[nn.Module] = [nn.ConvTranspose2d(c, out, 4, 2, 1, bias=last or norm == "none")]
+            if last:
+                layers.append(nn.Tanh() if out_act == "tanh" else nn.Identity())
+            else:
+                layers += [_norm2d(norm, out, s), nn.ReLU()]
+            self.blocks.append(nn.Sequential(*layers))
+            c = out
+
+    def forward(self, z: torch.Tensor, return_features: bool = False):
+        c0, b = self.start
+        h = torch.relu(self.fc_post(self.fc_norm(self.fc(z)).view(-1, c0, b, b)))
+        feats = [h]
+        for block in self.blocks:
+            h = block(h)
+            feats.append(h)
+        return (h, feats) if return_features else h
+
+
+class ConvEncoder(nn.Module):
+    """``image -> vector`` (the DCGAN discriminator, or an encoder): ``k`` convs
+    ``channels -> w -> 2w -> ...`` with LeakyReLU(0.2) (``norm`` after every conv but the first),
+    then ``Linear -> out_dim``. ``out_dim=1`` returns ``[B]`` scores; ``out_dim=0`` has no head and
+    returns the flattened last conv features.
+
+    ``forward(x, return_features=True)`` also returns each conv stage's output, first to last (the
+    last is the penultimate layer of a discriminator)."""
+
+    def __init__(self, channels: int, size: int, width: int = 64, out_dim: int = 1, norm: str = "none"):
+        super().__init__()
+        _check_norm(norm)
+        b, k = conv_plan(size, "ConvEncoder")
+        self.blocks = nn.ModuleList()
+        c, s = channels, size
+        for i in range(k):
+            out, s = width * 2**i, s // 2
+            layers: list[nn.Module] = [nn.Conv2d(c, out, 4, 2, 1, bias=i == 0 or norm in ("none", "layer"))]
+            if i > 0:
+                layers.append(_norm2d(norm, out, s))
+            layers.append(nn.LeakyReLU(0.2))
+            self.blocks.append(nn.Sequential(*layers))
+            c = out
+        self.feature_dim = c * b * b
+        self.out_dim = out_dim
+        self.head = nn.Linear(self.feature_dim, out_dim) if out_dim > 0 else None
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        feats = []
+        h = x
+        for block in self.blocks:
+            h = block(h)
+            feats.append(h)
+        out = h.flatten(1)
+        if self.head is not None:
+            out = self.head(out)
+            if self.out_dim == 1:
+                out = out.squeeze(1)
+        return (out, feats) if return_features else out
+
+
+class UNet(nn.Module):
+    """The pix2pix U-Net generator (Isola et al. 2017, "U-Net 256"): ``depth`` down blocks
+    (4x4/2 conv, norm except the first and the innermost, LeakyReLU(0.2)), as many up blocks
+    (4x4/2 transposed conv, norm, ReLU, dropout 0.5 in the ``dropout`` innermost up blocks), skip
+    connections concatenating each down block's output to the mirrored up block's input, and a final
+    transposed conv to ``out_channels`` with ``tanh``. Channels ``w, 2w, 4w, 8w, 8w, ...`` (capped at
+    ``8w``). ``depth`` defaults to ``log2(size)`` (down to 1x1, pix2pix's choice); ``size`` must be
+    divisible by ``2^depth``.
+
+    ``forward(x, return_features=True)`` also returns ``{"down": [...], "up": [...]}``: the down block
+    outputs (outermost first; the last is the bottleneck) and the up block outputs (innermost first,
+    before concatenation)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        size: int,
+        width: int = 64,
+        depth: int | None = None,
+        norm: str = "batch",
+        dropout: int = 3,
+    ):
+        super().__init__()
+        _check_norm(norm)
+        if norm == "layer":
+            raise ValueError("UNet supports norm 'batch', 'instance' or 'none'")
+        if depth is None:
+            depth = size.bit_length() - 1
+        if depth < 1 or size % (2**depth):
+            raise ValueError(f"UNet depth {depth} needs an image side divisible by 2^{depth}, got {size}")
+        chans = [min(width * 2**i, width * 8) for i in range(depth)]
+        self.down = nn.ModuleList()
+        c, s = in_channels, size
+        for i, out in enumerate(chans):
+            s //= 2
+            inner = i == depth - 1
+            layers: list[nn.Module] = [nn.Conv2d(c, out, 4, 2, 1, bias=i == 0 or inner or norm == "none")]
+            if 0 < i and not inner:
+                layers.append(_norm2d(norm, out, s))
+            layers.append(nn.LeakyReLU(0.2))
+            self.down.append(nn.Sequential(*layers))
+            c = out
+        self.up = nn.ModuleList()
+        for j in range(depth - 1):  # innermost first; output feeds the next (outer) level
+            i = depth - 1 - j  # the down level this up block mirrors
+            c_in = chans[i] if j == 0 else 2 * chans[i]
+            out = chans[i - 1]
+            s *= 2
+            layers = [
+                nn.ConvTranspose2d(c_in, out, 4, 2, 1, bias=norm == "none"),
+                _norm2d(norm, out, s),
+                nn.ReLU(),
+            ]
+            if j < dropout:
+                layers.append(nn.Dropout(0.5))
+            self.up.append(nn.Sequential(*layers))
+        c_last = chans[0] if depth == 1 else 2 * chans[0]
+        self.out = nn.Sequential(nn.ConvTranspose2d(c_last, out_channels, 4, 2, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        downs = []
+        h = x
+        for block in self.down:
+            h = block(h)
+            downs.append(h)
+        ups = []
+        for j, block in enumerate(self.up):
+            skip = downs[len(downs) - 1 - j]
+            h = block(h if j == 0 else torch.cat([h, skip], 1))
+            ups.append(h)
+        if self.up:
+            h = torch.cat([h, downs[0]], 1)
+        y = self.out(h)
+        return (y, {"down": downs, "up": ups}) if return_features else y
+
+
+class PatchDiscriminator(nn.Module):
+    """The pix2pix PatchGAN discriminator (70x70 receptive field with ``n_layers=3``): a 4x4/2 conv
+    with LeakyReLU(0.2), ``n_layers - 1`` more 4x4/2 convs doubling the channels (capped at ``8w``)
+    with norm, one 4x4/1 conv with norm, and a 4x4/1 conv to one logit per patch. Conditional use
+    (pix2pix): pass the concatenation of input and output images, ``in_channels = C_in + C_out``.
+    Returns logits ``[B, 1, h, w]``; ``return_features=True`` also returns each block's output."""
+
+    def __init__(self, in_channels: int, width: int = 64, n_layers: int = 3, norm: str = "batch"):
+        super().__init__()
+        _check_norm(norm)
+        if norm == "layer":
+            raise ValueError("PatchDiscriminator supports norm 'batch', 'instance' or 'none'")
+
+        def nrm(c):
+            return {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(c, affine=True)}.get(
+                norm, lambda c: nn.Identity()
+            )(c)
+
+        blocks = [nn.Sequential(nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2))]
+        c = width
+        for i in range(1, n_layers):
+            out = min(width * 2**i, width * 8)
+            blocks.append(
+                nn.Sequential(nn.Conv2d(c, out, 4, 2, 1, bias=norm == "none"), nrm(out), nn.LeakyReLU(0.2))
+            )
+            c = out
+        out = min(width * 2**n_layers, width * 8)
+        blocks.append(
+            nn.Sequential(nn.Conv2d(c, out, 4, 1, 1, bias=norm == "none"), nrm(out), nn.LeakyReLU(0.2))
+        )
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(out, 1, 4, 1, 1)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        feats = []
+        h = x
+        for block in self.blocks:
+            h = block(h)
+            feats.append(h)
+        y = self.head(h)
+        return (y, feats) if return_features else y
