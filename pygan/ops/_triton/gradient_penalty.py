@@ -266,8 +266,6 @@ def _penalty_kernel(
     t_lo,
     w_hi,
     w_lo,
-    inv_b_hi,
-    inv_b_lo,
     ONE_SIDED: tl.constexpr,
     SPLIT: tl.constexpr,
     ACC: tl.constexpr,
@@ -292,7 +290,7 @@ def _penalty_kernel(
         if ONE_SIDED:
             gap = tl.maximum(gap, 0.0)
         acc += tl.where(rmask, gap * gap, 0.0)
-    pen = tl.sum(acc, axis=0) * f64_arg(w_hi, w_lo, ACC) * f64_arg(inv_b_hi, inv_b_lo, ACC)
+    pen = f64_arg(w_hi, w_lo, ACC) * (tl.sum(acc, axis=0) / B)
     tl.store(pen_ptr, to_out(pen, pen_ptr.dtype.element_ty, INTERP))
 
 
@@ -308,14 +306,15 @@ def _gnp_bwd_kernel(
     D,
     t_hi,
     t_lo,
-    k_hi,
-    k_lo,
+    w_hi,
+    w_lo,
+    B,
     ONE_SIDED: tl.constexpr,
     ACC: tl.constexpr,
     INTERP: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """out = c_b g with c_b = gp * k * h(n_b - t) / n_b + gn_b / n_b (k = 2 weight / B), 0 at n_b = 0."""
+    """out = c_b g with c_b = (gp 2 weight h(n_b - t) / B + gn_b) / n_b, 0 at n_b = 0."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     row = offs // D
@@ -326,7 +325,8 @@ def _gnp_bwd_kernel(
     if ONE_SIDED:
         gap = tl.maximum(gap, 0.0)
     zero = nb == 0.0
-    c = (gp * f64_arg(k_hi, k_lo, ACC) * gap + gn) / tl.where(zero, 1.0, nb)
+    w = f64_arg(w_hi, w_lo, ACC)
+    c = (gp * (w + w) * gap / B + gn) / tl.where(zero, 1.0, nb)
     c = tl.where(zero, 0.0, c)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
     tl.store(out_ptr + offs, to_out(c * g, out_ptr.dtype.element_ty, INTERP), mask=mask)
@@ -376,7 +376,6 @@ def _grad_norm_penalty(
         b,
         *split_f64(target),
         *split_f64(weight),
-        *split_f64(1.0 / b),
         ONE_SIDED=one_sided,
         SPLIT=split,
         ACC=acc_tl(g.dtype),
@@ -419,7 +418,8 @@ def _grad_norm_penalty_backward(
         n,
         d,
         *split_f64(target),
-        *split_f64(2.0 * weight / b),
+        *split_f64(weight),
+        b,
         ONE_SIDED=one_sided,
         ACC=acc_tl(g.dtype),
         INTERP=INTERPRET,
