@@ -262,7 +262,7 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
-def run(args) -> dict:
+def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
@@ -339,6 +339,12 @@ def run(args) -> dict:
         del inputs, call, fns, cands
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if on_case is not None:  # partial results survive a run that is cut short
+            on_case(_result(args, device, bw, rows, partial=True))
+    return _result(args, device, bw, rows)
+
+
+def _result(args, device, bw, rows, partial=False) -> dict:
     return {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
         "device": device_name(device),
@@ -349,7 +355,8 @@ def run(args) -> dict:
         "sizes": args.sizes,
         "copy_bandwidth_GBps": round(bw, 1),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "rows": rows,
+        "partial": partial,
+        "rows": list(rows),
     }
 
 
@@ -371,11 +378,15 @@ def main(argv=None):
         "aborting (bench/gpu.sh uses this so that one broken backend does not lose the other numbers)",
     )
     args = p.parse_args(argv)
-    result = run(args)
     out = args.out or os.path.join(HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+
+    def save(result):
+        with open(out, "w") as f:
+            json.dump(result, f, indent=1)
+
+    result = run(args, on_case=save)
+    save(result)
     print(f"# wrote {os.path.relpath(out)}")
     return result
 
