@@ -32,6 +32,11 @@ PY=${PYTHON:-python3}
 BUDGET=${PYGAN_GPU_BUDGET_S:-560}
 START=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# pygan is built in place, not installed: scripts (bench/*.py) import it from the checkout; the
+# interpreter's own bin (ninja for parallel builds) comes first on PATH.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PATH="$(dirname "$($PY -c 'import sys; print(sys.executable)')"):$PATH"
+export PATH
 TMP=$(mktemp -d)
 GPU_STATUS=()
 STEPS=",${PYGAN_GPU_STEPS:-build,smoke,tests,bench},"
@@ -98,7 +103,7 @@ main() {
   fi
   if want tests; then
     if [ $DRY = 1 ]; then
-      PYGAN_GPU_TESTS_DEVICE=cpu timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rs tests/gpu \
+      PYGAN_GPU_TESTS_DEVICE=cpu timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rfEs tests/gpu \
         -k contract > "$OUT/tests-gpu.log" 2>&1 &
       pid_gpu=$!
       timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -x tests/ops/test_residual.py -k "not compile" \
@@ -106,10 +111,10 @@ main() {
       pid_cpu=$!
     else
       # 4 workers: Triton compiles each kernel variant on first use; in parallel that goes faster.
-      timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rs --durations=15 -n 4 tests/gpu \
+      timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rfEs --durations=15 -n 4 tests/gpu \
         > "$OUT/tests-gpu.log" 2>&1 &
       pid_gpu=$!
-      CUDA_VISIBLE_DEVICES="" timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rs -n 8 \
+      CUDA_VISIBLE_DEVICES="" timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rfEs -n 8 \
         tests/ops tests/test_native.py > "$OUT/tests-cpu.log" 2>&1 &
       pid_cpu=$!
     fi

@@ -119,7 +119,8 @@ def _scales(a, reduction, weights):
     out = []
     for x, w in zip(a, weights):
         if reduction == "mean":
-            out.append(float(w) / x.numel() if x.numel() else float("nan"))
+            n = int(x.numel())
+            out.append(float(w) / n if n else float("nan"))
         else:
             out.append(float(w))
     return out
@@ -154,12 +155,13 @@ def _feature_regularizer(
         layers.append((x if keep else x.contiguous(), y if keep else y.contiguous()))
     progs = []
     for x, _ in layers:
-        block, _ = block_1d(x.numel())
-        progs.append(max(1, min(triton.cdiv(x.numel(), block), WAVES * num_sms(device))))
+        n = int(x.numel())
+        block, _ = block_1d(n)
+        progs.append(max(1, min(triton.cdiv(n, block), WAVES * num_sms(device))))
     partials = torch.empty(sum(progs), dtype=acc_torch(dtype), device=device)
     offset = 0
     for (x, y), nprog, scale in zip(layers, progs, _scales(a, reduction, weights)):
-        n = x.numel()
+        n = int(x.numel())
         block, warps = block_1d(n)
         hi, lo = split_f64(scale)
         launch(_partial_kernel)[(nprog,)](
@@ -197,7 +199,7 @@ def _feature_regularizer_backward(
         yc = y if keep else y.contiguous()
         ga = empty_like_layout(xc, keep) if need_a else None
         gb = empty_like_layout(xc, keep) if need_b else None
-        n = xc.numel()
+        n = int(xc.numel())
         if n > 0 and (need_a or need_b):
             block, warps = block_1d(n)
             hi, lo = split_f64(c)

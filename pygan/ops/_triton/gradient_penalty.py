@@ -46,8 +46,9 @@ PROGRAMS_PER_SM = 4
 
 
 def _rows(t: torch.Tensor) -> tuple[int, int]:
-    b = t.shape[0]
-    return b, (t.numel() // b if b else 0)
+    # Plain ints: under torch.compile a symbolic size is specialized here (launch geometry).
+    b = int(t.shape[0])
+    return b, (int(t.numel()) // b if b else 0)
 
 
 # ---- interpolate ------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) ->
     r = real if keep else real.contiguous()
     f = fake if keep else fake.contiguous()
     out = empty_like_layout(r, keep)
-    n = out.numel()
+    n = int(out.numel())
     if n > 0:
         _, d = _rows(out)
         block, warps = block_1d(n)
@@ -144,7 +145,7 @@ def _interpolate_backward(
     g = grad if keep else grad.contiguous()
     gr = empty_like_layout(g, keep) if need_real else grad.new_empty((0,))
     gf = empty_like_layout(g, keep) if need_fake else grad.new_empty((0,))
-    n = g.numel()
+    n = int(g.numel())
     if n > 0 and (need_real or need_fake):
         _, d = _rows(g)
         block, warps = block_1d(n)
@@ -403,7 +404,7 @@ def _grad_norm_penalty_backward(
     keep = same_dense_layout(grads)
     g = grads if keep else grads.contiguous()
     out = empty_like_layout(g, keep)
-    n = g.numel()
+    n = int(g.numel())
     if n == 0:
         return out
     b, d = _rows(g)

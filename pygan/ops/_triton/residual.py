@@ -112,7 +112,7 @@ def _residual_add(
     b = base if keep else base.contiguous()
     r = residual if keep else residual.contiguous()
     out = empty_like_layout(b, keep)
-    n = out.numel()
+    n = int(out.numel())
     if n > 0:
         block, warps = block_1d(n)
         launch(_residual_fwd_kernel)[(triton.cdiv(n, block),)](
@@ -132,7 +132,7 @@ def _residual_add_backward(grad: torch.Tensor, out: torch.Tensor, activation: st
     g = grad if keep else grad.contiguous()
     o = out if keep else out.contiguous()
     gin = empty_like_layout(o, keep)
-    n = gin.numel()
+    n = int(gin.numel())
     if n > 0:
         block, warps = block_1d(n)
         launch(_residual_bwd_kernel)[(triton.cdiv(n, block),)](

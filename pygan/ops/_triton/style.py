@@ -44,10 +44,11 @@ def _norm(c: int, k: int, normalize: str) -> int:
 
 
 def _as_bck(f: torch.Tensor):
-    b, c = f.shape[0], f.shape[1]
+    # Plain ints: under torch.compile a symbolic size is specialized here (launch geometry).
+    b, c = int(f.shape[0]), int(f.shape[1])
     k = 1
     for s in f.shape[2:]:
-        k *= s
+        k *= int(s)
     return f.reshape(b, c, k), b, c, k
 
 
@@ -171,11 +172,11 @@ def _gram_fwd_kernel(
     if DIRECT:
         out = acc / norm
         base = d_ptr + b * C * C
-        # Each element once: off-diagonal tiles write both themselves and their mirror; a diagonal
-        # tile writes its upper half (r <= c) directly and its strict upper half mirrored.
-        diag = ti == tj
-        lower_ok = (r[:, None] <= c[None, :]) | (not diag)
-        upper_ok = (r[:, None] < c[None, :]) | (not diag)
+        # Each element once: the tile writes its elements with r <= c directly and those with r < c
+        # mirrored. In an off-diagonal tile (ti < tj) every r is below every c, so it writes itself
+        # and its mirror whole; a diagonal tile writes its upper half and mirrors the strict part.
+        lower_ok = r[:, None] <= c[None, :]
+        upper_ok = r[:, None] < c[None, :]
         m = rmask[:, None] & cmask[None, :]
         tl.store(
             base + r[:, None] * C + c[None, :], to_out(out, d_ptr.dtype.element_ty, INTERP), mask=m & lower_ok
