@@ -108,9 +108,11 @@ def _gram_fwd_kernel(
     BM: tl.constexpr,
     BK: tl.constexpr,
 ):
-    t = tl.program_id(0)
+    # Program (b * n_upper + t, split): grid axis 0 holds batch x tiles (axes 1-2 are limited to 65535).
+    n_upper = T * (T + 1) // 2
+    t = tl.program_id(0) % n_upper
+    b = (tl.program_id(0) // n_upper).to(tl.int64)
     split = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
     # Upper-triangle tile (ti <= tj) number t, row-major.
     ti = t * 0
     rem = t
@@ -191,11 +193,14 @@ def _gram_fwd_kernel(
 
 @triton.jit
 def _gram_reduce_kernel(
-    ws_ptr, d_ptr, B, C, norm, SPLIT, ACC: tl.constexpr, INTERP: tl.constexpr, BR: tl.constexpr
+    ws_ptr, d_ptr, B, C, norm, SPLIT, NB, ACC: tl.constexpr, INTERP: tl.constexpr, BR: tl.constexpr
 ):
-    b = tl.program_id(2).to(tl.int64)
-    r = tl.program_id(0) * BR + tl.arange(0, BR)
-    c = tl.program_id(1) * BR + tl.arange(0, BR)
+    # Program b * NB^2 + i * NB + j: output block (i, j) of sample b.
+    nb2 = NB * NB
+    b = (tl.program_id(0) // nb2).to(tl.int64)
+    ij = tl.program_id(0) % nb2
+    r = (ij // NB) * BR + tl.arange(0, BR)
+    c = (ij % NB) * BR + tl.arange(0, BR)
     m = (r[:, None] < C) & (c[None, :] < C)
     # Only the upper triangle was computed: element (r, c) lives at (min, max).
     lo = tl.minimum(r[:, None], c[None, :])
@@ -223,6 +228,7 @@ def _gram_bwd_kernel(
     sfb,
     sfc,
     sfk,
+    KB,
     NEG: tl.constexpr,
     USE_DOT: tl.constexpr,
     PREC: tl.constexpr,
@@ -232,9 +238,10 @@ def _gram_bwd_kernel(
     BN: tl.constexpr,
     BJ: tl.constexpr,
 ):
-    r = tl.program_id(0) * BM + tl.arange(0, BM)
-    ks = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
-    b = tl.program_id(2).to(tl.int64)
+    # Program (b * KB + kb, row block): K blocks and batch on axis 0 (axes 1-2 are limited to 65535).
+    b = (tl.program_id(0) // KB).to(tl.int64)
+    ks = (tl.program_id(0) % KB).to(tl.int64) * BN + tl.arange(0, BN)
+    r = tl.program_id(1) * BM + tl.arange(0, BM)
     rmask = r < C
     kmask = ks < K
     acc = tl.zeros([BM, BN], dtype=ACC)
@@ -302,7 +309,7 @@ def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> tor
         BM=bm,
         BK=bk,
     )
-    launch(_gram_fwd_kernel)[(n_upper, split, b)](
+    launch(_gram_fwd_kernel)[(n_upper * b, split)](
         F,
         Fy,
         d,
@@ -322,8 +329,9 @@ def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> tor
     )
     if not direct:
         br = 32 if c > 16 else 16
-        launch(_gram_reduce_kernel)[(triton.cdiv(c, br), triton.cdiv(c, br), b)](
-            ws, d, b, c, norm, split, ACC=acc_tl(fx.dtype), INTERP=INTERPRET, BR=br, num_warps=4
+        nb = triton.cdiv(c, br)
+        launch(_gram_reduce_kernel)[(nb * nb * b,)](
+            ws, d, b, c, norm, split, nb, ACC=acc_tl(fx.dtype), INTERP=INTERPRET, BR=br, num_warps=4
         )
     return d
 
@@ -357,7 +365,8 @@ def _gram_diff_backward(
                 bm, bn, bj, warps = 16, 32, 8, 4
             else:
                 bm, bn, bj, warps = 64, 64, 32, 4
-            launch(_gram_bwd_kernel)[(triton.cdiv(c, bm), triton.cdiv(k, bn), b)](
+            kb = triton.cdiv(k, bn)
+            launch(_gram_bwd_kernel)[(kb * b, triton.cdiv(c, bm))](
                 grad,
                 F,
                 out,
@@ -366,6 +375,7 @@ def _gram_diff_backward(
                 norm,
                 *grad.stride(),
                 *F.stride(),
+                kb,
                 NEG=neg,
                 USE_DOT=INTERPRET or f.dtype != torch.float64,
                 PREC=FP32_PRECISION,
