@@ -116,7 +116,7 @@ def _gram_fwd_kernel(
     # Upper-triangle tile (ti <= tj) number t, row-major.
     ti = t * 0
     rem = t
-    row_len = T
+    row_len = t * 0 + T  # a tensor: T == 1 is specialized to a constant, which a loop cannot update
     while rem >= row_len:
         rem -= row_len
         ti += 1
