@@ -91,7 +91,7 @@ main() {
     sanitizer="compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20"
   fi
   local t_smoke t_tests pid_smoke="" pid_gpu="" pid_cpu=""
-  t_smoke=$(limit 150 250); t_tests=$(limit 220 230)
+  t_smoke=$(limit 150 250); t_tests=$(limit 200 230)
   if want smoke; then
     (
       if [ $DRY = 1 ]; then export TRITON_INTERPRET=1; fi
@@ -132,7 +132,7 @@ main() {
   if [ $DRY = 1 ]; then dev=cpu; sizes_a=model; sizes_b=model; extra=(--reps 3 --warmup 1 --op residual_add); fi
   local benches=()
   want bench || step "bench: SKIPPED (PYGAN_GPU_STEPS)"
-  for spec in "$sizes_a:float32:150" "$sizes_b:float32:120" "$sizes_a:bfloat16:120"; do
+  for spec in "$sizes_a:float32:130" "$sizes_b:float32:100" "$sizes_a:bfloat16:120"; do
     want bench || break
     IFS=: read -r sizes dtype want <<< "$spec"
     local file="$TMP/ops-$sizes-$dtype.json" t

@@ -88,7 +88,7 @@ def _compare(fn, ref, inputs, needs, grad_out, dtype, names):
 ACTS = (None, "tanh", "clamp")
 
 
-@settings(max_examples=examples(120))
+@settings(max_examples=examples(800))
 @given(
     shape=shapes4(max_hw=13),
     dtype=st.sampled_from(DTYPES),
@@ -159,7 +159,7 @@ def test_triton_tanh_accuracy():
 # ---- feature_regularizer ------------------------------------------------------------------------
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(500))
 @given(
     shapes=st.lists(shapes4(max_hw=11, batch=(0, 1, 2, 3)), min_size=1, max_size=3),
     dtype=st.sampled_from(DTYPES),
@@ -214,7 +214,7 @@ GRAM_SHAPES = st.one_of(
 )
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(250))
 @given(
     shape=GRAM_SHAPES,
     dtype=st.sampled_from(DTYPES),
@@ -271,7 +271,7 @@ def test_triton_gram_is_exactly_symmetric_across_tiles():
 # ---- gradient penalty pieces --------------------------------------------------------------------
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(500))
 @given(
     shape=st.one_of(
         shapes4(max_hw=11),
@@ -300,7 +300,7 @@ def test_triton_interpolate_vs_reference(shape, dtype, layouts, needs, seed):
     )
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(500))
 @given(
     shape=st.one_of(
         shapes4(max_hw=11),
