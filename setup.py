@@ -15,7 +15,9 @@ Libraries (all from csrc/, the same folders CMakeLists.txt builds):
 
 Environment knobs: ``PYGAN_CPU_CAPS=default,avx2`` builds a subset (faster development builds);
 ``PYGAN_BUILD_NATIVE=0`` skips every native library (pure-Python install, reference kernels only);
-``PYGAN_BUILD_CUDA=0|1`` forces the CUDA library off/on; ``MAX_JOBS`` as for any torch extension.
+``PYGAN_BUILD_CUDA=0|1`` forces the CUDA library off/on; ``PYGAN_NVCC_FLAGS`` adds nvcc flags (e.g.
+``-Xptxas=-v`` for the register/spill report); ``TORCH_CUDA_ARCH_LIST`` (e.g. ``9.0``) picks the GPU
+architectures (default: those of the visible GPUs); ``MAX_JOBS`` as for any torch extension.
 """
 
 import glob
@@ -99,7 +101,15 @@ def _extensions():
                 "pygan._cuda",
                 cuda_sources,
                 include_dirs=[os.path.join(ROOT, "csrc", "cuda")],
-                extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+                extra_compile_args={
+                    "cxx": ["-O3"],
+                    "nvcc": [
+                        "-O3",
+                        "--expt-relaxed-constexpr",
+                        "-lineinfo",
+                        *os.environ.get("PYGAN_NVCC_FLAGS", "").split(),
+                    ],
+                },
                 py_limited_api=True,
             )
         )

@@ -9,9 +9,12 @@ reference, measured side by side in one run.
 Candidates per case: ``eager`` (the op's pure-PyTorch reference), ``compile`` (torch.compile of
 that reference, default mode), and one row per native backend that can run here (``cpp`` on CPU;
 ``cuda``/``triton`` on GPU). Every candidate is first checked against the eager result (values and
-gradients); a mismatch aborts the run. On CPU candidates are timed interleaved (one call of each in
+gradients); a mismatch aborts the run (with ``--keep-going`` it is recorded as the row's ``error``
+and the candidate is not timed). On CPU candidates are timed interleaved (one call of each in
 turn, ``--reps`` rounds) so that drift on a noisy machine hits all of them alike; medians are
-reported. On CUDA ``triton.testing.do_bench`` gives the median of fwd+bwd. Results go to
+reported. On CUDA ``triton.testing.do_bench`` gives the median of fwd+bwd (CUDA events, L2 flushed
+between calls; 20th/80th percentiles and the peak memory of one call are recorded too), and the
+copy bandwidth is a 1 GiB device-to-device copy (bytes read + written). Results go to
 ``bench/results/ops-<device>.json`` and a printed table; ratios are eager/candidate and
 compile/candidate (higher is better for the candidate).
 """
@@ -156,10 +159,15 @@ def build_cases(sizes: dict, dtype, device) -> list[Case]:
     return cases
 
 
-def _fwd_bwd(call, fn, inputs):
+def _grad_out(out: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(out) if out.dim() == 0 else torch.ones_like(out).mul_(0.5)
+
+
+def _fwd_bwd(call, fn, inputs, grad_out=None):
+    """One forward and backward. ``grad_out`` is made once per case and passed in for timing, so
+    that filling it (a full write of the output's size) is not counted against the candidates."""
     out = call(fn)
-    grad_out = torch.ones_like(out) if out.dim() == 0 else torch.ones_like(out).mul_(0.5)
-    return out, torch.autograd.grad(out, inputs, grad_out)
+    return out, torch.autograd.grad(out, inputs, _grad_out(out) if grad_out is None else grad_out)
 
 
 def _candidates(case: Case, device: torch.device) -> dict[str, Callable]:
@@ -196,19 +204,44 @@ def _time_cpu(fns: dict[str, Callable], reps: int, warmup: int) -> dict[str, flo
     return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
+_QUANTILES: dict[str, tuple[float, float]] = {}
+
+
 def _time_cuda(fns: dict[str, Callable]) -> dict[str, float]:
+    """Median ms of each fn with triton.testing.do_bench (CUDA events, L2 flushed between calls);
+    the 20th/80th percentiles go to _QUANTILES."""
     from triton.testing import do_bench
 
-    return {k: do_bench(f, quantiles=[0.5, 0.2, 0.8])[0] for k, f in fns.items()}
+    out = {}
+    for k, f in fns.items():
+        med, p20, p80 = do_bench(f, quantiles=[0.5, 0.2, 0.8])
+        out[k] = med
+        _QUANTILES[k] = (p20, p80)
+    return out
 
 
-def copy_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
-    """Measured device copy bandwidth in GB/s (read + write), the roofline for memory-bound ops."""
+def copy_bandwidth(device: torch.device, nbytes: int | None = None) -> float:
+    """Measured device copy bandwidth in GB/s (read + write), the roofline for memory-bound ops.
+    On CUDA 1 GiB per side (many times the L2), on CPU 256 MiB."""
+    nbytes = nbytes or ((1 << 30) if device.type == "cuda" else (256 << 20))
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
     dst = torch.empty_like(src)
     fn = lambda: dst.copy_(src)  # noqa: E731
     t = _time_cuda({"c": fn})["c"] if device.type == "cuda" else _time_cpu({"c": fn}, 20, 3)["c"]
+    del fn
     return 2 * nbytes / (t * 1e-3) / 1e9
+
+
+def peak_memory_mb(fn: Callable, device: torch.device) -> float | None:
+    """Peak CUDA memory (MB) allocated during one call of fn, above what was allocated before."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1)
 
 
 def device_name(device: torch.device) -> str:
@@ -226,7 +259,15 @@ def device_name(device: torch.device) -> str:
     return f"{model} x{torch.get_num_threads()} threads"
 
 
-def run(args) -> dict:
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
+def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
@@ -241,13 +282,37 @@ def run(args) -> dict:
             continue
         inputs, call, nbytes, flops = case.make()
         cands = _candidates(case, device)
-        results = {}
+        results, failed = {}, {}
         for name, fn in cands.items():
-            results[name] = _fwd_bwd(call, fn, inputs)
+            try:
+                results[name] = _fwd_bwd(call, fn, inputs)
+            except Exception as exc:
+                if not args.keep_going or name in ("eager",):
+                    raise
+                failed[name] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
         want_out, want_grads = results["eager"]
-        for name, (out, grads) in results.items():
-            _check(f"{case.name}/{name}", [out, *grads], [want_out, *want_grads], dtype)
-        fns = {name: (lambda fn=fn, c=call, i=inputs: _fwd_bwd(c, fn, i)) for name, fn in cands.items()}
+        for name, (out, grads) in list(results.items()):
+            try:
+                _check(f"{case.name}/{name}", [out, *grads], [want_out, *want_grads], dtype)
+            except SystemExit as exc:
+                if not args.keep_going:
+                    raise
+                failed[name] = f"mismatch: {exc}"
+                del results[name]
+        for name, why in failed.items():
+            rows.append(
+                {"case": case.name, "op": case.op, "shape": case.note, "candidate": name, "error": why}
+            )
+            print(f"{case.name:28s} {case.note:22s} {name:8s} NOT TIMED ({why})", flush=True)
+        g_out = _grad_out(want_out)
+        del want_out, want_grads
+        out = grads = None  # drop the last checked result before timing
+        results.clear()
+        fns = {
+            name: (lambda fn=fn, c=call, i=inputs, g=g_out: _fwd_bwd(c, fn, i, g))
+            for name, fn in cands.items()
+            if name not in failed
+        }
         times = _time_cuda(fns) if device.type == "cuda" else _time_cpu(fns, args.reps, args.warmup)
         for name, ms in times.items():
             row = {
@@ -257,30 +322,47 @@ def run(args) -> dict:
                 "candidate": name,
                 "ms": round(ms, 4),
                 "vs_eager": round(times["eager"] / ms, 3),
-                "vs_compile": round(times["compile"] / ms, 3),
+                "vs_compile": round(times["compile"] / ms, 3) if "compile" in times else None,
+                "bytes": nbytes,
                 "GB/s": round(nbytes / (ms * 1e-3) / 1e9, 1),
                 "frac_copy_bw": round(nbytes / (ms * 1e-3) / 1e9 / bw, 3),
             }
             if flops:
+                row["flops"] = flops
                 row["TFLOP/s"] = round(flops / (ms * 1e-3) / 1e12, 4)
+            if device.type == "cuda":
+                row["ms_p20_p80"] = [round(q, 4) for q in _QUANTILES[name]]
+                row["peak_MB"] = peak_memory_mb(fns[name], device)
             rows.append(row)
             extra = f" {row['TFLOP/s']:.3f} TFLOP/s" if flops else ""
+            vs_compile = f"x{row['vs_compile']:5.2f}" if row["vs_compile"] is not None else "   n/a"
             print(
                 f"{case.name:28s} {case.note:22s} {name:8s} {ms:9.3f} ms  x{row['vs_eager']:5.2f} eager"
-                f"  x{row['vs_compile']:5.2f} compile  {row['GB/s']:7.1f} GB/s "
+                f"  {vs_compile} compile  {row['GB/s']:7.1f} GB/s "
                 f"({row['frac_copy_bw']:.0%} of copy){extra}",
                 flush=True,
             )
+        del inputs, call, fns, cands
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if on_case is not None:  # partial results survive a run that is cut short
+            on_case(_result(args, device, bw, rows, partial=True))
+    return _result(args, device, bw, rows)
+
+
+def _result(args, device, bw, rows, partial=False) -> dict:
     return {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
         "device": device_name(device),
+        "triton": _triton_version(),
         "torch": torch.__version__,
         "pygan": pygan.info(),
         "dtype": args.dtype,
         "sizes": args.sizes,
         "copy_bandwidth_GBps": round(bw, 1),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "rows": rows,
+        "partial": partial,
+        "rows": list(rows),
     }
 
 
@@ -295,12 +377,22 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--out", help="JSON path (default bench/results/ops-<device>-<dtype>-<sizes>.json)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="record a candidate that fails or differs from eager (row 'error') and go on, instead of "
+        "aborting (bench/gpu.sh uses this so that one broken backend does not lose the other numbers)",
+    )
     args = p.parse_args(argv)
-    result = run(args)
     out = args.out or os.path.join(HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+
+    def save(result):
+        with open(out, "w") as f:
+            json.dump(result, f, indent=1)
+
+    result = run(args, on_case=save)
+    save(result)
     print(f"# wrote {os.path.relpath(out)}")
     return result
 

@@ -27,7 +27,7 @@ _CAPABILITY_ORDER = {
     "AVX2": ("avx2", "default"),
 }
 
-_state: dict = {"native": False, "cpu": None, "cuda": False, "error": None}
+_state: dict = {"native": False, "cpu": None, "cuda": False, "error": None, "cuda_error": None}
 
 
 def _library_path(name: str) -> str | None:
@@ -59,7 +59,17 @@ def _load() -> None:
     _state["native"] = True
     path = _library_path("_cuda")
     if path is not None and torch.cuda.is_available():
-        torch.ops.load_library(path)
+        try:
+            torch.ops.load_library(path)
+        except OSError as exc:  # e.g. built against another torch/CUDA: the CPU kernels still work
+            _state["cuda_error"] = f"{path} could not be loaded ({exc})"
+            warnings.warn(
+                f"pygan: the CUDA kernels could not be loaded: {_state['cuda_error']}. CUDA tensors use "
+                f"the Triton or reference backends; rebuild with: {BUILD_HINT}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
         _state["cuda"] = True
 
 
@@ -101,4 +111,5 @@ def info() -> dict:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": _state["cuda"],
         "error": _state["error"],
+        **({"cuda_error": _state["cuda_error"]} if _state["cuda_error"] else {}),
     }

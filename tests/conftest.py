@@ -8,7 +8,15 @@ by the per-CPU-capability subprocess runs).
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
+
+# The Triton kernels' CPU tests (tests/ops/test_triton.py) run under Triton's interpreter, which must
+# be chosen before triton is first imported: do it here, before any test module loads. Only without
+# a GPU (with one, triton compiles for it; tests/gpu covers that, and `TRITON_INTERPRET=1 pytest
+# tests/ops/test_triton.py` runs the interpreter tests there explicitly).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("ci", derandomize=True, print_blob=True, **_COMMON)

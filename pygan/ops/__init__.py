@@ -4,6 +4,7 @@ by ``backend=``, the ``PYGAN_BACKEND`` environment variable, or the device defau
 (see :mod:`pygan.ops._backend`)."""
 
 from pygan._ext import cpu_capability, cuda_loaded, native_loaded
+from pygan.ops import _triton  # noqa: F401  (registers the triton backend's probe; imports no triton)
 from pygan.ops._backend import BACKENDS, available
 from pygan.ops.feature_reg import feature_regularizer, feature_regularizer_ref
 from pygan.ops.gradient_penalty import (

@@ -11,8 +11,10 @@ variable, then the default for the tensors' device. Backends:
 An unknown name, or a backend that cannot run on the tensors' device here, raises ``ValueError``
 saying why and what to use instead. Defaults: ``cpp`` on CPU when the native extension is built
 and has the op's kernel (``reference`` otherwise); on CUDA the per-op default in
-:data:`CUDA_DEFAULTS`. ``op`` names are the ``pygan::`` schema names (``residual_add``,
-``feature_regularizer``, ``gram_diff``, ``interpolate``, ``grad_norm_penalty``).
+:data:`CUDA_DEFAULTS` (a placeholder, ``cuda`` for every op, until GPU measurements set it; see
+``bench/gpu.sh``), ``reference`` where that backend cannot run. ``op`` names are the ``pygan::``
+schema names (``residual_add``, ``feature_regularizer``, ``gram_diff``, ``interpolate``,
+``grad_norm_penalty``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ __all__ = ["BACKENDS", "CUDA_DEFAULTS", "ENV_VAR", "available", "has_kernel", "r
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "PYGAN_BACKEND"
 
-# Per-op default on CUDA tensors (fastest measured backend; see bench/results/).
-CUDA_DEFAULTS: dict[str, str] = {}
+# Per-op default on CUDA tensors. PLACEHOLDER until measured: "cuda" (the CUDA C++ kernels) for
+# every op, because no GPU has run the kernels yet (they were written and compile-checked with nvcc
+# on a CPU-only machine). A GPU measurement (`bash bench/gpu.sh` on a lent GPU, results in
+# bench/results/<gpu>.json) must set each entry to the fastest backend that passed tests/gpu there.
+# An entry whose backend cannot run here (no CUDA build, triton missing) falls back to "reference".
+CUDA_DEFAULTS: dict[str, str] = {
+    "residual_add": "cuda",
+    "feature_regularizer": "cuda",
+    "gram_diff": "cuda",
+    "interpolate": "cuda",
+    "grad_norm_penalty": "cuda",
+}
 
 # Extra availability checks contributed by optional backends (e.g. triton), name -> fn(device) -> str|None
 # returning None when runnable or the reason it is not.

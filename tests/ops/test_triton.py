@@ -1,0 +1,517 @@
+"""The Triton kernels (``backend="triton"``) on CPU tensors under Triton's interpreter
+(``TRITON_INTERPRET=1``; tests/conftest.py sets it before triton is imported when there is no GPU):
+values and every gradient against the float64 reference for all four dtypes, layouts, odd and empty
+sizes; gradcheck / gradgradcheck in float64 (or the clear double-backward error); opcheck of every
+``pygan_triton::`` op; torch.compile (fullgraph, static and dynamic) equal to eager.
+
+Outputs are poisoned: ``fill_uninitialized_memory`` makes every ``torch.empty`` NaN, so an element a
+kernel fails to write shows up as a NaN mismatch. The interpreter's cost is per program and per
+launch, so shapes are small and blocks large; the hypothesis tests here are not named
+``*matches_reference*`` because tests/test_native.py re-runs those per CPU build, which the Triton
+kernels do not depend on.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pygan
+from pygan import ops
+from tests.ops.helpers import DTYPES, LAYOUTS, assert_close, examples, make, shapes4
+
+pytestmark = pytest.mark.skipif(
+    not ops.available("triton", "cpu"),
+    reason="Triton's interpreter is not active (needs triton installed and TRITON_INTERPRET=1 set before "
+    "triton is imported; tests/conftest.py does that on machines without a GPU)",
+)
+
+# numpy's own warnings for inf/nan arithmetic inside the interpreter (the special-value tests).
+pytestmark = [pytestmark, pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter")]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+T = "triton"
+
+
+@pytest.fixture(autouse=True)
+def _poison_outputs():
+    """NaN-fill every uninitialised allocation (outputs, workspaces) during each test."""
+    old_det, old_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    old_fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+        yield
+    torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+    torch.utils.deterministic.fill_uninitialized_memory = old_fill
+
+
+def _grads(out, inputs, grad_out):
+    want = [t for t in inputs if t.requires_grad]
+    if not want or out.numel() == 0:
+        return []
+    return list(torch.autograd.grad(out, want, grad_out, allow_unused=False))
+
+
+def _leaf(t, requires_grad):
+    return t.detach().requires_grad_(requires_grad)
+
+
+def _compare(fn, ref, inputs, needs, grad_out, dtype, names):
+    """fn(*inputs) vs ref on float64 copies and ref in ``dtype`` (the rule in tests/ops/helpers.py)."""
+    xs = [_leaf(t, n) for t, n in zip(inputs, needs)]
+    out = fn(*xs)
+    got = [out, *_grads(out, xs, grad_out)]
+    x64 = [_leaf(t.double(), n) for t, n in zip(inputs, needs)]
+    out64 = ref(*x64)
+    want = [out64, *_grads(out64, x64, None if grad_out is None else grad_out.double())]
+    low = [None] * len(want)
+    if dtype != torch.float64:
+        xl = [_leaf(t, n) for t, n in zip(inputs, needs)]
+        outl = ref(*xl)
+        low = [outl, *_grads(outl, xl, grad_out)]
+    assert len(got) == len(want)
+    for name, g, w, lw in zip(names, got, want, low):
+        assert_close(name, g, w, lw, dtype)
+
+
+# ---- residual_add ---------------------------------------------------------------------------------
+
+ACTS = (None, "tanh", "clamp")
+
+
+@settings(max_examples=examples(800))
+@given(
+    shape=shapes4(max_hw=13),
+    dtype=st.sampled_from(DTYPES),
+    act=st.sampled_from(ACTS),
+    detach=st.booleans(),
+    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
+    scale=st.sampled_from([0.3, 1.0, 4.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_triton_residual_add_vs_reference(shape, dtype, act, detach, layouts, scale, seed):
+    base = make(shape, dtype, seed, layouts[0], scale)
+    res = make(shape, dtype, seed + 1, layouts[1], scale)
+    grad_out = make(shape, dtype, seed + 2, layouts[2])
+    _compare(
+        lambda b, r: ops.residual_add(b, r, act, detach, backend=T),
+        lambda b, r: ops.residual_add_ref(b, r, act, detach),
+        [base, res],
+        [not detach, True],
+        grad_out,
+        dtype,
+        ["out", "grad0", "grad1"],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triton_residual_add_tails_and_special_values(dtype):
+    for n in (0, 1, 15, 16, 17, 1000, 70_001):  # 70_001 > the interpreter's 65_536 block: two programs
+        b, r, g = make((n,), dtype, n), make((n,), dtype, n + 1, scale=2.0), make((n,), dtype, n + 2)
+        for act in ACTS:
+            _compare(
+                lambda x, y, a=act: ops.residual_add(x, y, a, False, backend=T),
+                lambda x, y, a=act: ops.residual_add_ref(x, y, a, False),
+                [b, r],
+                [True, True],
+                g,
+                dtype,
+                ["out", "grad0", "grad1"],
+            )
+    base = torch.tensor(
+        [0.5, -0.5, 0.25, 0.0, 30.0, -30.0, float("inf"), float("nan"), 1.0, -2.0], dtype=dtype
+    )
+    res = torch.tensor([0.5, -0.5, 0.75, 0.0, 1.0, -1.0, 1.0, 0.0, -0.5, 1.5], dtype=dtype)
+    for act in ACTS:
+        got = ops.residual_add(base, res, act, backend=T)
+        want = ops.residual_add_ref(base, res, act)
+        torch.testing.assert_close(
+            got, want, equal_nan=True, atol=2e-7 if dtype != torch.float64 else 0, rtol=2e-7
+        )
+    r = res.clone().requires_grad_()
+    out = ops.residual_add(base, r, "clamp", backend=T)
+    (g,) = torch.autograd.grad(out, r, torch.ones_like(out))
+    assert out[0] == 1 and out[1] == -1 and g[0] == 0 and g[1] == 0 and g[2] == 0
+
+
+def test_triton_tanh_accuracy():
+    x = torch.cat([torch.linspace(-20, 20, 40_001), torch.logspace(-30, 1.5, 20_001)])
+    x = torch.cat([x, -x, torch.tensor([0.5, -0.5, 0.4999999, 0.5000001, 0.15, -0.15])])
+    ours = ops.residual_add(x, torch.zeros_like(x), "tanh", backend=T).double()
+    ref = torch.tanh(x.double())
+    rel = ((ours - ref).abs() / ref.abs().clamp_min(1e-30)).max().item()
+    assert rel < 2 * torch.finfo(torch.float32).eps, rel
+    x64 = x.double()
+    ours64 = ops.residual_add(x64, torch.zeros_like(x64), "tanh", backend=T)
+    rel64 = ((ours64 - torch.tanh(x64)).abs() / torch.tanh(x64).abs().clamp_min(1e-300)).max().item()
+    assert rel64 < 1e-14, rel64
+
+
+# ---- feature_regularizer ------------------------------------------------------------------------
+
+
+@settings(max_examples=examples(500))
+@given(
+    shapes=st.lists(shapes4(max_hw=11, batch=(0, 1, 2, 3)), min_size=1, max_size=3),
+    dtype=st.sampled_from(DTYPES),
+    p=st.sampled_from([1, 2]),
+    reduction=st.sampled_from(["mean", "sum"]),
+    weighted=st.booleans(),
+    detach_b=st.booleans(),
+    layout_a=st.sampled_from(LAYOUTS),
+    layout_b=st.sampled_from(LAYOUTS),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_triton_feature_regularizer_vs_reference(
+    shapes, dtype, p, reduction, weighted, detach_b, layout_a, layout_b, seed
+):
+    k = len(shapes)
+    a = [make(s, dtype, seed + i, layout_a) for i, s in enumerate(shapes)]
+    b = [make(s, dtype, seed + 100 + i, layout_b) for i, s in enumerate(shapes)]
+    w = [0.5 + 0.37 * i for i in range(k)] if weighted else None
+    _compare(
+        lambda *t: ops.feature_regularizer(list(t[:k]), list(t[k:]), p, reduction, w, detach_b, backend=T),
+        lambda *t: ops.feature_regularizer_ref(list(t[:k]), list(t[k:]), p, reduction, w, detach_b),
+        a + b,
+        [True] * k + [not detach_b] * k,
+        None,
+        dtype,
+        ["value"] + [f"grad_a{i}" for i in range(k)] + [f"grad_b{i}" for i in range(k)],
+    )
+
+
+def test_triton_feature_regularizer_sign_at_zero_and_many_programs():
+    """p=1 at a == b gives gradient 0 (sign(0) = 0); a layer above the interpreter's block size."""
+    a = torch.randn(70_001, dtype=torch.float64, requires_grad=True)
+    b = a.detach().clone()
+    b[::2] += 1.0
+    b.requires_grad_()
+    out = ops.feature_regularizer([a], [b], 1, "sum", backend=T)
+    ga, gb = torch.autograd.grad(out, (a, b))
+    assert torch.all(ga[1::2] == 0) and torch.all(ga[::2] == -1) and torch.equal(gb, -ga)
+    torch.testing.assert_close(out, ops.feature_regularizer_ref([a], [b], 1, "sum"), rtol=1e-12, atol=0)
+
+
+# ---- gram_diff / style_loss ---------------------------------------------------------------------
+
+GRAM_SHAPES = st.one_of(
+    st.tuples(
+        st.sampled_from((0, 1, 2, 3)),
+        st.sampled_from((1, 2, 3, 5, 17, 33, 70)),
+        st.sampled_from((1, 2, 3, 5, 7)),
+        st.sampled_from((1, 3, 5)),
+    ),
+    st.tuples(st.sampled_from((1, 2)), st.sampled_from((1, 3, 7, 20)), st.sampled_from((1, 65, 130, 200))),
+)
+
+
+@settings(max_examples=examples(250))
+@given(
+    shape=GRAM_SHAPES,
+    dtype=st.sampled_from(DTYPES),
+    normalize=st.sampled_from(["chw", "hw"]),
+    reduction=st.sampled_from(["mean", "sum"]),
+    target=st.sampled_from(["features", "features_fixed", "gram", "none"]),
+    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_triton_style_loss_vs_reference(shape, dtype, normalize, reduction, target, layouts, seed):
+    fx = make(shape, dtype, seed, layouts[0])
+    if target == "none":  # gram_matrix alone, with a random upstream gradient
+        c = shape[1]
+        grad_out = make((shape[0], c, c), dtype, seed + 2)
+        _compare(
+            lambda f: ops.gram_matrix(f, normalize, backend=T),
+            lambda f: ops.gram_matrix_ref(f, normalize),
+            [fx],
+            [True],
+            grad_out,
+            dtype,
+            ["gram", "grad_fx"],
+        )
+        return
+    if target == "gram":
+        c = shape[1]
+        tgt = make((c, c), dtype, seed + 1)
+        kw = dict(target_is_gram=True)
+    else:
+        tgt = make(shape, dtype, seed + 1, layouts[1])
+        kw = dict(target_is_gram=False)
+    needs = [True, target == "features"]
+    _compare(
+        lambda f, t: ops.style_loss(f, t, normalize, reduction, backend=T, **kw),
+        lambda f, t: ops.style_loss_ref(f, t, normalize, reduction, **kw),
+        [fx, tgt],
+        needs,
+        None,
+        dtype,
+        ["loss", "grad_fx", "grad_target"],
+    )
+
+
+def test_triton_gram_is_exactly_symmetric_across_tiles():
+    """C = 70 spans two 64-wide tiles (three upper-triangle tiles, mirrored) and K = 200 takes the
+    split-K path (workspace + reduction); C = 5, K = 7 the direct path."""
+    for shape in [(2, 70, 200), (3, 5, 7), (1, 70, 9)]:
+        f = torch.randn(shape)
+        g = ops.gram_matrix(f, "hw", backend=T)
+        assert torch.equal(g, g.transpose(1, 2))
+        torch.testing.assert_close(g, ops.gram_matrix_ref(f.double(), "hw").float(), rtol=1e-5, atol=1e-5)
+
+
+# ---- gradient penalty pieces --------------------------------------------------------------------
+
+
+@settings(max_examples=examples(500))
+@given(
+    shape=st.one_of(
+        shapes4(max_hw=11),
+        st.tuples(st.sampled_from((0, 1, 2, 7))),
+        st.tuples(st.sampled_from((1, 3)), st.sampled_from((1, 300))),
+    ),
+    dtype=st.sampled_from(DTYPES),
+    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
+    needs=st.sampled_from([(True, True), (True, False), (False, True)]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_triton_interpolate_vs_reference(shape, dtype, layouts, needs, seed):
+    real = make(shape, dtype, seed, layouts[0])
+    fake = make(shape, dtype, seed + 1, layouts[1])
+    g = torch.Generator().manual_seed(seed)
+    alpha = torch.rand(shape[0], generator=g, dtype=torch.float64).to(dtype)
+    grad_out = make(shape, dtype, seed + 2, layouts[2])
+    _compare(
+        lambda r, f: ops.interpolate(r, f, alpha, backend=T),
+        lambda r, f: ops.interpolate_ref(r, f, alpha.to(r.dtype)),
+        [real, fake],
+        list(needs),
+        grad_out,
+        dtype,
+        ["out", "grad_0", "grad_1"],
+    )
+
+
+@settings(max_examples=examples(500))
+@given(
+    shape=st.one_of(
+        shapes4(max_hw=11),
+        st.tuples(st.sampled_from((0, 1, 2, 7))),
+        st.tuples(st.sampled_from((1, 3)), st.sampled_from((0, 1, 300))),
+    ),
+    dtype=st.sampled_from(DTYPES),
+    layout=st.sampled_from(LAYOUTS),
+    target=st.sampled_from([0.0, 1.0, 2.5]),
+    weight=st.sampled_from([10.0, 0.3]),
+    one_sided=st.booleans(),
+    norm_weight=st.sampled_from([0.0, 0.7]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_triton_grad_norm_penalty_vs_reference(
+    shape, dtype, layout, target, weight, one_sided, norm_weight, seed
+):
+    grads = make(shape, dtype, seed, layout)
+
+    def loss(fn):
+        def f(x):
+            pen, norms = fn(x, target, weight, one_sided, return_norms=True)
+            # The norms output gets a gradient too (when norm_weight != 0).
+            return pen + (norms * norm_weight).sum().to(pen.dtype) if norm_weight else pen
+
+        return f
+
+    ours = loss(lambda *a, **k: ops.grad_norm_penalty(*a, **k, backend=T))
+    _compare(ours, loss(ops.grad_norm_penalty_ref), [grads], [True], None, dtype, ["penalty", "grad"])
+    _, norms = ops.grad_norm_penalty(grads, target, weight, one_sided, return_norms=True, backend=T)
+    _, want = ops.grad_norm_penalty_ref(grads.double(), return_norms=True)
+    assert norms.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(norms.double(), want, rtol=tol, atol=tol)
+
+
+def test_triton_grad_norm_penalty_zero_norm_and_empty_batch():
+    z = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    pen = ops.grad_norm_penalty(z, 1.0, 10.0, backend=T)
+    (g,) = torch.autograd.grad(pen, z)
+    assert abs(pen.item() - 10.0) < 1e-13 and torch.equal(g, torch.zeros_like(g))
+    pen, norms = ops.grad_norm_penalty(torch.zeros(0, 5), return_norms=True, backend=T)
+    assert torch.isnan(pen) and norms.shape == (0,)
+
+
+def test_triton_gradient_penalty_end_to_end():
+    """WGAN-GP through a small critic: critic-parameter gradients equal the reference's (float64)."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+
+    def critic(x):
+        return torch.nn.functional.conv2d(x, w, padding=1).tanh().sum(dim=(1, 2, 3))
+
+    real, fake = torch.randn(4, 3, 6, 6, dtype=torch.float64), torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    alpha = torch.rand(4, dtype=torch.float64)
+    grads = {}
+    for name, fn in (
+        ("triton", lambda *a, **k: ops.gradient_penalty(*a, **k, backend=T)),
+        ("ref", ops.gradient_penalty_ref),
+    ):
+        pen = fn(critic, real, fake, alpha=alpha)
+        grads[name] = (pen.detach(), torch.autograd.grad(pen, w)[0])
+    torch.testing.assert_close(grads["triton"], grads["ref"], rtol=1e-12, atol=1e-12)
+
+
+# ---- gradcheck, double backward -------------------------------------------------------------------
+
+
+def _f64(*shape, seed=0, requires_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).requires_grad_(requires_grad)
+
+
+# Tiny shapes and fast_mode (random projections): every numerical-Jacobian evaluation is a kernel
+# launch in the interpreter.
+def _gc(f, inputs, grad2=True):
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
+    if grad2:
+        assert torch.autograd.gradgradcheck(f, inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_triton_residual_add_gradcheck_gradgradcheck(act):
+    b, r = _f64(2, 3), _f64(2, 3, seed=1)
+    _gc(lambda x, y: ops.residual_add(x, y, act, False, backend=T), (b, r))
+    _gc(lambda y: ops.residual_add(b.detach(), y, act, True, backend=T), (r,))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_triton_feature_regularizer_gradcheck_gradgradcheck(p):
+    xs = [_f64(2, 3, seed=0), _f64(4, seed=1), _f64(2, 3, seed=2), _f64(4, seed=3)]
+    _gc(
+        lambda *t: ops.feature_regularizer(list(t[:2]), list(t[2:]), p, "mean", [0.5, 2.0], backend=T),
+        tuple(xs),
+    )
+
+
+@pytest.mark.parametrize("normalize", ["chw", "hw"])
+def test_triton_style_gradcheck_gradgradcheck(normalize):
+    fx, fy = _f64(2, 2, 3), _f64(2, 2, 3, seed=1)
+    _gc(lambda a, b: ops.style_loss(a, b, normalize, backend=T), (fx, fy))
+    _gc(lambda a: ops.gram_matrix(a, normalize, backend=T), (fx,))
+
+
+def test_triton_gradient_penalty_pieces_gradcheck():
+    r, f, a = _f64(3, 2, 2), _f64(3, 2, 2, seed=1), _f64(3, seed=2)
+    _gc(lambda *t: ops.interpolate(*t, backend=T), (r, f, a))
+    g = _f64(3, 2, 2, seed=3)
+    pen = lambda x: ops.grad_norm_penalty(x, 0.2, 10.0, backend=T)  # noqa: E731
+    _gc(pen, (g,), grad2=False)
+    _gc(
+        lambda x: ops.grad_norm_penalty(x, 0.2, 10.0, True, return_norms=True, backend=T)[1],
+        (g,),
+        grad2=False,
+    )
+    with pytest.raises(RuntimeError, match="first-order gradients only"):
+        torch.autograd.gradgradcheck(pen, (g,))
+
+
+# ---- opcheck and torch.compile --------------------------------------------------------------------
+
+
+def _opcheck_cases():
+    r = lambda *s: torch.randn(*s)  # noqa: E731
+    cl = r(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    return [
+        ("residual_add", (r(2, 3, 4, 5), r(2, 3, 4, 5).requires_grad_(), "tanh", False)),
+        ("residual_add", (cl, cl.clone().requires_grad_(), "clamp", True)),
+        (
+            "residual_add_backward",
+            (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).tanh().requires_grad_(), "tanh"),
+        ),
+        (
+            "feature_regularizer",
+            ([r(2, 3).requires_grad_(), r(4)], [r(2, 3), r(4).requires_grad_()], 2, "mean", [1.0, 0.5]),
+        ),
+        ("feature_regularizer_backward", (r(()), [r(2, 3)], [r(2, 3)], 1, "sum", [2.0], True, True)),
+        ("gram_diff", (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).requires_grad_(), "chw")),
+        ("gram_diff", (r(2, 70, 130).requires_grad_(), None, "hw")),
+        ("gram_diff_backward", (r(2, 3, 3), r(2, 3, 4, 5), r(2, 3, 4, 5), "hw", True, False)),
+        ("interpolate", (r(3, 4, 5).requires_grad_(), r(3, 4, 5).requires_grad_(), torch.rand(3))),
+        ("interpolate_backward", (r(3, 4, 5).requires_grad_(), torch.rand(3), True, True)),
+        ("grad_norm_penalty", (r(3, 4, 5).requires_grad_(), 1.0, 10.0, False)),
+        ("grad_norm_penalty_backward", (r(()), r(3), r(3, 4, 5), r(3).abs(), 1.0, 10.0, True)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name,args", _opcheck_cases(), ids=[c[0] + f"-{i}" for i, c in enumerate(_opcheck_cases())]
+)
+def test_triton_opcheck(name, args):
+    from pygan.ops._triton import feature_reg, gradient_penalty, residual, style  # noqa: F401  (registers)
+
+    op = getattr(torch.ops.pygan_triton, name).default
+    torch.library.opcheck(op, args)
+
+
+def test_triton_compile_fullgraph():
+    def f(b, r, fx, fy, real, fake, alpha, a, c):
+        y = ops.residual_add(b, r, "tanh", False, backend=T)
+        loss = y.square().sum() + ops.style_loss(fx, fy, backend=T)
+        x = ops.interpolate(real, fake, alpha, backend=T)
+        loss = loss + ops.grad_norm_penalty(x, backend=T) + ops.feature_regularizer([a], [c], backend=T)
+        return loss
+
+    for dynamic in (False, True):
+        torch._dynamo.reset()
+        compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
+        for n in (3, 5) if dynamic else (3,):
+            args = [
+                torch.randn(n, 3, 4, 4, requires_grad=True),
+                torch.randn(n, 3, 4, 4, requires_grad=True),
+                torch.randn(n, 6, 5, 5, requires_grad=True),
+                torch.randn(n, 6, 5, 5, requires_grad=True),
+                torch.randn(n, 3, 8, 8, requires_grad=True),
+                torch.randn(n, 3, 8, 8, requires_grad=True),
+                torch.rand(n),
+                torch.randn(n, 7, requires_grad=True),
+                torch.randn(n, 7, requires_grad=True),
+            ]
+            want = f(*args)
+            want_g = torch.autograd.grad(want, [t for t in args if t.requires_grad])
+            got = compiled(*args)
+            got_g = torch.autograd.grad(got, [t for t in args if t.requires_grad])
+            torch.testing.assert_close(got, want)
+            for x, y in zip(got_g, want_g):
+                torch.testing.assert_close(x, y)
+
+
+# ---- backend selection ------------------------------------------------------------------------------
+
+
+def test_triton_backend_selection(monkeypatch):
+    x = torch.randn(2, 3)
+    assert ops.available("triton", "cpu")
+    assert not ops.available("triton", "meta")
+    with pytest.raises(ValueError, match=r"'triton' cannot run residual_add.*CUDA tensors"):
+        ops.residual_add(torch.empty(2, 3, device="meta"), torch.empty(2, 3, device="meta"), backend=T)
+    monkeypatch.setenv("PYGAN_BACKEND", "triton")
+    assert "pygan_triton" in ops.residual_add(x, x.clone().requires_grad_(), "tanh").grad_fn.name()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=r"PYGAN_BACKEND='triton' cannot run.*TRITON_INTERPRET=1"):
+        ops.residual_add(x, x)
+
+
+def test_importing_pygan_does_not_import_triton():
+    code = (
+        "import sys, pygan, pygan.ops; print('triton' in sys.modules, pygan.ops.available('triton', 'cpu'))"
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"], out.stdout
+    assert pygan.ops.native_loaded()
