@@ -9,6 +9,7 @@ import types
 import pytest
 import torch
 
+import pygan
 from pygan.cli import build_parser, main
 from pygan.train import run_paths
 
@@ -141,6 +142,7 @@ def test_eval_calls_evaluate_run_and_writes_metrics_json(small_run, monkeypatch,
     fake = types.ModuleType("pygan.metrics")
     fake.evaluate_run = evaluate_run
     monkeypatch.setitem(sys.modules, "pygan.metrics", fake)
+    monkeypatch.setattr(pygan, "metrics", fake, raising=False)  # once imported, the attribute wins
     assert main(["eval", small_run, "--option", "n=100", "--option", "name=x"]) == 0
     assert calls == [(small_run, {"n": 100, "name": "x"})]
     with open(run_paths(small_run)["eval"]) as f:
