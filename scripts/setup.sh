@@ -8,5 +8,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel ninja
 .venv/bin/python -m pip install -q torch==2.13.0
-MAX_JOBS=${MAX_JOBS:-2} .venv/bin/python -m pip install -q --no-build-isolation -e ".[test,images]"
+MAX_JOBS=${MAX_JOBS:-2} .venv/bin/python -m pip install -q --no-build-isolation -e ".[test,images,tensorboard]"
 .venv/bin/python -c "import pygan, json; print('pygan ready:', json.dumps(pygan.info()))"
