@@ -11,8 +11,9 @@ variable, then the default for the tensors' device. Backends:
 An unknown name, or a backend that cannot run on the tensors' device here, raises ``ValueError``
 saying why and what to use instead. Defaults: ``cpp`` on CPU when the native extension is built
 and has the op's kernel (``reference`` otherwise); on CUDA the per-op default in
-:data:`CUDA_DEFAULTS` (a placeholder, ``cuda`` for every op, until GPU measurements set it; see
-``bench/gpu.sh``), ``reference`` where that backend cannot run. ``op`` names are the ``pygan::``
+:data:`CUDA_DEFAULTS` (set from H100 measurements, ``bench/results/nvidia-h100-80gb-hbm3.md``), except
+that large or 16-bit Gram differences go to Triton (:data:`GRAM_TRITON_MIN_WORK`); ``reference``
+where the chosen backend cannot run. ``op`` names are the ``pygan::``
 schema names (``residual_add``, ``feature_regularizer``, ``gram_diff``, ``interpolate``,
 ``grad_norm_penalty``).
 """
@@ -26,16 +27,28 @@ import torch
 
 from pygan import _ext
 
-__all__ = ["BACKENDS", "CUDA_DEFAULTS", "ENV_VAR", "available", "has_kernel", "register", "select"]
+__all__ = [
+    "BACKENDS",
+    "CUDA_DEFAULTS",
+    "ENV_VAR",
+    "GRAM_TRITON_MIN_WORK",
+    "available",
+    "cuda_default",
+    "has_kernel",
+    "register",
+    "select",
+]
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "PYGAN_BACKEND"
 
-# Per-op default on CUDA tensors. PLACEHOLDER until measured: "cuda" (the CUDA C++ kernels) for
-# every op, because no GPU has run the kernels yet (they were written and compile-checked with nvcc
-# on a CPU-only machine). A GPU measurement (`bash bench/gpu.sh` on a lent GPU, results in
-# bench/results/<gpu>.json) must set each entry to the fastest backend that passed tests/gpu there.
-# An entry whose backend cannot run here (no CUDA build, triton missing) falls back to "reference".
+# Per-op default on CUDA tensors, from `bash bench/gpu.sh` on an H100 (bench/results/
+# nvidia-h100-80gb-hbm3.md, bench/gpu-notes.md). The memory-bound ops are within 3% of each other
+# at large sizes (both 93-100% of copy bandwidth in float32), but the CUDA C++ path costs about half
+# the host time per call (fwd+bwd of a (64,3,32,32) residual_add: 233 us vs Triton's 453 us, eager
+# 139 us) and holds its bandwidth in bfloat16 (Triton: 71% for feature_regularizer, 48% for the GP
+# tail), so "cuda" is the default for all of them. The Gram difference is compute-bound: see
+# :func:`cuda_default`. An entry whose backend cannot run here falls back to "reference".
 CUDA_DEFAULTS: dict[str, str] = {
     "residual_add": "cuda",
     "feature_regularizer": "cuda",
@@ -43,6 +56,29 @@ CUDA_DEFAULTS: dict[str, str] = {
     "interpolate": "cuda",
     "grad_norm_penalty": "cuda",
 }
+
+# Gram difference of features [B, C, K]: Triton (tensor cores: 3xTF32 for float32, bf16/fp16 MMA)
+# when B*C*C*K reaches this many multiply-adds (float32) or a 16th of it (16-bit), else CUDA C++.
+# H100, fwd+bwd with both grads: (64,256,64,64) float32 (1.7e10 MACs) Triton 3.03 ms vs CUDA 4.56 ms
+# (eager bmm 5.58 ms); bfloat16 Triton 1.09 ms vs CUDA 4.92 ms (the CUDA kernel upcasts to FFMA);
+# (64,64,16,16) float32 (6.7e7 MACs) CUDA 0.24 ms vs Triton 1.13 ms (host-bound).
+GRAM_TRITON_MIN_WORK = 1 << 31
+
+
+def cuda_default(op: str, tensors: Iterable[torch.Tensor]) -> str:
+    """The default backend of ``op`` for these CUDA tensors (before the availability check)."""
+    name = CUDA_DEFAULTS.get(op, "reference")
+    if op == "gram_diff":
+        f = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
+        if f is not None and f.dim() >= 2 and f.is_floating_point():
+            work = f.numel() * f.shape[1]
+            small_float = f.dtype in (torch.float16, torch.bfloat16)
+            if work >= (GRAM_TRITON_MIN_WORK >> 4 if small_float else GRAM_TRITON_MIN_WORK):
+                device = f.device
+                if _why_not("triton", device, op) is None:
+                    return "triton"
+    return name
+
 
 # Extra availability checks contributed by optional backends (e.g. triton), name -> fn(device) -> str|None
 # returning None when runnable or the reason it is not.
@@ -126,7 +162,8 @@ def select(op: str, tensors: Iterable[torch.Tensor], backend: str | None = None)
         if env:
             name, source = env.strip().lower(), ENV_VAR
     if name is None:
-        default = "cpp" if device.type == "cpu" else CUDA_DEFAULTS.get(op, "reference")
+        tensors = tuple(tensors)
+        default = "cpp" if device.type == "cpu" else cuda_default(op, tensors)
         return default if _why_not(default, device, op) is None else "reference"
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"{source} must be one of {list(BACKENDS)}, got {name!r}")

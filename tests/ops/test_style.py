@@ -511,3 +511,29 @@ def test_default_backend_is_the_kernel():
         seen.add(fn)
         stack.extend(f for f, _ in fn.next_functions)
     assert any("pygan" in fn.name() and "gram_diff" in fn.name() for fn in seen), [f.name() for f in seen]
+
+
+def test_cuda_default_sends_large_or_16bit_grams_to_triton(monkeypatch):
+    """The CUDA default rule for the Gram (pygan.ops._backend.cuda_default), checked on meta tensors with
+    the Triton availability probe stubbed: Triton from GRAM_TRITON_MIN_WORK multiply-adds (a 16th of
+    that for 16-bit), CUDA C++ below it and whenever Triton cannot run."""
+    from pygan.ops import _backend
+
+    runnable = {"triton": True}
+    monkeypatch.setattr(_backend, "_why_not", lambda name, device, op=None: None if runnable[name] else "no")
+    work = _backend.GRAM_TRITON_MIN_WORK
+
+    def feats(c, k, dtype=torch.float32, b=1):
+        return torch.empty(b, c, k, device="meta", dtype=dtype)
+
+    c = 256
+    big = feats(c, work // (c * c))
+    assert big.numel() * c == work
+    assert _backend.cuda_default("gram_diff", (big,)) == "triton"
+    assert _backend.cuda_default("gram_diff", (feats(c, work // (c * c) - 1),)) == "cuda"
+    half = feats(c, work // (c * c) // 16, torch.bfloat16)
+    assert _backend.cuda_default("gram_diff", (half,)) == "triton"
+    assert _backend.cuda_default("gram_diff", (feats(c, work // (c * c) // 16, torch.float32),)) == "cuda"
+    assert _backend.cuda_default("residual_add", (big,)) == _backend.CUDA_DEFAULTS["residual_add"]
+    runnable["triton"] = False
+    assert _backend.cuda_default("gram_diff", (big,)) == "cuda"
