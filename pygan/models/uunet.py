@@ -458,7 +458,8 @@ class Pix2Pix(_Translator):
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
         fake, feats = G(x, return_features=True)
         # D's update: real pairs -> 1, fake pairs (G's output detached) -> 0
-        loss_d = 0.5 * (_bce(self._d(D, x, y), True) + _bce(self._d(D, x, fake.detach()), False))
+        real_logits, fake_logits = self._d(D, x, y), self._d(D, x, fake.detach())
+        loss_d = 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
         self.update("discriminator", loss_d)
         # G's update: fool the (frozen) D and stay close to the target
         with frozen(self.discriminator):
@@ -467,7 +468,10 @@ class Pix2Pix(_Translator):
         extra = self.generator_extra_loss(feats)
         loss_g = c.adv_weight * adv + c.rec_weight * rec + sum(extra.values())
         self.update("generator", loss_g)
-        out = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv_g": adv.item(), "rec": rec.item()}
+        out = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv_d": loss_d.item(), "adv_g": adv.item()}
+        out["rec"] = rec.item()
+        out["d_real"] = torch.sigmoid(real_logits.detach()).mean().item()
+        out["d_fake"] = torch.sigmoid(fake_logits.detach()).mean().item()
         out.update({k: v.item() for k, v in extra.items()})
         return out
 
