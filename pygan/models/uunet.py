@@ -6,13 +6,28 @@ from G into D, so that D's computation reads G's internal maps and "the discrimi
 backpropagate the gradients to the inner instance of generator, such that the generator could benefit
 even when training discriminator" (§3.5). Registered models:
 
-============  ===========================================================================================
-``pix2pix``   U-Net G + PatchGAN D, ``L1`` (Isola et al. 2017); the paper's main baseline (Table 1)
-``unet-vae-gan``  U-Net VAE G (Gaussian bottleneck, G-KL, Eq. 3) + PatchGAN D, ``L2`` (Eq. 4): "UVAE-GAN"
-``uunet``     UU-Net GAN: U-Net G + U-Net D with G->D connections, variants v1-v4, unconnected, tail
-``uuvae-gan`` UUVAE-GAN: both U-Nets are VAEs; G-KL (Eq. 3), D-KL real/fake alpha:beta (Eq. 6),
-              cross-KL between G's and D's posteriors (Eq. 5), tail; same connections as ``uunet``
-============  ===========================================================================================
+* ``pix2pix``: U-Net G + conditional PatchGAN D, ``L1`` (Isola et al. 2017), the paper's main
+  baseline (Table 1);
+* ``unet-vae-gan``: the "Unet-VAE-GAN"/"UVAE-GAN" baseline, a U-Net VAE G (Gaussian bottleneck, G-KL
+  Eq. 3) + PatchGAN D, ``L2`` (Eq. 4);
+* ``uunet``: UU-Net GAN, U-Net G + U-Net D with G->D connections: variants v1-v4, the unconnected
+  control, the triple concatenation, with or without the tail module;
+* ``uuvae-gan``: UUVAE-GAN, both U-Nets VAEs: G-KL (Eq. 3), D-KL on real/fake weighted alpha:beta
+  (Eq. 6), cross-KL between G's and D's posteriors (Eq. 5), the tail; the same connections.
+
+Networks (spec §8.1, §8.6 — the paper's figures and supplement are unavailable). Both U-Nets are
+pix2pix's (:class:`pygan.models.nets.UNet`: 4x4 stride-2 convs, BatchNorm, LeakyReLU / ReLU,
+``tanh`` out; "we develop our linked generator and discriminator architectures from the original
+Pix2pix design", §3.5) rather than the classic 3x3-conv + max-pool U-Net the same section also
+describes, so that pix2pix is a like-for-like baseline. D's U-Net has the same depth as G's (the
+"symmetric design" that makes the sides match), reads the pair ``[x, img]`` (pix2pix's conditional
+D), has no dropout and a raw output map of ``d_width`` channels, followed by the head (the tail or a
+1x1 conv; :class:`UUNetConfig`). "Weight sharing" between the four components is implemented as
+*feature carrying* (spec §8.1 reading A: "carried the features from inner generator's encoder to its
+decoder, but also to the discriminator's encoder and decoder"): D has its own parameters and its
+U-Net takes G's maps as extra concatenated inputs (:data:`CONNECTIONS`); no parameter is tied. G's
+maps come from G's pass on ``x``, and the same maps accompany the real and the fake pair (in paired
+translation G's input is ``x`` for both; spec §8.2).
 
 Objectives (paired data: input ``x``, target ``y``; ``D(x, img)`` judges the pair, pix2pix-style)::
 
@@ -54,7 +69,10 @@ Losses, with the paper's equations as printed and the choices where it is silent
 
 Update order: one D update, then one G update per iteration (pix2pix's; the paper gives none), on
 the same batch; G's forward is reused for G's update unless G's parameters moved in D's update (then
-it is recomputed, so G's update sees the current weights).
+it is recomputed, so G's update sees the current weights). When G steps in D's update, it does so in
+D's Adam (a second parameter group, with its own moment estimates), not in G's. Test time
+(:meth:`_Translator.translate`): eval mode — no dropout, BatchNorm running statistics, the posterior
+mean of a VAE bottleneck.
 """
 
 from __future__ import annotations

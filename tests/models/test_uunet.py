@@ -559,3 +559,26 @@ def test_cli_train_uunet(tmp_path, capsys):
     )
     assert main(["train", "uunet", "--data", "digits16", "--steps", "1", "--out", str(tmp_path / "x")]) == 1
     assert "paired" in capsys.readouterr().err
+
+
+def test_pix2pix_folder_pairs(tmp_path):
+    """A local pix2pix-format folder (A|B side by side, train/ and test/), as for Facades."""
+    import numpy as np
+    from PIL import Image
+
+    from pygan.metrics import evaluate_run
+    from pygan.train import train
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        (tmp_path / "facades" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (24, 48, 3), dtype=np.uint8)).save(
+                tmp_path / "facades" / split / f"{i}.png"
+            )
+    spec = f"pix2pix:{tmp_path / 'facades'}?size=16"
+    run = str(tmp_path / "run")
+    m = train("uunet", spec, run, 2, overrides=["width=4", "d_width=4", "batch_size=2"], progress=False)
+    assert m.info.shape == m.info.target_shape == (3, 16, 16)
+    res = evaluate_run(run, metrics=["translation"])["metrics"]["translation"]
+    assert res["mse"] > 0 and "ssim" in res
