@@ -309,7 +309,10 @@ def evaluate_run(
     plan = select_metrics(model, config, data, **options)
     results: dict[str, Any] = {}
     skipped = dict(plan["skipped"])
-    samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if plan["run"] else None
+    # translation scores model.translate on the test pairs; an image-to-image model's sample() needs
+    # inputs, so draw unconditional samples only for the metrics that read them
+    wants_samples = any(name != "translation" for name in plan["run"])
+    samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if wants_samples else None
 
     for name in plan["run"]:
         if name == "mode_coverage":

@@ -181,9 +181,25 @@ class UNet(nn.Module):
     ``8w``). ``depth`` defaults to ``log2(size)`` (down to 1x1, pix2pix's choice); ``size`` must be
     divisible by ``2^depth``.
 
-    ``forward(x, return_features=True)`` also returns ``{"down": [...], "up": [...]}``: the down block
-    outputs (outermost first; the last is the bottleneck) and the up block outputs (innermost first,
-    before concatenation)."""
+    ``forward(x, return_features=True)`` also returns ``{"down": [...], "up": [...], "latent": z}``:
+    the down block outputs (outermost first; the last is the bottleneck), the up block outputs
+    (innermost first, before concatenation) and the map the decoder starts from (the bottleneck, or
+    the sampled code with ``vae=True``, which adds ``"mu"`` and ``"logvar"``).
+
+    Options for networks built on the U-Net (all off by default; UU-Net, seed 002, uses them for a
+    discriminator U-Net that takes a generator's maps, and for U-Net VAEs):
+
+    * ``out_act``: ``"tanh"`` (a generator) or ``"none"`` (raw output, e.g. a discriminator's map).
+    * ``extra_down[i]``: channels of an extra map concatenated to the input of down block ``i``
+      (index 0 sits beside the image); ``extra_up[j]``: to the input of up stage ``j`` (innermost
+      first, after the U-Net's own skip: ``[h, skip, extra]``; stage ``depth - 1`` is the output
+      layer). ``forward(..., extra_down=[t or None, ...], extra_up=[...])`` passes the maps; each
+      must have the side of the input it joins.
+    * ``vae=True``: a Gaussian bottleneck. 1x1 convs map the innermost down block's output to ``mu``
+      and ``logvar`` (log sigma^2) with ``latent_channels`` channels (default: the bottleneck's);
+      the decoder starts from ``z = mu + exp(logvar / 2) * eps`` (``eps ~ N(0, I)``, torch's global
+      RNG) in training mode and from ``mu`` in eval mode.
+    """
 
     def __init__(
         self,
@@ -194,59 +210,130 @@ class UNet(nn.Module):
         depth: int | None = None,
         norm: str = "batch",
         dropout: int = 3,
+        out_act: str = "tanh",
+        extra_down: tuple[int, ...] | list[int] = (),
+        extra_up: tuple[int, ...] | list[int] = (),
+        vae: bool = False,
+        latent_channels: int | None = None,
     ):
         super().__init__()
         _check_norm(norm)
         if norm == "layer":
             raise ValueError("UNet supports norm 'batch', 'instance' or 'none'")
+        if out_act not in ("tanh", "none"):
+            raise ValueError(f"out_act must be 'tanh' or 'none', got {out_act!r}")
         if depth is None:
             depth = size.bit_length() - 1
         if depth < 1 or size % (2**depth):
             raise ValueError(f"UNet depth {depth} needs an image side divisible by 2^{depth}, got {size}")
+        self.depth = depth
+        self.extra_down = _extra_channels(extra_down, depth, "extra_down")
+        self.extra_up = _extra_channels(extra_up, depth, "extra_up")
         chans = [min(width * 2**i, width * 8) for i in range(depth)]
+        self.channels = tuple(chans)
         self.down = nn.ModuleList()
         c, s = in_channels, size
         for i, out in enumerate(chans):
             s //= 2
             inner = i == depth - 1
-            layers: list[nn.Module] = [nn.Conv2d(c, out, 4, 2, 1, bias=i == 0 or inner or norm == "none")]
+            layers: list[nn.Module] = [
+                nn.Conv2d(c + self.extra_down[i], out, 4, 2, 1, bias=i == 0 or inner or norm == "none")
+            ]
             if 0 < i and not inner:
                 layers.append(_norm2d(norm, out, s))
             layers.append(nn.LeakyReLU(0.2))
             self.down.append(nn.Sequential(*layers))
             c = out
+        if latent_channels is not None and not vae:
+            raise ValueError("latent_channels needs vae=True")
+        if latent_channels is not None and latent_channels < 1:
+            raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
+        self.vae = bool(vae)
+        self.latent_channels = (latent_channels or chans[-1]) if vae else chans[-1]
+        if vae:
+            self.mu = nn.Conv2d(chans[-1], self.latent_channels, 1)
+            self.logvar = nn.Conv2d(chans[-1], self.latent_channels, 1)
         self.up = nn.ModuleList()
         for j in range(depth - 1):  # innermost first; output feeds the next (outer) level
             i = depth - 1 - j  # the down level this up block mirrors
-            c_in = chans[i] if j == 0 else 2 * chans[i]
+            c_in = self.latent_channels if j == 0 else 2 * chans[i]
             out = chans[i - 1]
             s *= 2
             layers = [
-                nn.ConvTranspose2d(c_in, out, 4, 2, 1, bias=norm == "none"),
+                nn.ConvTranspose2d(c_in + self.extra_up[j], out, 4, 2, 1, bias=norm == "none"),
                 _norm2d(norm, out, s),
                 nn.ReLU(),
             ]
             if j < dropout:
                 layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
-        c_last = chans[0] if depth == 1 else 2 * chans[0]
-        self.out = nn.Sequential(nn.ConvTranspose2d(c_last, out_channels, 4, 2, 1), nn.Tanh())
+        c_last = self.latent_channels if depth == 1 else 2 * chans[0]
+        last: list[nn.Module] = [nn.ConvTranspose2d(c_last + self.extra_up[depth - 1], out_channels, 4, 2, 1)]
+        if out_act == "tanh":
+            last.append(nn.Tanh())
+        self.out = nn.Sequential(*last)
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def _extras(self, given, counts: tuple[int, ...], name: str) -> list:
+        if given is None:
+            given = [None] * self.depth
+        given = list(given)
+        if len(given) != self.depth:
+            raise ValueError(f"{name} must have {self.depth} entries (one per level), got {len(given)}")
+        for k, (t, n) in enumerate(zip(given, counts)):
+            if n == 0 and t is not None:
+                raise ValueError(f"{name}[{k}]: this UNet was built without extra channels there")
+            if n and t is None:
+                raise ValueError(f"{name}[{k}]: this UNet expects a map of {n} channels there")
+            if t is not None and (t.dim() != 4 or t.shape[1] != n):
+                raise ValueError(f"{name}[{k}] must be [B, {n}, H, W], got {tuple(t.shape)}")
+        return given
+
+    @staticmethod
+    def _join(parts: list) -> torch.Tensor:
+        parts = [p for p in parts if p is not None]
+        for p in parts[1:]:
+            if p.shape[0] != parts[0].shape[0] or p.shape[-2:] != parts[0].shape[-2:]:
+                raise ValueError(
+                    f"a map of shape {tuple(p.shape)} cannot join one of shape {tuple(parts[0].shape)} "
+                    "(batch and side must match)"
+                )
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_features: bool = False,
+        extra_down: list | tuple | None = None,
+        extra_up: list | tuple | None = None,
+    ):
+        xd = self._extras(extra_down, self.extra_down, "extra_down")
+        xu = self._extras(extra_up, self.extra_up, "extra_up")
         downs = []
         h = x
-        for block in self.down:
-            h = block(h)
+        for block, e in zip(self.down, xd):
+            h = block(self._join([h, e]))
             downs.append(h)
+        feats: dict = {"down": downs}
+        if self.vae:
+            mu, logvar = self.mu(h), self.logvar(h)
+            h = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+            feats.update(mu=mu, logvar=logvar)
+        feats["latent"] = h
         ups = []
         for j, block in enumerate(self.up):
-            skip = downs[len(downs) - 1 - j]
-            h = block(h if j == 0 else torch.cat([h, skip], 1))
+            skip = None if j == 0 else downs[len(downs) - 1 - j]
+            h = block(self._join([h, skip, xu[j]]))
             ups.append(h)
-        if self.up:
-            h = torch.cat([h, downs[0]], 1)
-        y = self.out(h)
-        return (y, {"down": downs, "up": ups}) if return_features else y
+        feats["up"] = ups
+        y = self.out(self._join([h, downs[0] if self.up else None, xu[-1]]))
+        return (y, feats) if return_features else y
+
+
+def _extra_channels(counts, depth: int, name: str) -> tuple[int, ...]:
+    counts = tuple(counts)
+    if len(counts) > depth or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
+        raise ValueError(f"{name} must list at most {depth} non-negative channel counts, got {counts}")
+    return counts + (0,) * (depth - len(counts))
 
 
 class PatchDiscriminator(nn.Module):

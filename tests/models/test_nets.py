@@ -78,3 +78,89 @@ def test_mlp_and_errors():
         ConvDecoder(4, 1, 16, out_act="sigmoid")
     with pytest.raises(ValueError, match="divisible"):
         UNet(1, 1, 24, depth=4)
+
+
+def test_unet_defaults_unchanged_by_the_options():
+    """The UU-Net options are off by default: same parameters and outputs as the plain U-Net."""
+    torch.manual_seed(0)
+    a = UNet(1, 3, 16, width=4)
+    torch.manual_seed(0)
+    b = UNet(1, 3, 16, width=4, out_act="tanh", extra_down=(), extra_up=(), vae=False)
+    assert [k for k, _ in a.named_parameters()] == [k for k, _ in b.named_parameters()]
+    x = torch.randn(2, 1, 16, 16)
+    a.eval(), b.eval()
+    ya, fa = a(x, return_features=True)
+    assert torch.equal(ya, b(x)) and fa["latent"] is fa["down"][-1]
+
+
+def test_unet_extra_inputs_join_at_their_levels():
+    """extra_down[i] joins down block i's input, extra_up[j] up stage j's (the last: the output layer);
+    each changes the output, and only through the levels it joins."""
+    d = 4
+    net = UNet(2, 5, 16, width=4, depth=d, out_act="none", extra_down=(0, 4, 0, 16), extra_up=(32, 0, 8, 3))
+    net.eval()
+    x = torch.randn(3, 2, 16, 16)
+    ed = [
+        None,
+        torch.randn(3, 4, 8, 8, requires_grad=True),
+        None,
+        torch.randn(3, 16, 2, 2, requires_grad=True),
+    ]
+    eu = [torch.randn(3, 32, 1, 1, requires_grad=True), None, torch.randn(3, 8, 4, 4, requires_grad=True)]
+    eu.append(torch.randn(3, 3, 8, 8, requires_grad=True))
+    y, feats = net(x, return_features=True, extra_down=ed, extra_up=eu)
+    assert y.shape == (3, 5, 16, 16) and len(net.out) == 1  # out_act="none": the transposed conv only
+    assert feats["up"][0].shape[-2:] == (2, 2)
+    y.square().sum().backward()
+    for t in [*ed, *eu]:
+        if t is not None:
+            assert t.grad is not None and t.grad.abs().sum() > 0
+    # the extra at the output layer cannot change the decoder's maps
+    eu2 = [eu[0], None, eu[2], torch.zeros(3, 3, 8, 8)]
+    y2, f2 = net(x, return_features=True, extra_down=ed, extra_up=eu2)
+    for u, v in zip(feats["up"], f2["up"]):
+        assert torch.equal(u, v)
+    assert not torch.equal(y, y2)
+
+
+def test_unet_extra_input_errors():
+    net = UNet(1, 1, 16, width=4, depth=3, extra_down=(0, 4))
+    x = torch.randn(2, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"extra_down\[1\]: this UNet expects a map of 4 channels"):
+        net(x)
+    with pytest.raises(ValueError, match=r"extra_down\[1\] must be \[B, 4, H, W\]"):
+        net(x, extra_down=[None, torch.randn(2, 3, 8, 8), None])
+    with pytest.raises(ValueError, match="cannot join"):
+        net(x, extra_down=[None, torch.randn(2, 4, 4, 4), None])
+    with pytest.raises(ValueError, match=r"extra_up\[0\]: this UNet was built without"):
+        net(
+            x,
+            extra_down=[None, torch.randn(2, 4, 8, 8), None],
+            extra_up=[torch.randn(2, 1, 2, 2), None, None],
+        )
+    with pytest.raises(ValueError, match="3 entries"):
+        net(x, extra_down=[None, torch.randn(2, 4, 8, 8)])
+    with pytest.raises(ValueError, match="non-negative channel counts"):
+        UNet(1, 1, 16, depth=2, extra_up=(1, 2, 3))
+    with pytest.raises(ValueError, match="out_act"):
+        UNet(1, 1, 16, out_act="sigmoid")
+    with pytest.raises(ValueError, match="latent_channels needs vae=True"):
+        UNet(1, 1, 16, latent_channels=3)
+
+
+def test_unet_vae_bottleneck():
+    torch.manual_seed(0)
+    net = UNet(1, 2, 16, width=4, depth=3, vae=True, latent_channels=6, dropout=0)
+    x = torch.randn(4, 1, 16, 16)
+    y, f = net(x, return_features=True)
+    assert f["mu"].shape == f["logvar"].shape == f["latent"].shape == (4, 6, 2, 2)
+    assert not torch.equal(f["latent"], f["mu"])  # training: z = mu + sigma * eps
+    torch.manual_seed(1)
+    z1 = net(x, return_features=True)[1]["latent"]
+    torch.manual_seed(1)
+    z2 = net(x, return_features=True)[1]["latent"]
+    assert torch.equal(z1, z2)  # the noise is torch's global RNG
+    net.eval()
+    _, fe = net(x, return_features=True)
+    assert torch.equal(fe["latent"], fe["mu"])  # eval: the posterior mean
+    assert y.shape == (4, 2, 16, 16)
