@@ -633,10 +633,11 @@ def test_gpu_cuda_opcheck(i):
     torch.library.opcheck(getattr(torch.ops.pygan, name).default, args())
 
 
-# pytorch/pytorch#181735 (fixed by #183334, merged May 2026, so in torch 2.12): inductor's replace_by_example asserts while
-# decomposing triton_kernel_wrapper_functional in a dynamic-shape backward graph. On the H100 run
-# (torch 2.11) it hit the elementwise Triton ops (residual_add, interpolate) with dynamic=True;
-# bench/gpu_probe.py checks the ops one at a time. Strict: a torch that fixes it fails as XPASS(strict).
+# pytorch/pytorch#181735 (fixed by #183334, merged May 2026, so in torch 2.12): inductor's
+# replace_by_example asserts while decomposing triton_kernel_wrapper_functional in a dynamic-shape
+# backward graph. On the H100 run (torch 2.11) it hit the elementwise Triton ops (residual_add,
+# interpolate) with dynamic=True; bench/gpu_probe.py checks the ops one at a time. Strict: a torch
+# that fixes it fails as XPASS(strict).
 _INDUCTOR_181735 = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 12)
 
 
