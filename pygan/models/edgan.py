@@ -110,6 +110,7 @@ __all__ = [
     "EDGAN",
     "EDGANCAAE",
     "GAN_LOSSES",
+    "RESIDUAL_INITS",
     "CAAEConfig",
     "CAAECoupledConfig",
     "EDGANCAAECoupled",
@@ -124,6 +125,7 @@ __all__ = [
 ]
 
 GAN_LOSSES = ("nonsaturating", "saturating")
+RESIDUAL_INITS = ("dcgan", "zero")
 
 
 # ---- configs ---------------------------------------------------------------------------------------
@@ -144,6 +146,10 @@ class EDGANConfig:
         gan_loss: ``"nonsaturating"`` (authors' code) or ``"saturating"`` (Eq. 8 as printed).
         output_act: ``residual_add``'s activation on Î: ``"none"`` (the paper), ``"tanh"``, ``"clamp"``.
         ed_batchnorm: BatchNorm in Enc and Dec (G and D always have it).
+        residual_init: G's initialisation: ``"dcgan"`` (N(0, 0.02) like every network; the authors'
+            code) or ``"zero"`` (G's last layer starts at zero, so I_G = 0 and Î = I_ED at the start
+            and the adversarial loss only adds to the reconstruction; the paper is silent, §8.8).
+            Unused by the coupled baselines (no G).
     """
 
     batch_size: int = 25
@@ -155,6 +161,7 @@ class EDGANConfig:
     adv_weight: float = 1.0
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
+    residual_init: str = "dcgan"
 
 
 @dataclass
@@ -177,6 +184,7 @@ class Pix2PixConfig:
     (input, output). ``norm="instance"``: pix2pix's BatchNorm at batch size 1 normalises each image
     by itself, and pix2pix applies it with test-batch statistics at test time — instance norm is
     that, in train and eval mode alike. Dropout is off in eval mode (pix2pix keeps it as noise).
+    ``adv_weight``, ``gan_loss``, ``output_act`` and ``residual_init`` as in :class:`EDGANConfig`.
     """
 
     batch_size: int = 1
@@ -191,6 +199,7 @@ class Pix2PixConfig:
     adv_weight: float = 1.0
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
+    residual_init: str = "dcgan"
 
 
 @dataclass
@@ -216,7 +225,8 @@ class CAAEConfig:
     input). ``z_adv_weight`` weights Enc's adversarial loss against D_z (CAAE's E_z loss) in Enc's
     update; the authors' adaptation code leaves that update out (their E_z optimiser is never run), but
     without it D_z does not constrain z, so a small weight 1e-2 is used. CAAE's total-variation term
-    (weight 0 in its released code) is left out.
+    (weight 0 in its released code) is left out. ``adv_weight``, ``gan_loss``, ``output_act`` and
+    ``residual_init`` as in :class:`EDGANConfig`.
     """
 
     batch_size: int = 25
@@ -229,6 +239,7 @@ class CAAEConfig:
     z_adv_weight: float = 1e-2
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
+    residual_init: str = "dcgan"
 
 
 @dataclass
@@ -310,6 +321,8 @@ class _EDGANBase(Model):
             raise ValueError(f"gan_loss must be one of {list(GAN_LOSSES)}, got {c.gan_loss!r}")
         if c.output_act not in [a for a in ACTIVATIONS if a is not None]:
             raise ValueError(f"output_act must be 'none', 'tanh' or 'clamp', got {c.output_act!r}")
+        if c.residual_init not in RESIDUAL_INITS:
+            raise ValueError(f"residual_init must be one of {list(RESIDUAL_INITS)}, got {c.residual_init!r}")
         if not c.lr > 0:
             raise ValueError(f"lr must be positive, got {c.lr!r}")
         if getattr(c, "width", 1) < 1:
@@ -337,6 +350,15 @@ class _EDGANBase(Model):
     def _extra_steps(self, code: Any) -> dict[str, float]:
         """Extra updates after the ED step (CAAE: D_z); none by default."""
         return {}
+
+    def _init_residual(self) -> None:
+        """``residual_init="zero"``: zeroes G's last (transposed) convolution, so I_G starts at 0."""
+        if self.coupled or self.config.residual_init != "zero":
+            return
+        last = [m for m in self.generator.modules() if isinstance(m, nn.ConvTranspose2d)][-1]
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
     def _net(self, name: str, plain: bool) -> nn.Module:
         return getattr(self, name) if plain else self.wrapped(name)
@@ -547,6 +569,7 @@ class _Table1(_EDGANBase):
             self.generator = ConvDecoder(self._dec_in(), out_ch, size, c.width, norm="batch")
         self.discriminator = ConvEncoder(out_ch + self._d_extra(), size, c.width, out_dim=1, norm="batch")
         self.apply(init_dcgan)
+        self._init_residual()
 
     def _dec_in(self) -> int:
         return self.config.z_dim
@@ -649,6 +672,7 @@ class _Pix2Pix(_EDGANBase):
             )
         self.discriminator = PatchDiscriminator(ch + tc, c.d_width, n_layers, c.norm)
         self.apply(init_dcgan)
+        self._init_residual()
 
     def _ed(self, inp, y, plain=False):
         return self._net("decoder", plain)(inp), inp
@@ -699,6 +723,7 @@ class _CAAE(_Table1):
         self.tile = max(1, config.z_dim // info.num_classes)
         super().__init__(config, info)
         self.z_discriminator = ZDiscriminator(config.z_dim)
+        self.z_discriminator.apply(init_dcgan)
 
     def _dec_in(self) -> int:
         return self.config.z_dim + self.num_classes * self.tile

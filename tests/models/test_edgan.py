@@ -195,6 +195,20 @@ def test_sample_without_batch():
         p.sample(2)
 
 
+@pytest.mark.parametrize("name", DECOUPLED)
+def test_zero_residual_init_starts_from_the_reconstruction(name):
+    """residual_init=zero: I_G = 0 at the start, so Î = I_ED; G still learns (its last layer gets a
+    gradient)."""
+    m = _model(name, extra=["residual_init=zero"])
+    b = _batch(_info(name))
+    i_ed, i_g, out = m.decompose(b.x, b.y)
+    assert torch.equal(i_g, torch.zeros_like(i_g)) and torch.equal(out, i_ed.clamp(-1, 1))
+    default = _model(name)
+    assert default.decompose(b.x, b.y)[1].abs().sum() > 0
+    m.training_step(b)
+    assert m.decompose(b.x, b.y)[1].abs().sum() > 0
+
+
 def test_reconstruct_and_translate_only_where_they_apply():
     assert hasattr(_model("edgan"), "reconstruct") and not hasattr(_model("edgan"), "translate")
     assert hasattr(_model("edgan", PAIRED), "translate") and not hasattr(
@@ -232,6 +246,8 @@ def test_bad_data_and_config():
         build_model("edgan-pix2pix", PAIRED, ["d_layers=3"])
     with pytest.raises(ValueError, match="norm"):
         build_model("edgan-pix2pix", PAIRED, ["norm=layer"])
+    with pytest.raises(ValueError, match="residual_init"):
+        build_model("edgan", DIGITS, ["residual_init=ones"])
     with pytest.raises(ValueError, match="z_adv_weight"):
         build_model("edgan-caae", DIGITS, ["z_adv_weight=-1"])
     with pytest.raises(ValueError, match="labels"):
