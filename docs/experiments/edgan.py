@@ -6,8 +6,8 @@ Regenerates ``docs/experiments/edgan.md``, ``edgan.json`` and ``docs/images/edga
     python docs/experiments/edgan.py --fresh     # retrains everything
     python docs/experiments/edgan.py --markdown-only   # re-renders the .md from edgan.json
 
-The .md also shows the training-step benchmark of the ED//GAN models when
-``bench/results/train_step-cpu-edgan.json`` exists (written by the ``bench/train_step.py`` command
+The .md also shows the training-step benchmarks of the ED//GAN models when
+``bench/results/train_step-cpu-edgan*.json`` exist (written by the ``bench/train_step.py`` commands
 printed in that section).
 
 What runs (every run through ``pygan.train.train``, i.e. ``pygan train``):
@@ -510,39 +510,77 @@ def markdown(r: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-BENCH = os.path.join(ROOT, "bench", "results", "train_step-cpu-edgan.json")
-BENCH_MODELS = "edgan,edgan-coupled,edgan-pix2pix,edgan-pix2pix-coupled,edgan-caae,edgan-caae-coupled"
+BENCH_DIR = os.path.join(ROOT, "bench", "results")
+BENCHES = (  # (result file, --models, extra flags, what it is for)
+    (
+        "train_step-cpu-edgan.json",
+        "edgan,edgan-coupled,edgan-pix2pix,edgan-pix2pix-coupled,edgan-caae,edgan-caae-coupled",
+        "",
+        "every ED//GAN model and baseline, eager and compiled",
+    ),
+    (
+        "train_step-cpu-edgan-eager.json",
+        "edgan,edgan-pix2pix,edgan-caae,edgan-coupled",
+        " --no-compile",
+        "more repetitions of the eager steps: the three decoupled models and one coupled control",
+    ),
+)
 
 
 def bench_section() -> list[str]:
-    """The training-step table from ``bench/train_step.py`` (fused ops vs ``PYGAN_BACKEND=reference``,
-    eager vs compile), if its result file exists."""
-    if not os.path.isfile(BENCH):
-        return []
-    with open(BENCH) as f:
-        b = json.load(f)
-    rows = b["results"]
-    ref = {(x["model"], x["mode"]): x["ms_median"] for x in rows if x["backend"] == "reference"}
-    out = [
-        "## Training-step time: fused ops vs reference",
-        "",
-        f"`python bench/train_step.py --models {BENCH_MODELS} --reps {b['reps']} --warmup {b['warmup']}"
-        " --threads 1 --out bench/results/train_step-cpu-edgan.json` (each model's default data and paper"
-        f" config; torch {b['torch']}, {b['threads']} thread, load average {b['load_avg_1min']:.1f} at the"
-        " start: the machine was shared, so compare rows of one model, which were timed interleaved).",
-        "The decoupled models run `residual_add` once per step (Î = I_ED + I_G); the coupled baselines call"
-        " no pygan op, so their fused and reference rows run the same code and show the timing noise.",
-        "",
-        "| model | data | variant | ms/step (median) | p20..p80 | img/s | reference / this (same mode) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for x in rows:
-        rel = ref.get((x["model"], x["mode"]), float("nan")) / x["ms_median"]
-        out.append(
-            f"| {x['model']} | {x['data']} | {x['variant']} | {x['ms_median']:.1f} |"
-            f" {x['ms_p20']:.1f}..{x['ms_p80']:.1f} | {x['img_per_s']:.1f} | {rel:.2f} |"
-        )
-    return [*out, ""]
+    """The training-step tables from ``bench/train_step.py`` (fused ops vs ``PYGAN_BACKEND=reference``,
+    eager vs compile), for the result files that exist."""
+    out: list[str] = []
+    for name, models, flags, what in BENCHES:
+        path = os.path.join(BENCH_DIR, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            b = json.load(f)
+        rows = b["results"]
+        ref = {(x["model"], x["mode"]): x["ms_median"] for x in rows if x["backend"] == "reference"}
+        if not out:
+            out = [
+                "## Training-step time: fused ops vs reference",
+                "",
+                "Each model's default data and paper config; one CPU thread; a machine shared with other"
+                " jobs, so compare the rows of one model, which were timed interleaved (one step of each"
+                " variant in turn). The decoupled models run `residual_add` once per step (Î = I_ED +"
+                " I_G); the coupled baselines call no pygan op, so their fused and reference rows run the"
+                " same code and show the timing noise.",
+                "",
+            ]
+        out += [
+            f"{what[0].upper()}{what[1:]}: `python bench/train_step.py --models {models} --reps {b['reps']}"
+            f" --warmup {b['warmup']} --threads 1{flags} --out bench/results/{name}` (torch {b['torch']},"
+            f" load average {b['load_avg_1min']:.1f} at the end):",
+            "",
+            "| model | data | variant | ms/step (median) | p20..p80 | img/s | reference / this (same mode) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for x in rows:
+            rel = ref.get((x["model"], x["mode"]), float("nan")) / x["ms_median"]
+            out.append(
+                f"| {x['model']} | {x['data']} | {x['variant']} | {x['ms_median']:.1f} |"
+                f" {x['ms_p20']:.1f}..{x['ms_p80']:.1f} | {x['img_per_s']:.1f} | {rel:.2f} |"
+            )
+        refrow = {(x["model"], x["mode"]): x for x in rows if x["backend"] == "reference"}
+        fused = [(x, refrow[(x["model"], x["mode"])]) for x in rows if x["backend"] == "fused"]
+        dec = [(x, r) for x, r in fused if "coupled" not in x["model"]]
+        ctl = [r["ms_median"] / x["ms_median"] for x, r in fused if "coupled" in x["model"]]
+        if dec:
+            ratios = [r["ms_median"] / x["ms_median"] for x, r in dec]
+            inside = [r["ms_p20"] <= x["ms_median"] <= r["ms_p80"] for x, r in dec]
+            out += [
+                "",
+                f"reference / fused time for the decoupled models (which run the fused `residual_add`):"
+                f" {min(ratios):.2f}..{max(ratios):.2f}"
+                + (f"; coupled controls (identical code): {min(ctl):.2f}..{max(ctl):.2f}" if ctl else "")
+                + f". The fused median lies inside the reference's p20..p80 band in {sum(inside)} of"
+                f" {len(inside)} decoupled rows.",
+            ]
+        out.append("")
+    return out
 
 
 def _monotone(v: list[float]) -> str:
