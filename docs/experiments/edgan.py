@@ -387,7 +387,8 @@ def markdown(r: dict) -> str:
         '  sweep "intentionally" adds (lambda = 1 is the method).',
         f"- Training: `{' '.join(r['config'])}`, Adam 2e-4 / beta1 0.5, {r['steps']} iterations each",
         f"  ({epochs:.0f} epochs; the paper: 200), seed 0, one CPU thread. Two more runs repeat ED+GAN at",
-        "  lambda 0.01 and ED//GAN at lambda 1 with seed 1, as a measure of run-to-run noise.",
+        "  lambda 0.01 and ED//GAN at lambda 1 with seed 1, as a measure of run-to-run noise; one more runs",
+        "  ED//GAN at lambda 1 with G's last layer initialised to zero (`residual_init=zero`).",
         f"- NRDS (`pygan.metrics.nrds`): one classifier for the paper's 8 models (i = 8), real = the"
         f" {nr['num_real']}",
         f"  test targets, fakes = each model's {nr['num_fake_per_model']} test outputs Î; D ="
