@@ -308,14 +308,15 @@ def load_run(run_dir: str, device: str | torch.device = "cpu", checkpoint: str |
 
 def render_samples(model: Model, path: str, n: int, generator: torch.Generator, fixed: Batch | None) -> str:
     """Writes ``model.sample(n)`` as a PNG: an image grid; points as a scatter plot; paired data as
-    (input, output, target) triples; two-domain samples as (A, B) pairs."""
+    (input, output, target) triples (a model returning several outputs, e.g. ED//GAN's
+    (I_ED, I_G, Î), gets them all between input and target); two-domain samples as (A, B) pairs."""
     info = model.info
     out = model.sample(n, generator=generator, batch=fixed)
     if info.kind == "points":
         return save_points(out, path, info.meta.get("centers"))
     parts = list(out) if isinstance(out, (tuple, list)) else [out]
     if info.kind == "paired" and fixed is not None:
-        parts = [fixed.x.to(out.device), out, fixed.target.to(out.device)]
+        parts = [fixed.x.to(parts[0].device), *parts, fixed.target.to(parts[0].device)]
     c = max(p.shape[1] for p in parts)
     parts = [p.float().expand(-1, c, -1, -1) if p.shape[1] == 1 else p.float() for p in parts]
     if len({tuple(p.shape[-2:]) for p in parts}) > 1:

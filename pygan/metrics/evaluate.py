@@ -309,10 +309,10 @@ def evaluate_run(
     plan = select_metrics(model, config, data, **options)
     results: dict[str, Any] = {}
     skipped = dict(plan["skipped"])
-    # translation scores model.translate on the test pairs; an image-to-image model's sample() needs
-    # inputs, so draw unconditional samples only for the metrics that read them
-    wants_samples = any(name != "translation" for name in plan["run"])
-    samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if wants_samples else None
+    # Reconstruction and translation read inputs, not samples: an image-to-image model (whose
+    # sample() needs held-out inputs) is not asked for any unless another metric needs them.
+    needs_samples = set(plan["run"]) - {"reconstruction", "translation"}
+    samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if needs_samples else None
 
     for name in plan["run"]:
         if name == "mode_coverage":
@@ -345,7 +345,10 @@ def evaluate_run(
                 )
                 results[name] = {"mean": m, "std": s, "extractor": str(ext)}
         elif name == "reconstruction":
-            real = _real(data, samples)
+            like = samples
+            if like is None and _get(data, "real") is None:  # digits by name: size from a probe
+                like = _sample_model(model, 2, torch.Generator().manual_seed(seed), 2)
+            real = _real(data, like)
             results[name] = _quality(_apply(model.reconstruct, real, bs), real, options)
         elif name == "translation":
             inputs, targets = _get(data, "pairs")
