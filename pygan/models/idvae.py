@@ -205,13 +205,16 @@ def sum_sq(a: torch.Tensor, target: torch.Tensor, scale: float = 1.0) -> torch.T
     """``scale * mean_b sum_i (a_bi - target_bi)^2``: the per-sample squared distance summed over
     every non-batch element, averaged over the batch, with no gradient into ``target``. Computed by
     the fused :func:`pygan.ops.feature_regularizer` (``p=2``, ``reduction="sum"``, weight
-    ``scale / B``, ``detach_b=True``)."""
+    ``scale / B``, ``detach_b=True``); bfloat16/float16 inputs (bf16 autocast) are upcast to float32
+    first."""
     if a.shape != target.shape:
         raise ValueError(
             f"a and target must have the same shape, got {tuple(a.shape)} and {tuple(target.shape)}"
         )
     if a.shape[0] == 0:
         raise ValueError("sum_sq needs a non-empty batch")
+    if a.dtype in (torch.bfloat16, torch.float16):  # bf16 autocast: the loss in float32, as torch's
+        a = a.float()  # own losses are under autocast (the op would round its result to bf16)
     return feature_regularizer(
         [a], [target.to(a.dtype)], p=2, reduction="sum", weights=[scale / a.shape[0]], detach_b=True
     )

@@ -304,6 +304,17 @@ def test_sum_sq_is_the_squared_distance_with_a_constant_target():
     assert t.grad is None  # the target is a constant
     with pytest.raises(ValueError, match="same shape"):
         sum_sq(a, t[:2])
+    low = sum_sq(a.detach().bfloat16(), t.detach())  # bf16 autocast: computed and returned in float32
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, sum_sq(a.detach().bfloat16().float(), t.detach()))
+
+
+def test_bf16_autocast_step(digits):
+    m = _model("idvae", digits.info)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logs = m.training_step(digits.batch(torch.arange(4)))
+    assert all(v == v and abs(v) != float("inf") for v in logs.values())
+    assert logs["recons"] != round(logs["recons"])  # a float32 loss, not one rounded to bf16
 
 
 # ---- sampling, reconstruction, conditional --------------------------------------------------------
@@ -503,3 +514,19 @@ def test_ddp_shared_trunk_two_processes(tmp_path):
     for k in w0:
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(w0[k], w1[k]), k
+
+
+@pytest.mark.slow
+def test_compiled_networks_match_eager(digits):
+    """--compile: trunk and decoder compiled in place (the same Parameters, so the sharing holds)."""
+    logs = {}
+    for mode in ("eager", "compile"):
+        m = _model("idvae", digits.info)
+        params = [id(p) for p in m.parameters()]
+        if mode == "compile":
+            assert m.compile_networks() == ["trunk", "decoder"]
+            assert [id(p) for p in m.parameters()] == params
+        torch.manual_seed(1)
+        logs[mode] = [m.training_step(digits.batch(torch.arange(4 * i, 4 * i + 4))) for i in range(2)]
+    for a, b in zip(logs["eager"], logs["compile"]):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
