@@ -137,13 +137,30 @@ class ConvEncoder(nn.Module):
     then ``Linear -> out_dim``. ``out_dim=1`` returns ``[B]`` scores; ``out_dim=0`` has no head and
     returns the flattened last conv features.
 
-    ``forward(x, return_features=True)`` also returns each conv stage's output, first to last (the
-    last is the penultimate layer of a discriminator)."""
+    ``cond_dim > 0`` makes it conditional the IcGAN way (Perarnau et al. 2016; IDVAE's C-IDVAE): a
+    condition vector ``cond`` ``[B, cond_dim]`` (e.g. a one-hot label) is tiled over the first conv
+    stage's output and concatenated to it as extra channels, so the second conv sees it;
+    ``forward(x, cond=...)`` then requires it.
 
-    def __init__(self, channels: int, size: int, width: int = 64, out_dim: int = 1, norm: str = "none"):
+    ``forward(x, return_features=True)`` also returns each conv stage's output, first to last (the
+    last is the penultimate layer of a discriminator; the first is taken before the condition is
+    concatenated)."""
+
+    def __init__(
+        self,
+        channels: int,
+        size: int,
+        width: int = 64,
+        out_dim: int = 1,
+        norm: str = "none",
+        cond_dim: int = 0,
+    ):
         super().__init__()
         _check_norm(norm)
+        if isinstance(cond_dim, bool) or not isinstance(cond_dim, int) or cond_dim < 0:
+            raise ValueError(f"cond_dim must be an int >= 0, got {cond_dim!r}")
         b, k = conv_plan(size, "ConvEncoder")
+        self.cond_dim = cond_dim
         self.blocks = nn.ModuleList()
         c, s = channels, size
         for i in range(k):
@@ -153,17 +170,27 @@ class ConvEncoder(nn.Module):
                 layers.append(_norm2d(norm, out, s))
             layers.append(nn.LeakyReLU(0.2))
             self.blocks.append(nn.Sequential(*layers))
-            c = out
+            c = out + (cond_dim if i == 0 else 0)
         self.feature_dim = c * b * b
         self.out_dim = out_dim
         self.head = nn.Linear(self.feature_dim, out_dim) if out_dim > 0 else None
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self, x: torch.Tensor, return_features: bool = False, cond: torch.Tensor | None = None):
+        if self.cond_dim and (cond is None or cond.dim() != 2 or cond.shape != (x.shape[0], self.cond_dim)):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(
+                f"cond must be [{x.shape[0]}, {self.cond_dim}] for this conditional encoder, got {got}"
+            )
+        if not self.cond_dim and cond is not None:
+            raise ValueError("cond given to an unconditional ConvEncoder (build it with cond_dim > 0)")
         feats = []
         h = x
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h)
             feats.append(h)
+            if i == 0 and self.cond_dim:
+                tiled = cond.to(h.dtype)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+                h = torch.cat([h, tiled], 1)
         out = h.flatten(1)
         if self.head is not None:
             out = self.head(out)

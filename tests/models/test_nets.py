@@ -164,3 +164,24 @@ def test_unet_vae_bottleneck():
     _, fe = net(x, return_features=True)
     assert torch.equal(fe["latent"], fe["mu"])  # eval: the posterior mean
     assert y.shape == (4, 2, 16, 16)
+
+
+def test_encoder_condition_after_the_first_conv():
+    """cond_dim: the condition is tiled and concatenated after the first conv stage (IcGAN/C-IDVAE)."""
+    torch.manual_seed(0)
+    e = ConvEncoder(1, 16, width=4, out_dim=0, norm="layer", cond_dim=3)
+    assert e.blocks[0][0].in_channels == 1 and e.blocks[1][0].in_channels == 4 + 3
+    assert e.feature_dim == ConvEncoder(1, 16, width=4, out_dim=0).feature_dim
+    x = torch.randn(2, 1, 16, 16)
+    a = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    b = torch.tensor([[0.0, 0, 1], [0, 1, 0]])
+    fa, feats = e(x, return_features=True, cond=a)
+    fb = e(x, cond=b)
+    assert feats[0].shape[1:] == (4, 8, 8)  # the first stage's output is reported before the concat
+    assert not torch.allclose(fa[0], fb[0]) and torch.allclose(fa[1], fb[1])  # only row 0's cond differs
+    with pytest.raises(ValueError, match=r"cond must be \[2, 3\]"):
+        e(x)
+    with pytest.raises(ValueError, match="unconditional ConvEncoder"):
+        ConvEncoder(1, 16, width=4)(x, cond=a)
+    with pytest.raises(ValueError, match="cond_dim must be an int"):
+        ConvEncoder(1, 16, cond_dim=-1)
