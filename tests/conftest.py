@@ -42,3 +42,13 @@ def pytest_report_header(config):
     import pygan
 
     return f"pygan: {pygan.info()} | hypothesis profile: {PROFILE}"
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: small models and ops run faster on one thread than on two
+    OpenMP threads that synchronise on a shared 2-core machine (5-25x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,13 +23,7 @@ from pygan.models import (
 from pygan.models.wgan_gp import WGANGP, WGANGPConfig, conv_plan
 from pygan.ops import gradient_penalty_ref
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 IMG = DataInfo("images", (1, 16, 16), num_classes=10)

@@ -33,7 +33,7 @@ class FrozenLogit(nn.Module):
         return self.k * x[:, :1] + 0.0 * self.dummy  # zero gradient: Adam never moves it
 
 
-def test_scores_match_closed_form_for_a_fixed_classifier(single_thread):
+def test_scores_match_closed_form_for_a_fixed_classifier(one_thread):
     g = torch.Generator().manual_seed(0)
     real = torch.randn(100, 2, generator=g)
     fakes = {"a": torch.randn(70, 2, generator=g) + 1, "b": torch.randn(50, 2, generator=g) - 2}
@@ -55,7 +55,7 @@ def test_scores_match_closed_form_for_a_fixed_classifier(single_thread):
     assert d.train_batches == [16] * (2 * steps * 5)
 
 
-def test_toy_ranking_and_determinism(single_thread):
+def test_toy_ranking_and_determinism(one_thread):
     g = torch.Generator().manual_seed(1)
     real = torch.randn(400, 2, generator=g)
     fakes = {

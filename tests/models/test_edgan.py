@@ -40,14 +40,6 @@ GRAY2RGB = DataInfo("paired", (1, 16, 16), (3, 16, 16))
 PHOTO = "photo-blur16?sources=sklearn"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _info(name):
     return DIGITS if "caae" in name else PAIRED if "pix2pix" in name else DIGITS
 

@@ -31,14 +31,6 @@ TINY = ["width=4", "z_dim=6", "batch_size=4"]
 ADVERSARIAL = ("idvae", "idvae-r", "cidvae", "vae-gan")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits16")

@@ -32,14 +32,6 @@ TINY = {"width": 4, "d_width": 4, "batch_size": 4}
 EDGES = "photo-edges16?sources=sklearn&limit=16"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def build(name, info=INFO, **kw):
     m = build_model(name, info, {**TINY, **kw})
     m.optimizers = m.configure_optimizers()
