@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -175,17 +174,6 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
 def _table(rows: list[dict]) -> str:
     out = []
     hdr = (
@@ -257,9 +245,7 @@ def main(argv=None) -> int:
         "bench": "train_step",
         "pygan": pygan.__version__,
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else pygan._ext.cpu_name(),
         "threads": torch.get_num_threads(),
         "load_avg_1min": os.getloadavg()[0],
         "native_kernels": kernels,

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -30,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
+import pygan  # noqa: E402
 from pygan.data import load_data  # noqa: E402
 from pygan.data.grid import save_grid  # noqa: E402
 from pygan.metrics import evaluate_run  # noqa: E402
@@ -69,17 +69,6 @@ PICTURE_ROWS = (
     "UU-Net v4 (enc+dec)",
     "UUVAE-GAN",
 )
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def slug(label: str) -> str:
@@ -385,7 +374,7 @@ def main(argv=None) -> int:
         "steps": steps,
         "width": args.width,
         "torch": torch.__version__,
-        "cpu": cpu_name(),
+        "cpu": pygan._ext.cpu_name(),
         "load_avg_1min_at_end": os.getloadavg()[0],
         "train_minutes_total": sum(r["train_s"] for r in results + facades) / 60,
         "v4_config": cfg["model_config"],
