@@ -258,6 +258,20 @@ def test_triton_style_loss_vs_reference(shape, dtype, normalize, reduction, targ
     )
 
 
+def test_triton_gram_of_empty_feature_map_is_zero():
+    """K = H*W = 0: an all-zero Gram (norm taken as at least 1, as the C++ kernel and the reference),
+    not 0/0; zero-size feature gradients."""
+    for shape in [(2, 3, 0), (2, 3, 4, 0)]:
+        for normalize in ("chw", "hw"):
+            f = torch.randn(shape, requires_grad=True)
+            g = ops.gram_matrix(f, normalize, backend=T)
+            assert torch.equal(g, torch.zeros(2, 3, 3)), g
+            loss = ops.style_loss(f, torch.randn(shape), normalize, backend=T)
+            assert loss.item() == 0.0
+            (gf,) = torch.autograd.grad(loss, f)
+            assert gf.shape == f.shape
+
+
 def test_triton_gram_is_exactly_symmetric_across_tiles():
     """C = 70 spans two 64-wide tiles (three upper-triangle tiles, mirrored) and K = 200 takes the
     split-K path (workspace + reduction); C = 5, K = 7 the direct path."""
