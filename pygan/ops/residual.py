@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops._layout import empty_like_layout, same_dense_layout
+from pygan.ops._registration import register_autograd_pair, register_native
 
 __all__ = ["ACTIVATIONS", "residual_add", "residual_add_ref"]
 
@@ -76,60 +76,57 @@ def residual_add(
     if impl == "reference":
         return residual_add_ref(base, residual, act, detach_base)
     if impl == "triton":
-        from pygan.ops import _triton
+        from pygan.ops._triton import residual as _tk
 
-        return _triton.residual_add(base, residual, act, detach_base)
+        return _tk.residual_add(base, residual, act, detach_base)
     return torch.ops.pygan.residual_add(base, residual, act, detach_base)
 
 
-# ---- registration of the native op: fake kernels and autograd --------------------------------
+# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# (pygan/ops/_triton/residual.py registers the same functions on pygan_triton::residual_add.)
 
 
-def _setup_context(ctx, inputs, output):
-    _, _, activation, detach_base = inputs
-    ctx.activation = activation
-    ctx.detach_base = detach_base
-    ctx.save_for_backward(output if activation != "none" else None)
+def fake_residual_add(base, residual, activation, detach_base):
+    return empty_like_layout(base, same_dense_layout(base, residual))
 
 
-def _backward(ctx, grad):
-    (out,) = ctx.saved_tensors
-    g = grad if ctx.activation == "none" else torch.ops.pygan.residual_add_backward(grad, out, ctx.activation)
-    return (None if ctx.detach_base else g), g, None, None
+def fake_residual_add_backward(grad, out, activation):
+    return empty_like_layout(out, same_dense_layout(out, grad))
 
 
-def _setup_context_bwd(ctx, inputs, output):
-    grad, out, activation = inputs
-    ctx.activation = activation
-    ctx.save_for_backward(grad, out)
+def register_autograd_rules(fwd, bwd) -> None:
+    """Registers the autograd formulas of ``residual_add`` on the op ``fwd`` and of its backward on
+    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward calls
+    ``bwd``, whose own formula calls ``bwd`` again, so gradients of any order go through the kernel."""
+
+    def setup_context(ctx, inputs, output):
+        _, _, activation, detach_base = inputs
+        ctx.activation = activation
+        ctx.detach_base = detach_base
+        ctx.save_for_backward(output if activation != "none" else None)
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        g = grad if ctx.activation == "none" else bwd(grad, out, ctx.activation)
+        return (None if ctx.detach_base else g), g, None, None
+
+    def setup_context_bwd(ctx, inputs, output):
+        grad, out, activation = inputs
+        ctx.activation = activation
+        ctx.save_for_backward(grad, out)
+
+    def backward_bwd(ctx, gg):
+        # d/d grad of grad * act'(out) is act'(out): the same op on gg.
+        # d/d out: tanh' = 1 - out^2 gives -2 * out * grad; hardtanh' is piecewise constant, so 0.
+        grad, out = ctx.saved_tensors
+        d_grad = d_out = None
+        if ctx.needs_input_grad[0]:
+            d_grad = bwd(gg, out, ctx.activation)
+        if ctx.needs_input_grad[1] and ctx.activation == "tanh":
+            d_out = -2.0 * gg * grad * out
+        return d_grad, d_out, None
+
+    register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-def _backward_bwd(ctx, gg):
-    # d/d grad of grad * act'(out) is act'(out): the same op on gg.
-    # d/d out: tanh' = 1 - out^2 gives -2 * out * grad; hardtanh' is piecewise constant, so 0.
-    grad, out = ctx.saved_tensors
-    d_grad = d_out = None
-    if ctx.needs_input_grad[0]:
-        d_grad = torch.ops.pygan.residual_add_backward(gg, out, ctx.activation)
-    if ctx.needs_input_grad[1] and ctx.activation == "tanh":
-        d_out = -2.0 * gg * grad * out
-    return d_grad, d_out, None
-
-
-def _register() -> None:
-    @torch.library.register_fake("pygan::residual_add")
-    def _(base, residual, activation, detach_base):
-        return empty_like_layout(base, same_dense_layout(base, residual))
-
-    @torch.library.register_fake("pygan::residual_add_backward")
-    def _(grad, out, activation):
-        return empty_like_layout(out, same_dense_layout(out, grad))
-
-    torch.library.register_autograd("pygan::residual_add", _backward, setup_context=_setup_context)
-    torch.library.register_autograd(
-        "pygan::residual_add_backward", _backward_bwd, setup_context=_setup_context_bwd
-    )
-
-
-if _ext.native_loaded():
-    _register()
+register_native("residual_add", fake_residual_add, fake_residual_add_backward, register_autograd_rules)

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend, _check
+from pygan.ops._registration import register_autograd_pair, register_native
 
 __all__ = ["gram_matrix", "gram_matrix_ref", "style_loss", "style_loss_ref"]
 
@@ -44,13 +44,17 @@ NORMALIZE = ("chw", "hw")
 REDUCTIONS = ("mean", "sum")
 
 
+def gram_norm(c: int, k: int, normalize: str) -> int:
+    """The Gram's divisor: C*K ("chw") or K ("hw"), K = H*W (or N); at least 1, so that an empty
+    feature map (K = 0) has an all-zero Gram (an empty sum) rather than 0/0. Every backend uses it."""
+    return max(c * k if normalize == "chw" else k, 1)
+
+
 def _norm(f: torch.Tensor, normalize: str) -> int:
-    """C*K ("chw") or K ("hw"), K = H*W (or N); at least 1, so that an empty feature map (K = 0) has
-    an all-zero Gram (an empty sum) rather than 0/0."""
-    n = 1
+    k = 1
     for s in f.shape[2:]:
-        n *= s
-    return max(n * f.shape[1] if normalize == "chw" else n, 1)
+        k *= s
+    return gram_norm(f.shape[1], k, normalize)
 
 
 def _validate_features(name: str, f) -> torch.Tensor:
@@ -157,89 +161,81 @@ def style_loss(
     return d.square().mean() if reduction == "mean" else d.square().sum()
 
 
-# ---- registration of the native op: fake kernels and autograd --------------------------------
+# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# (pygan/ops/_triton/style.py registers the same functions on pygan_triton::gram_diff.)
 
 
-def _setup_context(ctx, inputs, output):
-    fx, fy, normalize = inputs
-    ctx.normalize = normalize
-    ctx.save_for_backward(fx, fy)
+def fake_gram_diff(fx, fy, normalize):
+    torch._check(fx.dim() in (3, 4), lambda: f"gram_diff: fx must be 3-D or 4-D, got {fx.dim()}-D")
+    return fx.new_empty((fx.shape[0], fx.shape[1], fx.shape[1]))
 
 
-def _backward(ctx, grad):
-    # grad is dL/dD; with style_loss it is 2 D s / (B C^2) (s = 1 for "sum"), formed by autograd
-    # from the saved difference D. The op turns it into the feature gradients in one pass.
-    fx, fy = ctx.saved_tensors
-    need_x = ctx.needs_input_grad[0]
-    need_y = fy is not None and ctx.needs_input_grad[1]
-    if not (need_x or need_y):
-        return None, None, None
-    gx, gy = torch.ops.pygan.gram_diff_backward(grad, fx, fy, ctx.normalize, need_x, need_y)
-    return (gx if need_x else None), (gy if need_y else None), None
+def fake_gram_diff_backward(grad, fx, fy, normalize, need_x, need_y):
+    gx = fx.new_empty(fx.shape) if need_x else fx.new_empty((0,))
+    gy = fx.new_empty(fx.shape) if need_y and fy is not None else fx.new_empty((0,))
+    return gx, gy
 
 
-def _setup_context_bwd(ctx, inputs, output):
-    grad, fx, fy, normalize, need_x, need_y = inputs
-    ctx.normalize = normalize
-    ctx.need_x = need_x
-    ctx.need_y = need_y and fy is not None
-    ctx.save_for_backward(grad, fx, fy)
+def register_autograd_rules(fwd, bwd) -> None:
+    """Registers the autograd formulas of ``gram_diff`` on the op ``fwd`` and of its backward on
+    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward op
+    has its own formula, which calls it again, so double backward through a style loss is exact."""
+
+    def setup_context(ctx, inputs, output):
+        fx, fy, normalize = inputs
+        ctx.normalize = normalize
+        ctx.save_for_backward(fx, fy)
+
+    def backward(ctx, grad):
+        # grad is dL/dD; with style_loss it is 2 D s / (B C^2) (s = 1 for "sum"), formed by autograd
+        # from the saved difference D. The op turns it into the feature gradients in one pass.
+        fx, fy = ctx.saved_tensors
+        need_x = ctx.needs_input_grad[0]
+        need_y = fy is not None and ctx.needs_input_grad[1]
+        if not (need_x or need_y):
+            return None, None, None
+        gx, gy = bwd(grad, fx, fy, ctx.normalize, need_x, need_y)
+        return (gx if need_x else None), (gy if need_y else None), None
+
+    def setup_context_bwd(ctx, inputs, output):
+        grad, fx, fy, normalize, need_x, need_y = inputs
+        ctx.normalize = normalize
+        ctx.need_x = need_x
+        ctx.need_y = need_y and fy is not None
+        ctx.save_for_backward(grad, fx, fy)
+
+    def backward_bwd(ctx, gg_x, gg_y):
+        """Double backward. The backward is bilinear in (grad, features): with S = grad + grad^T and
+        n the norm, (gx, gy) = (S Fx / n, -S Fy / n), so for incoming gg_x, gg_y
+
+            d/d grad = (gg_x Fx^T + Fx gg_x^T - gg_y Fy^T - Fy gg_y^T) / n
+            d/d Fx   =  S gg_x / n        d/d Fy = -S gg_y / n
+
+        The last two are the backward op itself (differentiable again, to any order); the first is
+        formed from torch ops. An output that was not computed (need_x/need_y false: an empty tensor)
+        contributes nothing."""
+        grad, fx, fy = ctx.saved_tensors
+        use_x = ctx.need_x and gg_x is not None
+        use_y = ctx.need_y and gg_y is not None
+        d_grad = d_fx = d_fy = None
+        if ctx.needs_input_grad[0] and (use_x or use_y):
+            p = None
+            if use_x:
+                p = torch.bmm(gg_x.flatten(2), fx.flatten(2).transpose(1, 2))
+            if use_y:
+                q = torch.bmm(gg_y.flatten(2), fy.flatten(2).transpose(1, 2))
+                p = -q if p is None else p - q
+            d_grad = (p + p.transpose(1, 2)) / _norm(fx, ctx.normalize)
+        want_x = use_x and ctx.needs_input_grad[1]
+        want_y = use_y and ctx.needs_input_grad[2]
+        if want_x or want_y:
+            # fx's slot only carries the shape when want_x is false (its values are then not read).
+            a, b = bwd(grad, gg_x if want_x else fx, gg_y if want_y else None, ctx.normalize, want_x, want_y)
+            d_fx = a if want_x else None
+            d_fy = b if want_y else None
+        return d_grad, d_fx, d_fy, None, None, None
+
+    register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-def _backward_bwd(ctx, gg_x, gg_y):
-    """Double backward. The backward is bilinear in (grad, features): with S = grad + grad^T and
-    n the norm, (gx, gy) = (S Fx / n, -S Fy / n), so for incoming gg_x, gg_y
-
-        d/d grad = (gg_x Fx^T + Fx gg_x^T - gg_y Fy^T - Fy gg_y^T) / n
-        d/d Fx   =  S gg_x / n        d/d Fy = -S gg_y / n
-
-    The last two are gram_diff_backward itself (differentiable again, to any order); the first is
-    formed from torch ops. An output that was not computed (need_x/need_y false: an empty tensor)
-    contributes nothing."""
-    grad, fx, fy = ctx.saved_tensors
-    use_x = ctx.need_x and gg_x is not None
-    use_y = ctx.need_y and gg_y is not None
-    d_grad = d_fx = d_fy = None
-    if ctx.needs_input_grad[0] and (use_x or use_y):
-        p = None
-        if use_x:
-            p = torch.bmm(gg_x.flatten(2), fx.flatten(2).transpose(1, 2))
-        if use_y:
-            q = torch.bmm(gg_y.flatten(2), fy.flatten(2).transpose(1, 2))
-            p = -q if p is None else p - q
-        d_grad = (p + p.transpose(1, 2)) / _norm(fx, ctx.normalize)
-    want_x = use_x and ctx.needs_input_grad[1]
-    want_y = use_y and ctx.needs_input_grad[2]
-    if want_x or want_y:
-        # fx's slot only carries the shape when want_x is false (its values are then not read).
-        a, b = torch.ops.pygan.gram_diff_backward(
-            grad, gg_x if want_x else fx, gg_y if want_y else None, ctx.normalize, want_x, want_y
-        )
-        d_fx = a if want_x else None
-        d_fy = b if want_y else None
-    return d_grad, d_fx, d_fy, None, None, None
-
-
-def _register() -> None:
-    """Fake kernels and autograd for ``pygan::gram_diff`` and its backward op (which has its own
-    autograd formula, so double backward through a style loss is exact)."""
-
-    @torch.library.register_fake("pygan::gram_diff")
-    def _(fx, fy, normalize):
-        torch._check(fx.dim() in (3, 4), lambda: f"gram_diff: fx must be 3-D or 4-D, got {fx.dim()}-D")
-        return fx.new_empty((fx.shape[0], fx.shape[1], fx.shape[1]))
-
-    @torch.library.register_fake("pygan::gram_diff_backward")
-    def _(grad, fx, fy, normalize, need_x, need_y):
-        gx = fx.new_empty(fx.shape) if need_x else fx.new_empty((0,))
-        gy = fx.new_empty(fx.shape) if need_y and fy is not None else fx.new_empty((0,))
-        return gx, gy
-
-    torch.library.register_autograd("pygan::gram_diff", _backward, setup_context=_setup_context)
-    torch.library.register_autograd(
-        "pygan::gram_diff_backward", _backward_bwd, setup_context=_setup_context_bwd
-    )
-
-
-if _ext.native_loaded():
-    _register()
+register_native("gram_diff", fake_gram_diff, fake_gram_diff_backward, register_autograd_rules)

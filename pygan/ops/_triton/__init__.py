@@ -23,7 +23,7 @@ import torch
 
 from pygan.ops import _backend
 
-__all__ = ["available_reason", "residual_add"]
+__all__ = ["available_reason"]
 
 # find_spec of a top-level package searches sys.path without importing it; read once so that
 # _backend.select (and with it the probe) stays cheap and traceable by torch.compile.
@@ -47,10 +47,3 @@ def available_reason(device: torch.device) -> str | None:
 
 
 _backend.register("triton", available_reason)
-
-
-def residual_add(base, residual, activation, detach_base):
-    """``pygan.ops.residual_add`` on the Triton kernel (see :mod:`pygan.ops._triton.residual`)."""
-    from pygan.ops._triton import residual as _residual
-
-    return _residual.residual_add(base, residual, activation, detach_base)

@@ -25,14 +25,18 @@ import triton
 import triton.language as tl
 from torch.library import custom_op, triton_op, wrap_triton
 
+from pygan.ops._layout import same_dense_layout
+
 __all__ = [
     "INTERPRET",
     "NAMESPACE",
     "acc_tl",
     "acc_torch",
     "block_1d",
+    "dense",
     "f64_arg",
     "launch",
+    "launch_flat",
     "num_sms",
     "op",
     "split_f64",
@@ -71,6 +75,24 @@ def op(name: str, fake):
 def launch(kernel):
     """The launchable form of a jit kernel inside an op body."""
     return kernel if INTERPRET else wrap_triton(kernel)
+
+
+def launch_flat(kernel, n: int, *args, dtype: torch.dtype, **meta) -> None:
+    """Launches a flat (elementwise) kernel over ``n`` elements: ``cdiv(n, BLOCK)`` programs, with the
+    constexprs every such kernel takes (``ACC`` for ``dtype``, ``INTERP``, ``BLOCK``) and num_warps
+    from :func:`block_1d`; ``args`` and ``meta`` are the kernel's own."""
+    block, warps = block_1d(n)
+    launch(kernel)[(triton.cdiv(n, block),)](
+        *args, **meta, ACC=acc_tl(dtype), INTERP=INTERPRET, BLOCK=block, num_warps=warps
+    )
+
+
+def dense(*tensors: torch.Tensor) -> tuple[bool, list[torch.Tensor]]:
+    """The layout rule (:mod:`pygan.ops._layout`) on a kernel's operands: ``(keep, operands)`` with
+    ``keep = same_dense_layout(*tensors)`` and the operands as they are when ``keep``, else contiguous
+    copies (outputs then come from ``empty_like_layout(operand, keep)``)."""
+    keep = same_dense_layout(*tensors)
+    return keep, [t if keep else t.contiguous() for t in tensors]
 
 
 def acc_tl(dtype: torch.dtype):

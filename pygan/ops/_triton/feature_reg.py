@@ -12,26 +12,33 @@ of a fixed number of programs sums its grid-stride share of ``|a-b|^p`` and writ
 already scaled by ``w_k s_k``, into a float32 (float64) buffer; then one program sums all partials
 in a fixed order and writes the result. Backward: one elementwise launch per layer writing
 ``grad_a`` and/or ``grad_b`` (the incoming 0-dim gradient is read on the device: no host sync).
-Double backward is supported through plain tensor ops (the backward is linear in the gradient and,
-for p=2, in ``a - b``).
+Fake kernels and autograd (double backward included, in tensor ops: the backward is linear in the
+gradient and, for p=2, in ``a - b``) are the C++ op's (:mod:`pygan.ops.feature_reg`).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from pygan.ops._layout import empty_like_layout, same_dense_layout
+from pygan.ops._layout import empty_like_layout
 from pygan.ops._triton._common import (
     INTERPRET,
     acc_tl,
     acc_torch,
     block_1d,
+    dense,
     f64_arg,
     launch,
+    launch_flat,
     num_sms,
     op,
     split_f64,
     to_out,
+)
+from pygan.ops.feature_reg import (
+    fake_feature_regularizer,
+    fake_feature_regularizer_backward,
+    register_autograd_rules,
 )
 
 __all__ = ["feature_regularizer", "feature_regularizer_backward"]
@@ -138,21 +145,14 @@ def _check_args(a, b, p, reduction, weights):
         raise ValueError(f"feature_regularizer: reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
-def _fake_fwd(a, b, p, reduction, weights):
-    return a[0].new_empty(())
-
-
-@op("feature_regularizer", _fake_fwd)
+@op("feature_regularizer", fake_feature_regularizer)
 def _feature_regularizer(
     a: list[torch.Tensor], b: list[torch.Tensor], p: int, reduction: str, weights: list[float]
 ) -> torch.Tensor:
     _check_args(a, b, p, reduction, weights)
     dtype, device = a[0].dtype, a[0].device
     acc = acc_tl(dtype)
-    layers = []
-    for x, y in zip(a, b):
-        keep = same_dense_layout(x, y)
-        layers.append((x if keep else x.contiguous(), y if keep else y.contiguous()))
+    layers = [dense(x, y)[1] for x, y in zip(a, b)]
     progs = []
     for x, _ in layers:
         n = int(x.numel())
@@ -174,13 +174,7 @@ def _feature_regularizer(
     return out
 
 
-def _fake_bwd(grad, a, b, p, reduction, weights, need_a, need_b):
-    ga = [empty_like_layout(x, same_dense_layout(x, y)) for x, y in zip(a, b)] if need_a else []
-    gb = [empty_like_layout(x, same_dense_layout(x, y)) for x, y in zip(a, b)] if need_b else []
-    return ga, gb
-
-
-@op("feature_regularizer_backward", _fake_bwd)
+@op("feature_regularizer_backward", fake_feature_regularizer_backward)
 def _feature_regularizer_backward(
     grad: torch.Tensor,
     a: list[torch.Tensor],
@@ -194,31 +188,25 @@ def _feature_regularizer_backward(
     _check_args(a, b, p, reduction, weights)
     grad_a, grad_b = [], []
     for x, y, c in zip(a, b, _scales(a, reduction, weights)):
-        keep = same_dense_layout(x, y)
-        xc = x if keep else x.contiguous()
-        yc = y if keep else y.contiguous()
+        keep, (xc, yc) = dense(x, y)
         ga = empty_like_layout(xc, keep) if need_a else None
         gb = empty_like_layout(xc, keep) if need_b else None
         n = int(xc.numel())
         if n > 0 and (need_a or need_b):
-            block, warps = block_1d(n)
-            hi, lo = split_f64(c)
-            launch(_backward_kernel)[(triton.cdiv(n, block),)](
+            launch_flat(
+                _backward_kernel,
+                n,
                 grad,
                 xc,
                 yc,
                 ga if need_a else gb,
                 gb if need_b else ga,
                 n,
-                hi,
-                lo,
+                *split_f64(c),
+                dtype=xc.dtype,
                 P=p,
                 NEED_A=need_a,
                 NEED_B=need_b,
-                ACC=acc_tl(xc.dtype),
-                INTERP=INTERPRET,
-                BLOCK=block,
-                num_warps=warps,
             )
         if need_a:
             grad_a.append(ga)
@@ -227,83 +215,13 @@ def _feature_regularizer_backward(
     return grad_a, grad_b
 
 
-def _needs(flag) -> bool:
-    """ctx.needs_input_grad entry of a Tensor[] argument is a list of bools."""
-    return any(flag) if isinstance(flag, (list, tuple)) else bool(flag)
+register_autograd_rules(_feature_regularizer, _feature_regularizer_backward)
 
 
-def _setup(ctx, inputs, output):
-    a, b, p, reduction, weights = inputs
-    ctx.p, ctx.reduction, ctx.weights, ctx.k = p, reduction, weights, len(a)
-    ctx.save_for_backward(*a, *b)
-
-
-def _backward(ctx, grad):
-    saved = ctx.saved_tensors
-    a, b = list(saved[: ctx.k]), list(saved[ctx.k :])
-    need_a, need_b = _needs(ctx.needs_input_grad[0]), _needs(ctx.needs_input_grad[1])
-    none = [None] * ctx.k  # autograd wants a list (of None) for a Tensor[] input
-    if not (need_a or need_b):
-        return none, none, None, None, None
-    ga, gb = _feature_regularizer_backward(grad, a, b, ctx.p, ctx.reduction, ctx.weights, need_a, need_b)
-    return (ga if need_a else none), (gb if need_b else none), None, None, None
-
-
-def _setup_bwd(ctx, inputs, output):
-    grad, a, b, p, reduction, weights, need_a, need_b = inputs
-    ctx.p, ctx.reduction, ctx.weights, ctx.k = p, reduction, weights, len(a)
-    ctx.need_a, ctx.need_b = need_a, need_b
-    ctx.save_for_backward(grad, *a, *b)
-
-
-def _backward_bwd(ctx, gg_a, gg_b):
-    """Double backward in tensor ops. With m_k = gg_a_k - gg_b_k and c_k = w_k s_k:
-    d grad = sum_k c_k <m_k, phi'(a_k - b_k)>; d a_k = -d b_k = grad c_k phi''(.) m_k (2 for p=2, 0 for
-    p=1 almost everywhere)."""
-    saved = ctx.saved_tensors
-    grad, a, b = saved[0], saved[1 : 1 + ctx.k], saved[1 + ctx.k :]
-    scales = _scales(a, ctx.reduction, ctx.weights)
-    ms = []
-    for k in range(ctx.k):
-        m = None
-        if ctx.need_a and gg_a is not None and gg_a[k] is not None:
-            m = gg_a[k]
-        if ctx.need_b and gg_b is not None and gg_b[k] is not None:
-            m = -gg_b[k] if m is None else m - gg_b[k]
-        ms.append(m)
-    d_grad = None
-    d_a, d_b = [None] * ctx.k, [None] * ctx.k
-    if ctx.needs_input_grad[0]:
-        total = torch.zeros((), dtype=acc_torch(grad.dtype), device=grad.device)
-        for x, y, m, c in zip(a, b, ms, scales):
-            if m is None or x.numel() == 0:
-                continue
-            d = x - y
-            phi = 2 * d if ctx.p == 2 else torch.sign(d)
-            total = total + c * (m * phi).sum(dtype=total.dtype)
-        d_grad = total.to(grad.dtype)
-    need_da, need_db = _needs(ctx.needs_input_grad[1]), _needs(ctx.needs_input_grad[2])
-    if ctx.p == 2 and (need_da or need_db):
-        da = []
-        for x, m, c in zip(a, ms, scales):
-            da.append(torch.zeros_like(x) if m is None else (2 * c) * grad * m)
-        if need_da:
-            d_a = da
-        if need_db:
-            d_b = [-t for t in da]
-    return d_grad, d_a, d_b, None, None, None, None, None
-
-
-_feature_regularizer.register_autograd(_backward, setup_context=_setup)
-_feature_regularizer_backward.register_autograd(_backward_bwd, setup_context=_setup_bwd)
-
-
-def feature_regularizer(a, b, p: int, reduction: str, weights, detach_b: bool):
-    """``sum_k w_k R(|a_k - b_k|^p)`` on the Triton kernels; arguments validated by the caller
-    (:func:`pygan.ops.feature_regularizer`)."""
-    a = list(a)
-    b = [y.detach() for y in b] if detach_b else list(b)
-    return _feature_regularizer(a, b, int(p), reduction, [float(w) for w in weights])
+def feature_regularizer(a, b, p: int, reduction: str, weights):
+    """``sum_k w_k R(|a_k - b_k|^p)`` on the Triton kernels; arguments validated (and ``b`` detached
+    for ``detach_b``) by the caller (:func:`pygan.ops.feature_regularizer`)."""
+    return _feature_regularizer(list(a), list(b), int(p), reduction, [float(w) for w in weights])
 
 
 def feature_regularizer_backward(grad, a, b, p, reduction, weights, need_a, need_b):

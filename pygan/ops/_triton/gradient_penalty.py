@@ -6,8 +6,7 @@ Same contracts as the ``pygan::`` ops:
 * ``interpolate(real, fake, alpha[B]) = real + alpha_b (fake - real)``, layout rule on
   ``{real, fake}`` (batch is outermost in every dense layout, so row b is storage
   ``[b*D, (b+1)*D)``); backward ``((1 - alpha_b) g, alpha_b g)``, an empty ``[0]`` tensor for a side
-  not needed. Gradient for ``alpha`` (not part of the native contract, which treats alpha as a
-  constant) is computed with tensor ops when alpha requires grad: ``sum_row g (fake - real)``.
+  not needed.
 * ``grad_norm_penalty(grads, target, weight, one_sided) -> (penalty, norms)``: ``n_b = ||row b||_2``,
   ``penalty = weight * mean_b h(n_b - target)^2`` (h = identity, or max(0, .) one-sided), 0-dim in
   grads' dtype; ``norms`` float32 (float64 for float64); B = 0 gives NaN. Backward:
@@ -18,26 +17,36 @@ Kernels: elementwise ones walk the flat storage with the row ``offs // D``; the 
 deterministic two-stage reduction: programs over (row block, slice of the row) write partial sums of
 squares, one program combines them per row (fixed order), takes the square root and reduces the
 penalty. Scalars that must keep float64 precision travel as float32 pairs (see ``_common``).
-Double backward of ``grad_norm_penalty`` (third-order gradients of a penalty) raises a clear error;
-``interpolate``'s backward is linear and differentiable again.
+Fake kernels and autograd are the C++ ops' (:mod:`pygan.ops.gradient_penalty`): the gradient for
+``alpha`` (when it requires grad) in tensor ops, and every backward made of these ops or tensor ops,
+so gradients of any order are exact (double backward of ``grad_norm_penalty`` included).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from pygan.ops._layout import empty_like_layout, same_dense_layout
+from pygan.ops._layout import empty_like_layout
 from pygan.ops._triton._common import (
     INTERPRET,
     acc_tl,
     acc_torch,
-    block_1d,
+    dense,
     f64_arg,
     launch,
+    launch_flat,
     num_sms,
     op,
     split_f64,
     to_out,
+)
+from pygan.ops.gradient_penalty import (
+    fake_grad_norm_penalty,
+    fake_grad_norm_penalty_backward,
+    fake_interpolate,
+    fake_interpolate_backward,
+    register_grad_norm_penalty_autograd,
+    register_interpolate_autograd,
 )
 
 __all__ = ["grad_norm_penalty", "grad_norm_penalty_backward", "interpolate", "interpolate_backward"]
@@ -100,130 +109,45 @@ def _interp_bwd_kernel(
         tl.store(gf_ptr + offs, to_out(a * g, gf_ptr.dtype.element_ty, INTERP), mask=mask)
 
 
-def _fake_interp(real, fake, alpha):
-    return empty_like_layout(real, same_dense_layout(real, fake))
-
-
-@op("interpolate", _fake_interp)
+@op("interpolate", fake_interpolate)
 def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    keep = same_dense_layout(real, fake)
-    r = real if keep else real.contiguous()
-    f = fake if keep else fake.contiguous()
+    keep, (r, f) = dense(real, fake)
     out = empty_like_layout(r, keep)
     n = int(out.numel())
     if n > 0:
-        _, d = _rows(out)
-        block, warps = block_1d(n)
-        launch(_interp_fwd_kernel)[(triton.cdiv(n, block),)](
-            r,
-            f,
-            alpha,
-            out,
-            n,
-            d,
-            alpha.stride(0),
-            ACC=acc_tl(out.dtype),
-            INTERP=INTERPRET,
-            BLOCK=block,
-            num_warps=warps,
+        launch_flat(
+            _interp_fwd_kernel, n, r, f, alpha, out, n, _rows(out)[1], alpha.stride(0), dtype=out.dtype
         )
     return out
 
 
-def _fake_interp_bwd(grad, alpha, need_real, need_fake):
-    like = empty_like_layout(grad, same_dense_layout(grad))
-    return (like if need_real else grad.new_empty((0,))), (
-        empty_like_layout(grad, same_dense_layout(grad)) if need_fake else grad.new_empty((0,))
-    )
-
-
-@op("interpolate_backward", _fake_interp_bwd)
+@op("interpolate_backward", fake_interpolate_backward)
 def _interpolate_backward(
     grad: torch.Tensor, alpha: torch.Tensor, need_real: bool, need_fake: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = same_dense_layout(grad)
-    g = grad if keep else grad.contiguous()
+    keep, (g,) = dense(grad)
     gr = empty_like_layout(g, keep) if need_real else grad.new_empty((0,))
     gf = empty_like_layout(g, keep) if need_fake else grad.new_empty((0,))
     n = int(g.numel())
     if n > 0 and (need_real or need_fake):
-        _, d = _rows(g)
-        block, warps = block_1d(n)
-        launch(_interp_bwd_kernel)[(triton.cdiv(n, block),)](
+        launch_flat(
+            _interp_bwd_kernel,
+            n,
             g,
             alpha,
             gr if need_real else gf,
             gf if need_fake else gr,
             n,
-            d,
+            _rows(g)[1],
             alpha.stride(0),
+            dtype=g.dtype,
             NEED_R=need_real,
             NEED_F=need_fake,
-            ACC=acc_tl(g.dtype),
-            INTERP=INTERPRET,
-            BLOCK=block,
-            num_warps=warps,
         )
     return gr, gf
 
 
-def _row_view(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return a.reshape((-1,) + (1,) * (like.dim() - 1))
-
-
-def _setup_interp(ctx, inputs, output):
-    real, fake, alpha = inputs
-    ctx.alpha_grad = alpha.requires_grad
-    ctx.save_for_backward(alpha, real if alpha.requires_grad else None, fake if alpha.requires_grad else None)
-
-
-def _backward_interp(ctx, grad):
-    alpha, real, fake = ctx.saved_tensors
-    need_r, need_f = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gr = gf = ga = None
-    if need_r or need_f:
-        gr, gf = _interpolate_backward(grad, alpha, need_r, need_f)
-        gr = gr if need_r else None
-        gf = gf if need_f else None
-    if ctx.needs_input_grad[2]:
-        ga = (
-            (grad * (fake - real)).reshape(grad.shape[0], -1).sum(1).to(alpha.dtype) if grad.numel() else None
-        )
-    return gr, gf, ga
-
-
-def _setup_interp_bwd(ctx, inputs, output):
-    grad, alpha, need_real, need_fake = inputs
-    ctx.need_real, ctx.need_fake = need_real, need_fake
-    ctx.save_for_backward(grad if alpha.requires_grad else None, alpha)
-
-
-def _backward_interp_bwd(ctx, gg_r, gg_f):
-    """The backward is linear in grad: d grad = (1 - a) gg_r + a gg_f; d alpha = sum_row g (gg_f - gg_r)."""
-    grad, alpha = ctx.saved_tensors
-    use_r = ctx.need_real and gg_r is not None and gg_r.numel() > 0
-    use_f = ctx.need_fake and gg_f is not None and gg_f.numel() > 0
-    d_grad = d_alpha = None
-    if ctx.needs_input_grad[0] and (use_r or use_f):
-        like = gg_r if use_r else gg_f
-        a = _row_view(alpha, like)
-        d_grad = torch.zeros_like(like)
-        if use_r:
-            d_grad = d_grad + (1 - a) * gg_r
-        if use_f:
-            d_grad = d_grad + a * gg_f
-    if ctx.needs_input_grad[1] and grad is not None and (use_r or use_f) and grad.numel():
-        m = torch.zeros_like(grad)
-        if use_f:
-            m = m + gg_f
-        if use_r:
-            m = m - gg_r
-        d_alpha = (grad * m).reshape(grad.shape[0], -1).sum(1).to(alpha.dtype)
-    return d_grad, d_alpha, None, None
-
-
-_interpolate.register_autograd(_backward_interp, setup_context=_setup_interp)
-_interpolate_backward.register_autograd(_backward_interp_bwd, setup_context=_setup_interp_bwd)
+register_interpolate_autograd(_interpolate, _interpolate_backward)
 
 
 # ---- grad_norm_penalty --------------------------------------------------------------------------
@@ -333,10 +257,6 @@ def _gnp_bwd_kernel(
     tl.store(out_ptr + offs, to_out(c * g, out_ptr.dtype.element_ty, INTERP), mask=mask)
 
 
-def _fake_gnp(grads, target, weight, one_sided):
-    return grads.new_empty(()), grads.new_empty((grads.shape[0],), dtype=acc_torch(grads.dtype))
-
-
 def _split_rows(b: int, d: int, device) -> tuple[int, int, int, int]:
     """(R rows per program, BD columns per step, SPLIT slices per row, cols per slice)."""
     if INTERPRET:
@@ -352,12 +272,11 @@ def _split_rows(b: int, d: int, device) -> tuple[int, int, int, int]:
     return r, bd, split, max(cols, 1)
 
 
-@op("grad_norm_penalty", _fake_gnp)
+@op("grad_norm_penalty", fake_grad_norm_penalty)
 def _grad_norm_penalty(
     grads: torch.Tensor, target: float, weight: float, one_sided: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = same_dense_layout(grads)
-    g = grads if keep else grads.contiguous()
+    _, (g,) = dense(grads)
     b, d = _rows(g)
     acc = acc_torch(g.dtype)
     norms = torch.empty((b,), dtype=acc, device=g.device)
@@ -387,11 +306,7 @@ def _grad_norm_penalty(
     return penalty, norms
 
 
-def _fake_gnp_bwd(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
-    return empty_like_layout(grads, same_dense_layout(grads))
-
-
-@op("grad_norm_penalty_backward", _fake_gnp_bwd)
+@op("grad_norm_penalty_backward", fake_grad_norm_penalty_backward)
 def _grad_norm_penalty_backward(
     grad_penalty: torch.Tensor,
     grad_norms: torch.Tensor,
@@ -401,15 +316,15 @@ def _grad_norm_penalty_backward(
     weight: float,
     one_sided: bool,
 ) -> torch.Tensor:
-    keep = same_dense_layout(grads)
-    g = grads if keep else grads.contiguous()
+    keep, (g,) = dense(grads)
     out = empty_like_layout(g, keep)
     n = int(g.numel())
     if n == 0:
         return out
     b, d = _rows(g)
-    block, warps = block_1d(n)
-    launch(_gnp_bwd_kernel)[(triton.cdiv(n, block),)](
+    launch_flat(
+        _gnp_bwd_kernel,
+        n,
         g,
         grad_penalty,
         grad_norms,
@@ -421,47 +336,13 @@ def _grad_norm_penalty_backward(
         *split_f64(target),
         *split_f64(weight),
         b,
+        dtype=g.dtype,
         ONE_SIDED=one_sided,
-        ACC=acc_tl(g.dtype),
-        INTERP=INTERPRET,
-        BLOCK=block,
-        num_warps=warps,
     )
     return out
 
 
-def _setup_gnp(ctx, inputs, output):
-    grads, target, weight, one_sided = inputs
-    ctx.args = (target, weight, one_sided)
-    ctx.save_for_backward(grads, output[1])
-
-
-def _backward_gnp(ctx, grad_penalty, grad_norms):
-    grads, norms = ctx.saved_tensors
-    if not ctx.needs_input_grad[0]:
-        return None, None, None, None
-    if grad_penalty is None:
-        grad_penalty = torch.zeros((), dtype=grads.dtype, device=grads.device)
-    if grad_norms is None:
-        grad_norms = torch.zeros_like(norms)
-    out = _grad_norm_penalty_backward(grad_penalty, grad_norms, grads, norms, *ctx.args)
-    return out, None, None, None
-
-
-def _setup_gnp_bwd(ctx, inputs, output):
-    pass
-
-
-def _backward_gnp_bwd(ctx, grad):
-    raise RuntimeError(
-        "pygan: grad_norm_penalty (backend='triton') supports first-order gradients only; the "
-        "gradient of its backward (a third-order derivative of the penalty) is not implemented. "
-        "Use backend='reference' if you need it."
-    )
-
-
-_grad_norm_penalty.register_autograd(_backward_gnp, setup_context=_setup_gnp)
-_grad_norm_penalty_backward.register_autograd(_backward_gnp_bwd, setup_context=_setup_gnp_bwd)
+register_grad_norm_penalty_autograd(_grad_norm_penalty, _grad_norm_penalty_backward)
 
 
 def interpolate(real, fake, alpha_rows):

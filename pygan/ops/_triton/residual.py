@@ -1,7 +1,7 @@
 """Triton kernels for ``residual_add``: ``out = act(base + residual)`` and its backward
 ``grad * act'(out)`` from the saved output, as ``torch.ops.pygan_triton.residual_add`` /
-``residual_add_backward`` with autograd (double backward included: the backward op has its own
-autograd formula, as the C++ op's).
+``residual_add_backward`` with autograd: the same fake kernels and autograd formulas as the C++ op's
+(:func:`pygan.ops.residual.register_autograd_rules`; double backward included).
 
 Same contract as ``pygan::residual_add`` (csrc/cpu/residual.cpp): operands with one dense layout
 (contiguous / channels_last / channels_last_3d, equal strides) are walked linearly and the output
@@ -16,8 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from pygan.ops._layout import empty_like_layout, same_dense_layout
-from pygan.ops._triton._common import INTERPRET, acc_tl, block_1d, launch, op, to_out
+from pygan.ops._layout import empty_like_layout
+from pygan.ops._triton._common import dense, launch_flat, op, to_out
+from pygan.ops.residual import fake_residual_add, fake_residual_add_backward, register_autograd_rules
 
 __all__ = ["residual_add", "residual_add_backward"]
 
@@ -99,81 +100,31 @@ def _residual_bwd_kernel(
     tl.store(gin_ptr + offs, to_out(g, gin_ptr.dtype.element_ty, INTERP), mask=mask)
 
 
-def _fake_fwd(base, residual, activation, detach_base):
-    return empty_like_layout(base, same_dense_layout(base, residual))
-
-
-@op("residual_add", _fake_fwd)
+@op("residual_add", fake_residual_add)
 def _residual_add(
     base: torch.Tensor, residual: torch.Tensor, activation: str, detach_base: bool
 ) -> torch.Tensor:
     act = _act_code(activation)
-    keep = same_dense_layout(base, residual)
-    b = base if keep else base.contiguous()
-    r = residual if keep else residual.contiguous()
+    keep, (b, r) = dense(base, residual)
     out = empty_like_layout(b, keep)
     n = int(out.numel())
     if n > 0:
-        block, warps = block_1d(n)
-        launch(_residual_fwd_kernel)[(triton.cdiv(n, block),)](
-            b, r, out, n, ACT=act, ACC=acc_tl(out.dtype), INTERP=INTERPRET, BLOCK=block, num_warps=warps
-        )
+        launch_flat(_residual_fwd_kernel, n, b, r, out, n, dtype=out.dtype, ACT=act)
     return out
 
 
-def _fake_bwd(grad, out, activation):
-    return empty_like_layout(out, same_dense_layout(out, grad))
-
-
-@op("residual_add_backward", _fake_bwd)
+@op("residual_add_backward", fake_residual_add_backward)
 def _residual_add_backward(grad: torch.Tensor, out: torch.Tensor, activation: str) -> torch.Tensor:
     act = _act_code(activation)
-    keep = same_dense_layout(out, grad)
-    g = grad if keep else grad.contiguous()
-    o = out if keep else out.contiguous()
+    keep, (o, g) = dense(out, grad)
     gin = empty_like_layout(o, keep)
     n = int(gin.numel())
     if n > 0:
-        block, warps = block_1d(n)
-        launch(_residual_bwd_kernel)[(triton.cdiv(n, block),)](
-            g, o, gin, n, ACT=act, ACC=acc_tl(gin.dtype), INTERP=INTERPRET, BLOCK=block, num_warps=warps
-        )
+        launch_flat(_residual_bwd_kernel, n, g, o, gin, n, dtype=gin.dtype, ACT=act)
     return gin
 
 
-def _setup_context(ctx, inputs, output):
-    _, _, activation, detach_base = inputs
-    ctx.activation = activation
-    ctx.detach_base = detach_base
-    ctx.save_for_backward(output if activation != "none" else None)
-
-
-def _backward(ctx, grad):
-    (out,) = ctx.saved_tensors
-    g = grad if ctx.activation == "none" else _residual_add_backward(grad, out, ctx.activation)
-    return (None if ctx.detach_base else g), g, None, None
-
-
-def _setup_context_bwd(ctx, inputs, output):
-    grad, out, activation = inputs
-    ctx.activation = activation
-    ctx.save_for_backward(grad, out)
-
-
-def _backward_bwd(ctx, gg):
-    # d/d grad of grad * act'(out) is act'(out): the same op on gg. d/d out: tanh' = 1 - out^2 gives
-    # -2 * out * grad; hardtanh' is piecewise constant, so 0.
-    grad, out = ctx.saved_tensors
-    d_grad = d_out = None
-    if ctx.needs_input_grad[0]:
-        d_grad = _residual_add_backward(gg, out, ctx.activation)
-    if ctx.needs_input_grad[1] and ctx.activation == "tanh":
-        d_out = -2.0 * gg * grad * out
-    return d_grad, d_out, None
-
-
-_residual_add.register_autograd(_backward, setup_context=_setup_context)
-_residual_add_backward.register_autograd(_backward_bwd, setup_context=_setup_context_bwd)
+register_autograd_rules(_residual_add, _residual_add_backward)
 
 
 def residual_add(base, residual, activation: str, detach_base: bool):

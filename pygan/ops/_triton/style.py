@@ -3,8 +3,9 @@
 
 Same contract as ``pygan::gram_diff``: ``D = (Fx Fx^T - Fy Fy^T) / norm`` (``Fx Fx^T / norm`` without
 ``fy``), ``F`` = the features as ``[B, C, K]``, ``K = H*W`` (or N for 3-D input), ``norm = C*K``
-("chw") or ``K`` ("hw"); ``D`` is ``[B, C, C]``, contiguous, in fx's dtype, accumulated in float32
-(float64 for float64) and rounded once. Backward: ``S = grad + grad^T``, ``grad_fx = S Fx / norm``,
+("chw") or ``K`` ("hw"), at least 1 (an empty feature map has an all-zero Gram); ``D`` is
+``[B, C, C]``, contiguous, in fx's dtype, accumulated in float32 (float64 for float64) and rounded
+once. Backward: ``S = grad + grad^T``, ``grad_fx = S Fx / norm``,
 ``grad_fy = -S Fy / norm`` (contiguous, fx's shape; an empty ``[0]`` tensor when not needed).
 
 Forward: a GEMM with a tiny ``C x C`` output and a huge ``K``. Only the upper triangle of output
@@ -21,8 +22,9 @@ speed of IEEE float32 ``tl.dot``; float64 uses a broadcast-multiply
 reduction (no fp64 ``tl.dot`` assumed).
 
 Backward: one tiled GEMM ``[C x C] @ [C x K]`` per side that needs a gradient; the ``S`` tile is built
-on the fly from two (strided, possibly stride-0) loads of ``grad``. Double backward is supported
-through ``bmm`` (the backward is bilinear in ``grad`` and the features).
+on the fly from two (strided, possibly stride-0) loads of ``grad``. Fake kernels and autograd are the
+C++ op's (:mod:`pygan.ops.style`): double backward through ``bmm`` and the backward op itself (it is
+bilinear in ``grad`` and the features).
 """
 
 import torch
@@ -30,6 +32,7 @@ import triton
 import triton.language as tl
 
 from pygan.ops._triton._common import INTERPRET, acc_tl, acc_torch, launch, num_sms, op, to_out
+from pygan.ops.style import fake_gram_diff, fake_gram_diff_backward, gram_norm, register_autograd_rules
 
 __all__ = ["gram_diff", "gram_diff_backward"]
 
@@ -45,7 +48,7 @@ FP32_PRECISION = "tf32x3"
 def _norm(c: int, k: int, normalize: str) -> int:
     if normalize not in ("chw", "hw"):
         raise ValueError(f"gram_diff: normalize must be 'chw' or 'hw', got {normalize!r}")
-    return c * k if normalize == "chw" else k
+    return gram_norm(c, k, normalize)
 
 
 def _as_bck(f: torch.Tensor):
@@ -285,11 +288,7 @@ def _split_k(tiles: int, k: int, bk: int, device: torch.device) -> int:
     return max(1, min(want, triton.cdiv(kb, MIN_K_ITERS)))
 
 
-def _fake_fwd(fx, fy, normalize):
-    return fx.new_empty((fx.shape[0], fx.shape[1], fx.shape[1]))
-
-
-@op("gram_diff", _fake_fwd)
+@op("gram_diff", fake_gram_diff)
 def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> torch.Tensor:
     F, b, c, k = _as_bck(fx)
     norm = _norm(c, k, normalize)
@@ -341,17 +340,7 @@ def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> tor
     return d
 
 
-def _fake_bwd(grad, fx, fy, normalize, need_x, need_y):
-    gx = torch.empty_like(fx, memory_format=torch.contiguous_format) if need_x else fx.new_empty((0,))
-    gy = (
-        torch.empty_like(fx, memory_format=torch.contiguous_format)
-        if (need_y and fy is not None)
-        else fx.new_empty((0,))
-    )
-    return gx, gy
-
-
-@op("gram_diff_backward", _fake_bwd)
+@op("gram_diff_backward", fake_gram_diff_backward)
 def _gram_diff_backward(
     grad: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor | None, normalize: str, need_x: bool, need_y: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,57 +385,7 @@ def _gram_diff_backward(
     return outs[0], outs[1]
 
 
-def _setup(ctx, inputs, output):
-    fx, fy, normalize = inputs
-    ctx.normalize = normalize
-    ctx.has_y = fy is not None
-    ctx.save_for_backward(fx, fy)
-
-
-def _backward(ctx, grad):
-    fx, fy = ctx.saved_tensors
-    need_x = ctx.needs_input_grad[0]
-    need_y = ctx.has_y and ctx.needs_input_grad[1]
-    if not (need_x or need_y):
-        return None, None, None
-    gx, gy = _gram_diff_backward(grad, fx, fy, ctx.normalize, need_x, need_y)
-    return (gx if need_x else None), (gy if need_y else None), None
-
-
-def _setup_bwd(ctx, inputs, output):
-    grad, fx, fy, normalize, need_x, need_y = inputs
-    ctx.normalize = normalize
-    ctx.need_x, ctx.need_y = need_x, need_y and fy is not None
-    ctx.save_for_backward(grad, fx, fy)
-
-
-def _backward_bwd(ctx, gg_x, gg_y):
-    """Double backward through bmm. With M = (ggx Fx^T - ggy Fy^T) / norm: d grad = M + M^T;
-    d fx = S ggx / norm, d fy = -S ggy / norm (S = grad + grad^T is symmetric)."""
-    grad, fx, fy = ctx.saved_tensors
-    F, b, c, k = _as_bck(fx)
-    norm = _norm(c, k, ctx.normalize)
-    use_x = ctx.need_x and gg_x is not None and gg_x.numel() > 0
-    use_y = ctx.need_y and gg_y is not None and gg_y.numel() > 0
-    d_grad = d_fx = d_fy = None
-    if ctx.needs_input_grad[0] and (use_x or use_y):
-        m = torch.zeros((b, c, c), dtype=grad.dtype, device=grad.device)
-        if use_x:
-            m = m + torch.bmm(gg_x.reshape(b, c, k), F.transpose(1, 2))
-        if use_y:
-            m = m - torch.bmm(gg_y.reshape(b, c, k), _as_bck(fy)[0].transpose(1, 2))
-        m = m / norm
-        d_grad = m + m.transpose(1, 2)
-    s = grad + grad.transpose(1, 2)
-    if ctx.needs_input_grad[1] and use_x:
-        d_fx = (torch.bmm(s, gg_x.reshape(b, c, k)) / norm).reshape(fx.shape)
-    if fy is not None and ctx.needs_input_grad[2] and use_y:
-        d_fy = (torch.bmm(s, gg_y.reshape(b, c, k)) / -norm).reshape(fy.shape)
-    return d_grad, d_fx, d_fy, None, None, None
-
-
-_gram_diff.register_autograd(_backward, setup_context=_setup)
-_gram_diff_backward.register_autograd(_backward_bwd, setup_context=_setup_bwd)
+register_autograd_rules(_gram_diff, _gram_diff_backward)
 
 
 def gram_diff(fx, fy, normalize: str):

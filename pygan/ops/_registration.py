@@ -1,0 +1,43 @@
+"""Registration shared by every fused op's two implementations.
+
+Each op module (:mod:`pygan.ops.residual`, ...) defines its fake kernels and its autograd formulas
+once, as functions of the op handles (``register_autograd_rules(fwd, bwd)``), and both namespaces use
+them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++ library is
+loaded) and the Triton ``pygan_triton::`` ops in :mod:`pygan.ops._triton` (fake kernel given to
+``_common.op``, the same rules on the custom ops). So the two cannot drift apart: a fix to a formula
+or to a fake kernel's strides applies to both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from pygan import _ext
+
+__all__ = ["Rule", "register_autograd_pair", "register_native"]
+
+# (backward, setup_context) as torch.library.register_autograd takes them.
+Rule = tuple[Callable, Callable]
+
+
+def register_autograd_pair(fwd, bwd, rule: Rule, rule_bwd: Rule) -> None:
+    """Registers ``rule`` as the autograd formula of the op ``fwd`` and ``rule_bwd`` as that of its
+    backward op ``bwd`` (op handles: ``pygan::`` OpOverloads or custom-op objects). Giving the backward
+    op a formula too is what makes double backward exact rather than silently zero."""
+    torch.library.register_autograd(fwd, rule[0], setup_context=rule[1])
+    torch.library.register_autograd(bwd, rule_bwd[0], setup_context=rule_bwd[1])
+
+
+def register_native(name: str, fake: Callable, fake_backward: Callable, register_rules: Callable) -> None:
+    """Fake kernels and autograd of the native ops ``pygan::<name>`` and ``pygan::<name>_backward``
+    (``register_rules(fwd, bwd)`` registers the autograd formulas); nothing when the C++ library is
+    not loaded (the ops do not exist then)."""
+    if not _ext.native_loaded():
+        return
+    torch.library.register_fake(f"pygan::{name}", fake)
+    torch.library.register_fake(f"pygan::{name}_backward", fake_backward)
+    register_rules(
+        getattr(torch.ops.pygan, name).default, getattr(torch.ops.pygan, f"{name}_backward").default
+    )
