@@ -301,6 +301,39 @@ def _fmt(m, s):
     return f"{m:.2f} ± {s:.2f}"
 
 
+BENCH_CMD = (
+    "python bench/train_step.py --models dcgan,acl-gan,wgan-gp,acl-gan-gp,acl-ae,acl-sgan --data digits16 "
+    "--set width=32 --set batch_size=64 --threads 1 --reps 10 --out bench/results/train_step-cpu-acl.json"
+)
+
+
+def _bench_section(path: str) -> list[str]:
+    """The training-step table of ``bench/train_step.py`` (run separately: BENCH_CMD)."""
+    with open(path) as f:
+        b = json.load(f)
+    L = ["## Training-step throughput: fused ops vs reference, eager vs compile", ""]
+    L.append(
+        f"`{BENCH_CMD}` (not run by this script; its JSON is read here). {b['device']}, torch {b['torch']}, "
+        f"{b['threads']} thread, load average {b['load_avg_1min']:.1f} when it finished, {b['reps']} timed "
+        "steps per variant interleaved round-robin after warm-up, median. Fused ops in these steps: "
+        "`feature_regularizer` (ACL-GAN's `L_R` on Φ, ACL-AE's `L_E`) and `gradient_penalty` (the WGAN-GP "
+        "critics); DCGAN uses none (its fused and reference rows time the same code)."
+    )
+    L.append("")
+    L.append("| model | variant | ms / step (p20-p80) | img/s | vs reference/eager | peak MB |")
+    L.append("|---|---|---:|---:|---:|---:|")
+    base = {r["model"]: r["ms_median"] for r in b["results"] if r["variant"] == "reference/eager"}
+    for r in b["results"]:
+        ratio = base[r["model"]] / r["ms_median"] if r["model"] in base else float("nan")
+        mem = f"{r['peak_mem_mb']:.1f}" if r["peak_mem_mb"] is not None else "n/a"
+        L.append(
+            f"| {r['model']} | {r['variant']} | {r['ms_median']:.1f} ({r['ms_p20']:.0f}-{r['ms_p80']:.0f}) | "
+            f"{r['img_per_s']:.0f} | {ratio:.2f}x | {mem} |"
+        )
+    L.append("")
+    return L
+
+
 def write_md(res: dict, path: str) -> None:
     t, d = res["toy"], res["digits"]
     L = []
@@ -455,6 +488,9 @@ def write_md(res: dict, path: str) -> None:
         "compared at equal iterations, not equal compute."
     )
     L.append("")
+    bench = os.path.join(ROOT, "bench", "results", "train_step-cpu-acl.json")
+    if os.path.isfile(bench):
+        L.extend(_bench_section(bench))
     L.append("## Decisions behind these runs")
     L.append("")
     L.append(

@@ -96,8 +96,9 @@ each update (as the GAN reference codes do), except that Algorithm 1's single ``
 ``x_r`` serve lines 11-13 and line 13's real codes are line 3's ``c = E_x(x_r)`` (computed once, as
 written). The image GAN uses the baseline's loss forms (non-saturating ``G_x``). The λ weights of
 Eqs. 3 and 6 (all 1.0, the paper's) multiply their losses; since each loss steps its own parameter
-set with its own Adam optimiser, they matter only through Adam's epsilon — the paper's remark that
-λ = 1 is "the simplest parameter setting" holds for any value here.
+set with its own Adam optimiser (Adam is invariant to a constant scale of the loss up to its
+epsilon), they barely matter — except λ_2 against ``cls_weight``, which share ACL-SGAN's classifier
+step.
 
 Which loss updates which network, and that the others stay unchanged and receive no gradient, is
 tested in ``tests/models/test_acl.py``.

@@ -557,3 +557,31 @@ def test_cli_train_and_list(tmp_path, capsys):
     args = ["train", "acl-sgan", "--data", "digits16", "--steps", "2", "--out", run, "--threads", "1"]
     assert main([*args, "--set", "width=4", "--set", "batch_size=4", "--set", "acl_hidden=8"]) == 0
     assert (tmp_path / "r" / "samples" / "last.png").is_file()
+
+
+class _CountingWrapper(nn.Module):
+    """Stands in for DistributedDataParallel: forwards to the module and counts the calls."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.module(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("name", "info"), [("acl-gan", IMG), ("acl-sgan", IMG), ("acl-ae", PTS)])
+def test_ddp_plumbing_wraps_and_runs_every_updated_network(name, info, digits):
+    """Under DDP the loop wraps ``ddp_networks()``; the ACL models name the module's two networks by
+    dotted path and run each updated network through its wrapper (checkpoint keys unchanged)."""
+    m = _model(name, info)
+    keys = list(m.state_dict())
+    m.distribute(_CountingWrapper)
+    want = {"decoder", "encoder"} if name == "acl-ae" else {"generator", "discriminator", m.inference_net}
+    assert set(m._wrapped) == want | {"acl.code_generator", "acl.code_discriminator"}
+    data = digits if info is IMG else load_data("square4")
+    m.training_step(data.fixed((6 if info is IMG else m.batch_size) * m.batches_per_step))
+    assert all(w.calls >= 1 for w in m._wrapped.values()), {k: w.calls for k, w in m._wrapped.items()}
+    assert list(m.state_dict()) == keys
