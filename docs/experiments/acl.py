@@ -266,9 +266,18 @@ def digits(runs: str, fresh: bool) -> dict:
                 run = os.path.join(runs, f"{name}-s{seed}")
                 timing = _train(name, DIGITS, run, steps, seed, DIGITS_SET[name], fresh, ckpt_every=500)
                 ev = evaluate_run(run, n_samples=1000, seed=0, metrics=["fid"])["metrics"]["fid"]
-                per.append({"seed": seed, "fid": ev["value"], "final_logs": _last_logs(run), **timing})
+                rec = {"seed": seed, "fid": ev["value"], "final_logs": _last_logs(run), **timing}
+                if name.startswith("acl"):  # G_x on the encoder's codes of 1,000 training digits: the
+                    model, _, _ = load_run(run)  # FID a perfect code learner (G_z = p_c) would give
+                    with torch.no_grad():
+                        rec["fid_decoded_codes"] = fid(
+                            test_x, model.reconstruct(train_x[:1000]), extractor="digits"
+                        )
+                per.append(rec)
             m, s = _mean_std(r["fid"] for r in per)
+            dec = [r["fid_decoded_codes"] for r in per if "fid_decoded_codes" in r]
             out["models"][name] = {
+                "fid_decoded_codes_mean": statistics.fmean(dec) if dec else None,
                 "label": LABEL[name],
                 "steps": steps,
                 "overrides": DIGITS_SET[name],
@@ -453,6 +462,18 @@ def write_md(res: dict, path: str) -> None:
             f"| {r['label']} | {r['steps']} | {_fmt(r['fid_mean'], r['fid_std'])} | {per_seed} | {cpu:.0f} | "
             f"{PAPER[name][0]} | {PAPER[name][1]} |"
         )
+    L.append("")
+    L.append(
+        "For the ACL models, the FID of `G_x(E_x(x))` for 1,000 *training* digits against the test digits "
+        "(the images `G_x` draws from the target codes `p_c`, i.e. what a perfect code learner would give): "
+        + ", ".join(
+            f"{r['label']} {r['fid_decoded_codes_mean']:.2f}"
+            for r in d["models"].values()
+            if r.get("fid_decoded_codes_mean") is not None
+        )
+        + " (mean over seeds). The gap between this and the sample FID is the code learner's share of "
+        "the error."
+    )
     L.append("")
     L.append("![digits](../images/acl_digits16.png)  \n64 samples of each model (seed 0, fixed noise).")
     L.append("")
