@@ -2,6 +2,7 @@
 
     python docs/experiments/acl.py            # trains what is missing under runs/acl, evaluates, writes
     python docs/experiments/acl.py --fresh    # retrains everything
+    python docs/experiments/acl.py --note     # only rewrites acl.md from acl.json (e.g. after the bench)
 
 Two experiments, every run through ``pygan.train.train`` (one process, one thread, one run at a
 time) and evaluated with ``pygan.metrics``:
@@ -535,8 +536,18 @@ def main(argv=None) -> int:
     p.add_argument(
         "--quick", metavar="DIR", help="smoke run: a few steps, 2 seeds, everything written under DIR"
     )
+    p.add_argument(
+        "--note",
+        action="store_true",
+        help="only rewrite acl.md from the existing acl.json (picks up a new bench JSON; trains nothing)",
+    )
     args = p.parse_args(argv)
     out_dir = HERE
+    if args.note:
+        with open(os.path.join(out_dir, "acl.json")) as f:
+            write_md(json.load(f), os.path.join(out_dir, "acl.md"))
+        print(f"# wrote {out_dir}/acl.md from acl.json")
+        return 0
     if args.quick:
         global SEEDS, TOY_STEPS, TOY_SNAPSHOTS, GAN_STEPS, WGAN_STEPS, PAIRS, IMAGES
         SEEDS, TOY_STEPS, TOY_SNAPSHOTS, GAN_STEPS, WGAN_STEPS = (0, 1), 20, (10, 20), 6, 3
