@@ -124,6 +124,10 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     data = load_data(data_spec, "train")
     if device.type == "cuda":
         data.to(device)
+    # Dynamo's caches are per code object, shared by every instance of a network class (e.g. all
+    # ConvEncoders): without a reset, the models benchmarked before this one use up its recompile
+    # limit and its compile rows silently fall back to eager.
+    torch._dynamo.reset()
     variants = []
     for backend, mode in VARIANTS:
         if mode == "compile" and args.no_compile:

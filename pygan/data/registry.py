@@ -6,7 +6,7 @@ A data spec is ``[KIND:]NAME_OR_PATH[?key=value&key=value...]``:
 ``digits<N>``              scikit-learn's 1,797 handwritten digits at N px (``digits`` = 32), labels
 ``digits<N>-edge``         two domains: half the digits as they are, the other half as edges (seed 003)
 ``digits<N>-negative``     two domains: half as they are, the other half negated (seed 003)
-``ring8``, ``grid25``      2-D Gaussian mixtures (points, with mode centres)
+``ring8``, ``grid25``      2-D Gaussian mixtures (points, with mode centres); also ``square4``
 ``faces``/``faces<N>``     the 100 real LFW face crops scikit-image ships (25 px or resized)
 ``photos<N>``              colour photo patches (unpaired)
 ``photo-edges<N>``         paired: edge map -> photo patch
@@ -53,6 +53,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "digits<N>-negative": ("two domains: half the digits, the other half negated (seed 003)", ""),
     "ring8": ("8 Gaussians on a circle (radius 2, sigma 0.02), points with mode centres", ""),
     "grid25": ("25 Gaussians on a 5x5 grid (spacing 2, sigma 0.05), points with mode centres", ""),
+    "square4": ("4 Gaussians at (+-2, +-2) (sigma 0.1), points with mode centres (seed 001 toy)", ""),
     "faces<N>": ("the 100 real LFW face crops scikit-image ships (25 px; N resizes), split 80/20", "images"),
     "photos<N>": ("colour photo patches from shipped photographs (2,000/256)", "images"),
     "photo-edges<N>": ("paired: edge map -> colour photo patch", "images"),

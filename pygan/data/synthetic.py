@@ -2,6 +2,8 @@
 
 * ``ring8``:  8 equal-weight modes on a circle of radius 2, sigma 0.02.
 * ``grid25``: 25 equal-weight modes on the grid {-4, -2, 0, 2, 4}^2, sigma 0.05.
+* ``square4``: 4 equal-weight modes at (+-2, +-2), sigma 0.1 (seed 001's "4-mode two-dimensional
+  Gaussian" prior-analysis target, §5.6; the paper gives no centres or sigma, these are its spec's).
 
 Points are in data coordinates (not scaled). The splits are fixed draws: 20,000 train points from
 seed 0 and 5,000 test points from seed 1 (labels = the mode each point was drawn from).
@@ -20,6 +22,7 @@ __all__ = ["MIXTURES", "mixture", "mixture_centers", "mode_stats", "sample_mixtu
 MIXTURES = {
     "ring8": {"std": 0.02, "radius": 2.0, "modes": 8},
     "grid25": {"std": 0.05, "step": 2.0, "modes": 25},
+    "square4": {"std": 0.1, "half_side": 2.0, "modes": 4},
 }
 _SPLIT_SIZE = {"train": 20_000, "test": 5_000, "all": 25_000}
 _SPLIT_SEED = {"train": 0, "test": 1}
@@ -33,6 +36,9 @@ def mixture_centers(name: str) -> torch.Tensor:
     if name == "ring8":
         a = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
         c = torch.stack([torch.cos(a), torch.sin(a)], 1) * p["radius"]
+    elif name == "square4":
+        g = torch.tensor([-1.0, 1.0], dtype=torch.float64) * p["half_side"]
+        c = torch.cartesian_prod(g, g)
     else:
         g = (torch.arange(5, dtype=torch.float64) - 2) * p["step"]
         c = torch.cartesian_prod(g, g)

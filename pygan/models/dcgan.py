@@ -1,0 +1,160 @@
+"""The vanilla GAN baseline of seed 001's Table 1 ("GAN"): an unconditional DCGAN (Radford et al.
+2016) with the standard non-saturating losses, on images (conv nets) or 2-D points (MLPs).
+
+Objective (Goodfellow et al. 2014; seed 001 Eq. 5 with ``c ~ N(0, I)``), with ``D`` returning logits
+and ``softplus(-l) = -log sigmoid(l)``, ``softplus(l) = -log(1 - sigmoid(l))``::
+
+    L_D = mean softplus(-D(x)) + mean softplus(D(G(z)))         (D maximises log D(x) + log(1 - D(G(z))))
+    L_G = mean softplus(-D(G(z)))                                (non-saturating: G maximises log D(G(z)))
+
+One iteration = one discriminator update on a real batch and ``G(z)`` (detached), then one generator
+update on the same ``G(z)`` through the just-updated ``D`` (frozen), as in the DCGAN reference code.
+Seed 001 says only that its GAN baseline "follow[s] the original specifications in their published
+papers and code repositories" without naming one (spec §9.10); pygan takes DCGAN, the convolutional
+GAN most such comparisons use, and builds seed 001's ACL-GAN on exactly these networks and settings
+(:mod:`pygan.models.acl`).
+
+Networks (:mod:`pygan.models.nets`): generator ``ConvDecoder`` (BatchNorm, ReLU, ``tanh``),
+discriminator ``ConvEncoder`` with BatchNorm after every conv but the first and LeakyReLU(0.2), one
+logit per sample; DCGAN initialisation. Points: ``mlp_layers`` hidden ReLU layers of ``mlp_hidden``
+units for both networks and 2-D noise (the same toy nets as ``wgan-gp``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pygan.data.core import Batch, DataInfo, Dataset
+from pygan.models import Model, frozen, register
+from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
+
+__all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
+
+
+def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's binary cross-entropy ``-(log D(real) + log(1 - D(fake)))`` from logits,
+    each term averaged over its batch."""
+    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+
+
+def g_loss_bce(d_fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss ``-log D(fake)`` from logits, averaged over the batch."""
+    return F.softplus(-d_fake).mean()
+
+
+@dataclass
+class DCGANConfig:
+    """DCGAN settings; defaults are the DCGAN paper's (Radford et al. 2016, §4): Adam ``lr = 2e-4``,
+    ``betas = (0.5, 0.999)``, batch 128, 100-dimensional ``z ~ N(0, I)`` (the paper draws uniform
+    noise; the DCGAN reference code and most re-implementations use a normal), ``width`` (ngf/ndf)
+    64, BatchNorm in both networks, LeakyReLU slope 0.2.
+
+    Attributes:
+        z_dim: noise size; None = 100 for images, 2 for points.
+        mlp_hidden, mlp_layers: the toy MLPs for points.
+    """
+
+    batch_size: int = 128
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    z_dim: int | None = None
+    width: int = 64
+    mlp_hidden: int = 512
+    mlp_layers: int = 3
+
+
+class _Squeeze(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+@register("dcgan")
+class DCGAN(Model):
+    """Unconditional DCGAN (the "GAN" baseline of seed 001); see the module docstring."""
+
+    Config = DCGANConfig
+    default_data = "digits32"
+    data_kinds = ("images", "points")
+
+    def __init__(self, config: DCGANConfig, info: DataInfo):
+        super().__init__(config, info)
+        c = config
+        if c.z_dim is not None and c.z_dim < 1:
+            raise ValueError(f"z_dim must be >= 1, got {c.z_dim}")
+        self.points = info.kind == "points"
+        self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 100)
+        if self.points:
+            (d,) = info.shape
+            self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
+            self.discriminator = _Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
+        else:
+            ch, h, w = info.shape
+            if h != w:
+                raise ValueError(f"dcgan needs square images, got {h}x{w}")
+            self.generator = ConvDecoder(self.z_dim, ch, h, c.width, norm="batch")
+            self.discriminator = ConvEncoder(ch, h, c.width, out_dim=1, norm="batch")
+            self.apply(init_dcgan)
+
+    def configure_optimizers(self):
+        c = self.config
+        return {
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=c.betas),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
+        }
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=generator, device=self.device)
+
+    def training_step(self, batch: Batch) -> dict[str, float]:
+        G, D = self.wrapped("generator"), self.wrapped("discriminator")
+        real = batch.x
+        fake = G(self.noise(len(real)))
+        # discriminator: real vs G(z), G(z) detached (no gradient reaches G)
+        d_real, d_fake = D(real), D(fake.detach())
+        loss_d = d_loss_bce(d_real, d_fake)
+        self.update("discriminator", loss_d)
+        # generator: the same G(z) through the updated, frozen discriminator
+        with frozen(self.discriminator):
+            loss_g = g_loss_bce(self.discriminator(fake))
+        self.update("generator", loss_g)
+        return {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "d_real": torch.sigmoid(d_real.detach().float()).mean().item(),
+            "d_fake": torch.sigmoid(d_fake.detach().float()).mean().item(),
+        }
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(self.noise(n, generator)).float()
+        finally:
+            self.generator.train(was)
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+        """For points: mode coverage of 2,500 samples (:func:`pygan.metrics.mode_coverage`)."""
+        if not (self.points and "centers" in data.meta):
+            return {}
+        from pygan.metrics.modes import mode_coverage
+
+        mc = mode_coverage(
+            self.sample(2500, generator).cpu(), torch.tensor(data.meta["centers"]), data.meta["std"]
+        )
+        return {"modes": float(mc.modes_covered), "high_quality": mc.high_quality_fraction}
+
+    def compile_networks(self) -> list[str]:
+        """Both networks (no double backward anywhere in this model)."""
+        self.generator.compile()
+        self.discriminator.compile()
+        return ["generator", "discriminator"]
