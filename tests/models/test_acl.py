@@ -35,14 +35,6 @@ PTS = DataInfo("points", (2,), meta={"centers": [[-2, -2], [-2, 2], [2, -2], [2,
 TINY = ["width=4", "batch_size=6", "acl_hidden=8"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits16")

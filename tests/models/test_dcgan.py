@@ -14,14 +14,6 @@ from pygan.models.dcgan import DCGAN, DCGANConfig
 IMG = DataInfo("images", (1, 16, 16), num_classes=10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registered_with_the_dcgan_paper_defaults():
     assert get_model("dcgan") is DCGAN
     c = DCGANConfig()
