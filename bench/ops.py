@@ -190,16 +190,26 @@ def _check(name, got, want, dtype):
             raise SystemExit(f"bench: {name} result {i} differs from eager by {err:.3g} (relative) > {tol}")
 
 
-def _time_cpu(fns: dict[str, Callable], reps: int, warmup: int) -> dict[str, float]:
+# CPU clock: "wall" (time.perf_counter) or "cpu" (time.thread_time with one intra-op thread, else
+# time.process_time): on a shared, oversubscribed CPU the wall clock of a multi-threaded op jumps in
+# scheduler quanta (the 2-core machine's medians sat on multiples of 8 ms), CPU time does not.
+def _cpu_clock(name: str) -> Callable[[], float]:
+    if name == "wall":
+        return time.perf_counter
+    return time.thread_time if torch.get_num_threads() == 1 else time.process_time
+
+
+def _time_cpu(fns: dict[str, Callable], reps: int, warmup: int, clock: str = "wall") -> dict[str, float]:
+    now = _cpu_clock(clock)
     for _ in range(warmup):
         for f in fns.values():
             f()
     samples = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = now()
             f()
-            samples[k].append(time.perf_counter() - t0)
+            samples[k].append(now() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
@@ -304,7 +314,9 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
             for name, fn in cands.items()
             if name not in failed
         }
-        times = _time_cuda(fns) if device.type == "cuda" else _time_cpu(fns, args.reps, args.warmup)
+        times = (
+            _time_cuda(fns) if device.type == "cuda" else _time_cpu(fns, args.reps, args.warmup, args.clock)
+        )
         for name, ms in times.items():
             row = {
                 "case": case.name,
@@ -345,6 +357,8 @@ def _result(args, device, bw, rows, partial=False) -> dict:
     return {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
         "device": device_name(device),
+        "clock": getattr(args, "clock", "wall") if device.type == "cpu" else "cuda events",
+        "load_avg_1min": os.getloadavg()[0],
         "triton": _triton_version(),
         "torch": torch.__version__,
         "pygan": pygan.info(),
@@ -367,6 +381,14 @@ def main(argv=None):
     p.add_argument("--sizes", default="paper", choices=sorted(SIZES))
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="intra-op threads on CPU (default: torch's)")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="CPU timing clock: wall, or CPU time of the process (of the thread with --threads 1), "
+        "steadier on a shared machine",
+    )
     p.add_argument("--out", help="JSON path (default bench/results/ops-<device>-<dtype>-<sizes>.json)")
     p.add_argument(
         "--keep-going",
@@ -375,7 +397,16 @@ def main(argv=None):
         "aborting (bench/gpu.sh uses this so that one broken backend does not lose the other numbers)",
     )
     args = p.parse_args(argv)
-    out = args.out or os.path.join(HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}.json")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    suffix = (
+        f"-{args.threads}t-{args.clock}"
+        if args.device == "cpu" and (args.threads or args.clock != "wall")
+        else ""
+    )
+    out = args.out or os.path.join(
+        HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}{suffix}.json"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 
     def save(result):
