@@ -26,11 +26,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.models import Model, frozen, register
-from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
+from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
 __all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
 
@@ -67,15 +66,6 @@ class DCGANConfig:
     mlp_layers: int = 3
 
 
-class _Squeeze(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x).squeeze(1)
-
-
 @register("dcgan")
 class DCGAN(Model):
     """Unconditional DCGAN (the "GAN" baseline of seed 001); see the module docstring."""
@@ -94,7 +84,7 @@ class DCGAN(Model):
         if self.points:
             (d,) = info.shape
             self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
-            self.discriminator = _Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
+            self.discriminator = Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
         else:
             ch, h, w = info.shape
             if h != w:

@@ -20,6 +20,7 @@ __all__ = [
     "ConvDecoder",
     "ConvEncoder",
     "PatchDiscriminator",
+    "Squeeze",
     "UNet",
     "conv_plan",
     "init_dcgan",
@@ -77,6 +78,19 @@ def mlp(d_in: int, d_out: int, hidden: int, layers: int, act: type[nn.Module] = 
         d = hidden
     mods.append(nn.Linear(d, d_out))
     return nn.Sequential(*mods)
+
+
+class Squeeze(nn.Module):
+    """``net(x).squeeze(1)``: one score per sample from a net with a single output unit (a point
+    critic/discriminator ``mlp(d, 1, ...)``). The wrapped net is ``.net`` (state-dict keys
+    ``net.*``)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
 
 
 class ConvDecoder(nn.Module):

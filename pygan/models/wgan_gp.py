@@ -37,7 +37,7 @@ from torch import nn
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
 from pygan.models import Model, frozen, register
-from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan, mlp
+from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
 __all__ = ["WGANGP", "ConvCritic", "ConvGenerator", "WGANGPConfig", "conv_plan"]
@@ -83,15 +83,6 @@ def ConvCritic(channels: int, size: int, width: int, norm: str) -> ConvEncoder:
     return ConvEncoder(channels, size, width, out_dim=1, norm=norm)
 
 
-class _Squeeze(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x).squeeze(1)
-
-
 @register("wgan-gp")
 class WGANGP(Model):
     """Unconditional WGAN-GP; see the module docstring."""
@@ -114,7 +105,7 @@ class WGANGP(Model):
         if self.points:
             (d,) = info.shape
             self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)
-            self.critic = _Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
+            self.critic = Squeeze(mlp(d, 1, c.mlp_hidden, c.mlp_layers))
         else:
             ch, h, w = info.shape
             if h != w:
