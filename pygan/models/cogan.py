@@ -44,12 +44,12 @@ Networks (``arch``; decisions 1-3, 7, 8 of the spec; sides ``4 * 2^k``: 16, 32, 
   "Input ... BatchNorm yes" row is not applied (decision 7: a norm on the raw input would mix the
   samples that the per-sample penalty keeps apart, and the data is already in [-1, 1]).
 
-Layers followed by BatchNorm carry no bias (BN in training mode cancels it; the thesis' Keras
-layers have a redundant one). Stride-1 "ConvTranspose" layers (the digits' 4x4 and 6x6, the faces'
-3x3) are ``Conv2d`` with 'same' padding: a stride-1 transposed convolution *is* a convolution (flipped kernel), so the
-function class is the thesis'. PReLU: one slope per channel, initialised to 0.25 (the Caffe value
-the thesis uses, §7.2). Weights: ``init="xavier"`` is Xavier-*normal* (std
-``sqrt(2 / (fan_in + fan_out))``, as the thesis describes it; decision 25 — its code used Keras'
+Layers followed by BatchNorm carry no bias (BN in training mode cancels it; the thesis' Keras layers
+have a redundant one). Stride-1 "ConvTranspose" layers (the digits' 4x4 and 6x6, the faces' 3x3) are
+``Conv2d`` with 'same' padding: a stride-1 transposed convolution *is* a convolution (flipped
+kernel), so the function class is the thesis'. PReLU: one slope per channel, initialised to 0.25
+(the Caffe value the thesis uses, §7.2). Weights: ``init="xavier"`` is Xavier-*normal* (std ``sqrt(2
+/ (fan_in + fan_out))``, as the thesis describes it; decision 25 — its code used Keras'
 glorot_uniform) for digits (§5.1); ``"normal"`` is ``N(0, 0.02)`` for faces (§5.3's "variance 0.02"
 read as the standard deviation, the DCGAN value); biases 0. Weight decay (§3.7): ``c * sum w^2``
 over the conv/dense kernels (Keras' ``l2(c)``; decision 21: pygan applies it), ``c = 5e-4`` for
