@@ -235,9 +235,10 @@ def load_semantic_classifier(path: str | os.PathLike) -> SemanticClassifier:
     meta = blob.get("meta", {}) if isinstance(blob, dict) else {}
     if meta.get("arch") != _CLF_ARCH:
         raise ValueError(f"{str(p)!r} is not a SCoGAN semantic classifier file (arch {meta.get('arch')!r})")
-    model = SemanticClassifier(meta["channels"], meta["size"], meta["num_outputs"], meta["multi_label"])
+    with torch.random.fork_rng(devices=[]):  # building it draws initial weights: leave the RNG alone
+        model = SemanticClassifier(meta["channels"], meta["size"], meta["num_outputs"], meta["multi_label"])
     model.load_state_dict(blob["state_dict"])
-    model.file_meta = meta
+    model.train_config = dict(meta)  # how it was trained (data, epochs, test accuracies ...)
     return model.eval().requires_grad_(False)
 
 
@@ -315,6 +316,8 @@ def train_semantic_classifier(
 
 
 def _cached_semantic_classifier(info: DataInfo, train_on: str, epochs: int) -> SemanticClassifier:
+    """Table B.1 trained on the run's labelled domains, from ``$PYGAN_CACHE`` or trained and cached
+    (the global RNG is left alone either way, so a run does not depend on the cache)."""
     from pygan.metrics.classifier import cache_dir
 
     spec, spec_b = _data_specs(info)
@@ -426,7 +429,7 @@ class SCoGAN(CoupledGAN):
         if "sl" in self.regs and not bool(self.classifier_ready):
             trained = _cached_semantic_classifier(self.info, self.config.sl_train_on, self.config.sl_epochs)
             self.classifier.load_state_dict(trained.state_dict())
-            self.classifier.train_config = getattr(trained, "train_config", getattr(trained, "file_meta", {}))
+            self.classifier.train_config = dict(getattr(trained, "train_config", {}))
             self.classifier_ready.fill_(True)
         self.perceptual()
 
