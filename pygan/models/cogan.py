@@ -539,7 +539,11 @@ class CoupledGAN(Model):
         logs["loss_g1"], logs["loss_g2"] = loss_g1.item(), loss_g2.item()
         return logs
 
+    def prepare(self) -> None:
+        """Readies frozen auxiliary networks before the first step (none here; see SCoGAN)."""
+
     def training_step(self, batch: Batch) -> dict[str, float]:
+        self.prepare()
         parts = batch.split(self.hp["n_critic"])
         sums: dict[str, float] = {}
         for part in parts:
@@ -548,6 +552,21 @@ class CoupledGAN(Model):
         last = parts[-1]
         sums.update(self.generator_step((last.x, last.x_b)))
         return sums
+
+    def bench_phases(self) -> dict:
+        """The iteration's two sub-steps for ``bench/train_step.py --phases``: one discriminator
+        step (with the penalty under WGAN-GP) and one generator step (all enabled regularisers)."""
+        n = self.hp["n_critic"]
+
+        def critic(batch: Batch):
+            return self.discriminator_step(batch.split(n)[0])
+
+        def generator(batch: Batch):
+            self.prepare()
+            part = batch.split(n)[-1]
+            return self.generator_step((part.x, part.x_b))
+
+        return {"critic": critic, "generator": generator}
 
     # -- outputs
     @torch.no_grad()

@@ -516,10 +516,6 @@ class SCoGAN(CoupledGAN):
             logs["loss_enc"] = loss_enc.item()
         return logs
 
-    def training_step(self, batch):
-        self.prepare()
-        return super().training_step(batch)
-
     def compile_networks(self) -> list[str]:
         names = super().compile_networks()
         if "cc" in self.regs:

@@ -174,7 +174,10 @@ def load_vgg19(path: str | os.PathLike, include_classifier: bool = False) -> VGG
     model = VGG19(include_classifier=include_classifier)
     if not include_classifier:
         sd = {k: v for k, v in sd.items() if k.startswith("features.")}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{p!r} is not a torchvision vgg19 state dict: {exc}") from None
     if missing or unexpected:
         raise ValueError(
             f"{p!r} is not a torchvision vgg19 state dict: missing keys {list(missing)[:4]}, "
@@ -270,14 +273,17 @@ class PerceptualLoss(nn.Module):
                 f"extractor must be 'vgg19', 'digits' or an nn.Module with taps(x, names), got "
                 f"{type(extractor).__name__}"
             )
+        for name, layers in (("content_layers", content_layers), ("style_layers", style_layers)):
+            if layers is not None and (
+                isinstance(layers, str) or not all(isinstance(n, str) for n in layers)
+            ):
+                raise TypeError(f"{name} must be a sequence of layer names, got {layers!r}")
         content = tuple(content_layers) if content_layers is not None else default_c
         style = tuple(style_layers) if style_layers is not None else default_s
         if content is None or style is None:
             raise ValueError("a custom extractor needs content_layers and style_layers")
         known = getattr(net, "layer_names", None)
         for name, layers in (("content_layers", content), ("style_layers", style)):
-            if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
-                raise TypeError(f"{name} must be a sequence of layer names, got {layers!r}")
             if known is not None and any(n not in known for n in layers):
                 raise ValueError(
                     f"{name}: unknown layer(s) {[n for n in layers if n not in known]}; known: {list(known)}"
