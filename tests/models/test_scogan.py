@@ -88,7 +88,7 @@ def test_no_weight_sharing_by_default_and_the_switches(edge):
 def test_feature_regulariser_compares_the_first_k_layers_after_the_dense_one(edge):
     m = _model(edge, "regularizers=fr", "fr_layers=2", "fr_weight=1")
     z = m.noise(4)
-    (x1, x2), (f1, f2) = m.generators(z, return_features=True)
+    _, (f1, _) = m.generators(z, return_features=True)
     assert [t.shape[1:] for t in f1] == [(16, 4, 4), (16, 4, 4), (8, 8, 8), (4, 16, 16), (1, 16, 16)]
     with frozen(m.discriminators):
         torch.manual_seed(3)
@@ -259,7 +259,7 @@ def test_semantic_classifier_training_cache_and_files(edge, tmp_path, monkeypatc
         build_model(
             "scogan", load_data("digits32-edge").info, [*TINY, "regularizers=sl", f"sl_classifier={path}"]
         )
-    with pytest.raises(FileNotFoundError, match="python -m pygan.models.scogan classifier"):
+    with pytest.raises(FileNotFoundError, match=r"python -m pygan\.models\.scogan classifier"):
         S.load_semantic_classifier(tmp_path / "missing.pt")
     torch.save({"state_dict": {}, "meta": {"arch": "other"}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a SCoGAN semantic classifier"):
