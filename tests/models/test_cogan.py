@@ -394,3 +394,39 @@ def test_cli_help(capsys):
     out = capsys.readouterr().out
     assert "cogan" in out and "g_unshared" in out
     assert get_model("cogan") is CoGAN
+
+
+@pytest.mark.parametrize("loss", ["ns", "wgan-gp"])
+def test_face_architecture_trains(loss):
+    """Tables A.1/A.2 at 64 px (tiny widths): BatchNorm discriminators with the non-saturating loss,
+    LayerNorm ones with WGAN-GP; both domains' images come out in [-1, 1]."""
+    info = _info(64, 3)
+    torch.manual_seed(0)
+    m = build_model("cogan", info, ["g_width=32", "d_width=2", "batch_size=2", f"loss={loss}", "n_critic=1"])
+    m.optimizers = m.configure_optimizers()
+    norm = nn.LayerNorm if loss == "wgan-gp" else nn.BatchNorm2d
+    assert any(isinstance(x, norm) for x in m.discriminators.modules())
+    g = torch.Generator().manual_seed(0)
+    batch = load_data("digits16").batch(torch.arange(2))
+    batch.x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    batch.x_b = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    logs = m.training_step(batch)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    a, b = m.sample(3)
+    assert a.shape == b.shape == (3, 3, 64, 64) and a.abs().max() <= 1
+
+
+def test_eval_describes_edge_runs_at_their_side():
+    """pygan eval's data description of a 16 px digits->edge run: domain B's classifier is trained on
+    edges made at 16 px (then resized to the classifier's 32 px), cached under its own name."""
+    from pygan.data import transforms as T
+    from pygan.metrics.evaluate import run_data
+    from pygan.train import DataSpec
+
+    for size, name in ((16, "edge-16px"), (32, None)):
+        info = load_data(f"digits{size}-edge", "test").info
+        dom = run_data(DataSpec(f"digits{size}-edge", None, info))["domains"][1]
+        assert dom.get("cache_name") == name
+        x = load_data("digits32", "test").x[:4]
+        expect = T.resize(T.edge(T.resize(x, 16)), 32) if size == 16 else T.edge(x)
+        torch.testing.assert_close(dom["transform"](x), expect)
