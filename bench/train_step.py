@@ -14,6 +14,8 @@ allows; a critic's double backward stays eager). After warm-up (which includes c
 training step of each variant is timed in turn for ``--reps`` rounds, so that drift on a noisy
 machine hits all variants alike; the median is reported.
 
+* ``--clock cpu`` times with the process's CPU time instead of the wall clock: on a shared,
+  oversubscribed CPU machine the wall clock mostly measures waiting for a core.
 * img/s = real images consumed per step (``batch_size * batches_per_step``, e.g. 5 critic batches
   of 64 for WGAN-GP) / median step time.
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during one step, above what was allocated
@@ -49,6 +51,7 @@ from pygan.data import Loader, load_data  # noqa: E402
 from pygan.models import build_model, get_model, list_models  # noqa: E402
 from pygan.ops import _backend  # noqa: E402
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, all threads)
 VARIANTS = (("fused", "eager"), ("reference", "eager"), ("fused", "compile"), ("reference", "compile"))
 
 
@@ -119,10 +122,10 @@ class Variant:
         fn = fn or self.model.training_step
         with backend_env(self.backend):
             _sync(self.device)
-            t = time.perf_counter()
+            t = CLOCK()
             fn(batch)
             _sync(self.device)
-        return time.perf_counter() - t
+        return CLOCK() - t
 
 
 def bench_model(name: str, args, device: torch.device) -> list[dict]:
@@ -261,6 +264,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--phases", action="store_true", help="also time the sub-steps a model names (bench_phases)"
     )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall (perf_counter) or cpu (process CPU time: steadier on a loaded CPU machine)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", help="result JSON (default bench/results/train_step-<device>.json)")
@@ -272,6 +281,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    global CLOCK
+    if args.clock == "cpu":
+        if device.type != "cpu":
+            p.error("--clock cpu measures CPU time; use it with --device cpu")
+        CLOCK = time.process_time
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no GPU here")
     names = (
@@ -282,7 +296,7 @@ def main(argv=None) -> int:
         for op in ("interpolate", "grad_norm_penalty", "residual_add", "feature_regularizer", "gram_diff")
     }
     print(
-        f"# pygan {pygan.__version__} | torch {torch.__version__} | {device} | threads "
+        f"# pygan {pygan.__version__} | torch {torch.__version__} | {device} | clock {args.clock} | threads "
         f"{torch.get_num_threads()} | native kernels: {[k for k, v in kernels.items() if v] or 'none'} | "
         f"load avg {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -303,6 +317,7 @@ def main(argv=None) -> int:
         "native_kernels": kernels,
         "reps": args.reps,
         "warmup": args.warmup,
+        "clock": args.clock,
         "overrides": args.overrides,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "results": rows,
