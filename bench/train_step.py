@@ -5,6 +5,7 @@
     python bench/train_step.py --models wgan-gp --set width=32 --reps 15
     python bench/train_step.py --quick            # a smoke run (fewer repetitions)
     python bench/train_step.py --device cuda      # on a GPU
+    python bench/train_step.py --models scogan --phases   # also each sub-step the model names
 
 For each model, four variants are built from the same seed (same weights, same batches): ``fused``
 (the default backend: the native kernels where pygan has them) or ``reference`` (every op's
@@ -13,12 +14,18 @@ allows; a critic's double backward stays eager). After warm-up (which includes c
 training step of each variant is timed in turn for ``--reps`` rounds, so that drift on a noisy
 machine hits all variants alike; the median is reported.
 
+* ``--clock cpu`` times with the process's CPU time instead of the wall clock: on a shared,
+  oversubscribed CPU machine the wall clock mostly measures waiting for a core.
 * img/s = real images consumed per step (``batch_size * batches_per_step``, e.g. 5 critic batches
   of 64 for WGAN-GP) / median step time.
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during one step, above what was allocated
   before it; on CPU the peak of the running sum of the tensor allocations and frees that torch's
   profiler records during one step (``profile_memory=True``), i.e. the same quantity for the CPU
   allocator (tracemalloc does not see torch's allocations, RSS does not return freed blocks).
+
+``--phases``: a model may name sub-steps of its iteration (``model.bench_phases()`` -> ``{name:
+fn(batch)}``, e.g. one critic step and one generator step); each is timed the same way (interleaved
+rounds over the variants, median) and reported as ``model:phase`` rows.
 
 Results: ``bench/results/train_step-<device>.json`` and a printed table.
 """
@@ -43,6 +50,7 @@ from pygan.data import Loader, load_data  # noqa: E402
 from pygan.models import build_model, get_model, list_models  # noqa: E402
 from pygan.ops import _backend  # noqa: E402
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, all threads)
 VARIANTS = (("fused", "eager"), ("reference", "eager"), ("fused", "compile"), ("reference", "compile"))
 
 
@@ -108,14 +116,15 @@ class Variant:
         with backend_env(self.backend):
             return self.model.training_step(self.loader.next())
 
-    def timed(self) -> float:
+    def timed(self, fn=None) -> float:
         batch = self.loader.next()
+        fn = fn or self.model.training_step
         with backend_env(self.backend):
             _sync(self.device)
-            t = time.perf_counter()
-            self.model.training_step(batch)
+            t = CLOCK()
+            fn(batch)
             _sync(self.device)
-        return time.perf_counter() - t
+        return CLOCK() - t
 
 
 def bench_model(name: str, args, device: torch.device) -> list[dict]:
@@ -150,6 +159,14 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     for _ in range(args.reps):
         for v in variants:
             v.times.append(v.timed())
+    phases = {}
+    if args.phases and hasattr(variants[0].model, "bench_phases"):
+        names = list(variants[0].model.bench_phases())
+        phases = {p: {v.name: [] for v in variants} for p in names}
+        for _ in range(args.reps):
+            for p in names:
+                for v in variants:
+                    phases[p][v.name].append(v.timed(v.model.bench_phases()[p]))
     rows = []
     for v in variants:
         m = v.model
@@ -157,6 +174,27 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
         med = statistics.median(v.times)
         q = statistics.quantiles(v.times, n=5) if len(v.times) >= 2 else [med] * 4
         peak = _peak_bytes(v.step, device)
+        for p, by_variant in phases.items():
+            ts = by_variant[v.name]
+            pm = statistics.median(ts)
+            pq = statistics.quantiles(ts, n=5) if len(ts) >= 2 else [pm] * 4
+            rows.append(
+                {
+                    "model": f"{name}:{p}",
+                    "data": data_spec,
+                    "variant": v.name,
+                    "backend": v.backend,
+                    "mode": v.mode,
+                    "reps": len(ts),
+                    "ms_median": pm * 1e3,
+                    "ms_p20": pq[0] * 1e3,
+                    "ms_p80": pq[-1] * 1e3,
+                    "images_per_step": m.batch_size,
+                    "img_per_s": m.batch_size / pm,
+                    "peak_mem_mb": None,
+                    "warmup_s": 0.0,
+                }
+            )
         rows.append(
             {
                 "model": name,
@@ -181,7 +219,7 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
 def _table(rows: list[dict]) -> str:
     out = []
     hdr = (
-        f"{'model':<10} {'variant':<20} {'ms/step':>9} {'p20-p80':>15} {'img/s':>8} {'vs ref/eager':>12} "
+        f"{'model':<18} {'variant':<20} {'ms/step':>9} {'p20-p80':>15} {'img/s':>8} {'vs ref/eager':>12} "
         f"{'peak MB':>9}"
     )
     out.append(hdr)
@@ -192,7 +230,7 @@ def _table(rows: list[dict]) -> str:
         mem = f"{r['peak_mem_mb']:.1f}" if r["peak_mem_mb"] is not None else "n/a"
         spread = f"{r['ms_p20']:.0f}-{r['ms_p80']:.0f}"
         out.append(
-            f"{r['model']:<10} {r['variant']:<20} {r['ms_median']:>9.1f} {spread:>15} {r['img_per_s']:>8.1f} "
+            f"{r['model']:<18} {r['variant']:<20} {r['ms_median']:>9.1f} {spread:>15} {r['img_per_s']:>8.1f} "
             f"{ratio:>11.2f}x {mem:>9}"
         )
     return "\n".join(out)
@@ -215,6 +253,15 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant (includes compilation)")
     p.add_argument("--quick", action="store_true", help="smoke run: --reps 3 --warmup 2")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument(
+        "--phases", action="store_true", help="also time the sub-steps a model names (bench_phases)"
+    )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall (perf_counter) or cpu (process CPU time: steadier on a loaded CPU machine)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", help="result JSON (default bench/results/train_step-<device>.json)")
@@ -226,6 +273,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    global CLOCK
+    if args.clock == "cpu":
+        if device.type != "cpu":
+            p.error("--clock cpu measures CPU time; use it with --device cpu")
+        CLOCK = time.process_time
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no GPU here")
     names = (
@@ -236,7 +288,7 @@ def main(argv=None) -> int:
         for op in ("interpolate", "grad_norm_penalty", "residual_add", "feature_regularizer", "gram_diff")
     }
     print(
-        f"# pygan {pygan.__version__} | torch {torch.__version__} | {device} | threads "
+        f"# pygan {pygan.__version__} | torch {torch.__version__} | {device} | clock {args.clock} | threads "
         f"{torch.get_num_threads()} | native kernels: {[k for k, v in kernels.items() if v] or 'none'} | "
         f"load avg {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -255,6 +307,7 @@ def main(argv=None) -> int:
         "native_kernels": kernels,
         "reps": args.reps,
         "warmup": args.warmup,
+        "clock": args.clock,
         "overrides": args.overrides,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "results": rows,

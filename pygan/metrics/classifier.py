@@ -142,19 +142,37 @@ def train_digits_classifier(
     seed: int = 0,
     max_images: int | None = None,
     verbose: bool = False,
+    model: nn.Module | None = None,
+    data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DigitsClassifier:
     """Trains a :class:`DigitsClassifier` on the embedded digits train split (32 x 32), optionally on
     ``transform(images)`` (a domain transform, e.g. edges or negatives; applied after the random
     shift augmentation, to each batch). Deterministic for a given machine and thread count: seeded
     init (``torch.manual_seed(seed)``) and a seeded ``torch.Generator`` for shuffling and shifts.
-    ``max_images`` trains on the first that many training images only (quick checks)."""
+    ``max_images`` trains on the first that many training images only (quick checks).
+
+    Other classifiers reuse this loop: ``model`` (an ``nn.Module`` mapping images to logits, e.g.
+    SCoGAN's semantic-loss classifier) is trained instead of a new :class:`DigitsClassifier`, and
+    ``data`` (``(images, int64 labels)``) replaces the embedded digits."""
     from pygan.data import load_digits
 
-    x, y = load_digits(_SIZE, "train")
+    if data is not None:
+        x, y = data
+        if (
+            not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor))
+            or len(x) != len(y)
+            or not len(x)
+        ):
+            raise ValueError("data must be (images, labels): two tensors with the same number of rows (>= 1)")
+    else:
+        x, y = load_digits(_SIZE, "train")
     if max_images is not None:
         x, y = x[:max_images], y[:max_images]
     torch.manual_seed(seed)
-    model = DigitsClassifier()
+    if model is None:
+        model = DigitsClassifier()
+    elif not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     t0 = time.perf_counter()
@@ -176,7 +194,7 @@ def train_digits_classifier(
             print(f"epoch {epoch + 1}/{epochs} loss {total / len(x):.4f} ({time.perf_counter() - t0:.1f}s)")
     model.eval()
     model.train_config = dict(
-        arch=_ARCH,
+        arch=_ARCH if type(model) is DigitsClassifier else type(model).__name__,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

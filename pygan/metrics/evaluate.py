@@ -20,7 +20,8 @@ may pass ``loader=`` instead), where
   ``pairs``      ``(inputs, targets)`` test pairs for ``translate``;
   ``domains``    coupled runs: one entry per domain, each with optional ``name``, ``real``, ``undo``
                  (callable mapping the domain back to plain digits), ``transform`` (callable digits ->
-                 domain; used to train and cache a domain classifier when there is no ``undo``) and
+                 domain; used to train and cache a domain classifier when there is no ``undo``;
+                 ``cache_name`` names that cache entry, default ``name``) and
                  ``classifier`` (logits module for that domain); ``extractor`` (FID features).
 
 Metric selection (:func:`select_metrics`):
@@ -84,7 +85,8 @@ def run_data(data: Any) -> Any:
     * ``paired``: ``pairs`` = (test inputs, test targets), ``real`` = the test targets;
     * ``two-domain``: ``kind="coupled"``, one entry per domain with its test images; a domain made by a
       seed-003 transform carries ``undo`` (negative: ``-x``) or ``transform`` (edge: a classifier is
-      trained on edge digits, since edges cannot be undone).
+      trained on edge digits, since edges cannot be undone — edges made at the run's side, e.g. 16 px,
+      then resized to the classifier's 32 px).
     """
     info = getattr(data, "info", None)
     if isinstance(data, Mapping) or info is None or not hasattr(data, "load"):
@@ -122,9 +124,24 @@ def run_data(data: Any) -> Any:
                 dom["undo"] = T.negative
             elif i == 1 and transform == "edge":
                 dom["transform"] = T.edge
+                if info.size != 32:  # the digits classifier's side: make the edges at the run's side
+                    dom["transform"] = _at_side(T.edge, info.size)
+                    dom["cache_name"] = f"edge-{info.size}px"
             domains.append(dom)
         out.update(kind="coupled", domains=domains)
     return out
+
+
+def _at_side(transform: Callable, side: int) -> Callable:
+    """``transform`` applied at ``side`` px and resized back: a domain classifier (trained on 32 px
+    digits) then sees what a run at ``side`` px makes (e.g. 16 px edges, upsampled) rather than
+    32 px edges, whose strokes differ."""
+    from pygan.data import transforms as T
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return T.resize(transform(T.resize(x, side)), x.shape[-1])
+
+    return fn
 
 
 def _kind(model: Any, data: Any) -> str:
@@ -279,7 +296,7 @@ def _domain_classifier(dom: Any, idx: int) -> tuple[Any, Callable | None]:
     if clf is None and undo is None and _get(dom, "transform") is not None:
         from pygan.metrics.classifier import train_domain_classifier
 
-        name = _get(dom, "name") or f"domain{idx}"
+        name = _get(dom, "cache_name") or _get(dom, "name") or f"domain{idx}"
         clf = train_domain_classifier(_get(dom, "transform"), name)
     return clf, undo
 

@@ -9,10 +9,20 @@ import torch
 from torch import nn
 
 from pygan import ops
+from pygan.nn.perceptual import VGG19, DigitsFeatures, PerceptualLoss, load_vgg19
 from pygan.ops.gradient_penalty import KINDS
 from pygan.ops.residual import _activation
 
-__all__ = ["FeatureRegularizer", "GradientPenalty", "ResidualAdd", "StyleLoss"]
+__all__ = [
+    "VGG19",
+    "DigitsFeatures",
+    "FeatureRegularizer",
+    "GradientPenalty",
+    "PerceptualLoss",
+    "ResidualAdd",
+    "StyleLoss",
+    "load_vgg19",
+]
 
 
 class ResidualAdd(nn.Module):
