@@ -17,14 +17,6 @@ from pygan.ops import gradient_penalty_ref
 TINY = ["g_width=16", "d_width=4", "batch_size=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _info(size=16, channels=1):
     return DataInfo("two-domain", (channels, size, size), shape_b=(channels, size, size), num_classes=10)
 

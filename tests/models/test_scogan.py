@@ -20,14 +20,6 @@ TINY = ["g_width=16", "d_width=4", "batch_size=4", "enc_width=4", "sl_epochs=1"]
 ALL = "regularizers=fr,sl,cc,pl"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _cache(tmp_path_factory):
     old = os.environ.get("PYGAN_CACHE")
