@@ -68,6 +68,20 @@ def _to_grey32(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@torch.no_grad()
+def predict_classes(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``argmax`` of ``model``'s logits over ``x`` in batches, in eval mode (the mode is restored):
+    class indices ``[N]`` (int64) on the CPU."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = torch.cat(
+        [model(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    )
+    model.train(was)
+    return out
+
+
 class DigitsClassifier(nn.Module):
     """conv3x3(16)-ReLU-maxpool, conv3x3(32)-ReLU-maxpool, conv3x3(64)-ReLU-maxpool, FC 1024->128-ReLU
     (the features), FC 128->10 (logits)."""
@@ -101,14 +115,7 @@ class DigitsClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Class indices ``[N]`` (int64)."""
-        was = self.training
-        self.eval()
-        dev = next(self.parameters()).device
-        out = torch.cat(
-            [self(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-        )
-        self.train(was)
-        return out
+        return predict_classes(self, x, batch_size)
 
 
 def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:

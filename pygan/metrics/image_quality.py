@@ -178,15 +178,9 @@ class VGG16Features(nn.Module):
 
     def __init__(self):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in self._cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
-                c = v
-        self.features = nn.Sequential(*layers)
+        from pygan.nn.perceptual import vgg_features
+
+        self.features = vgg_features(self._cfg)
         self.taps = (3, 8, 15, 22, 29)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

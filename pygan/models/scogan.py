@@ -95,6 +95,7 @@ import torch
 from torch import nn
 
 from pygan.data.core import DataInfo
+from pygan.metrics.classifier import predict_classes
 from pygan.models import frozen, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN
 from pygan.models.nets import ConvEncoder, init_dcgan
@@ -200,14 +201,7 @@ class SemanticClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        dev = next(self.parameters()).device
-        out = torch.cat(
-            [self(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-        )
-        self.train(was)
-        return out
+        return predict_classes(self, x, batch_size)
 
 
 def save_semantic_classifier(

@@ -89,6 +89,21 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def vgg_features(cfg: Sequence[int | str]) -> nn.Sequential:
+    """The ``features`` stack of a torchvision-layout VGG: for each entry of ``cfg`` a 3x3 conv
+    (padding 1) + ReLU with that many output channels, or a 2x2 max-pool for ``"M"``; 3 input
+    channels. Module indices match torchvision's, so its state dicts load."""
+    layers: list[nn.Module] = []
+    c = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
+            c = v
+    return nn.Sequential(*layers)
+
+
 class VGG19(nn.Module):
     """VGG19 with ``torchvision.models.vgg19``'s module layout and state-dict keys
     (``features.<i>.weight``; with ``include_classifier`` also ``classifier.{0,3,6}.*``), for loading a
@@ -99,15 +114,7 @@ class VGG19(nn.Module):
 
     def __init__(self, include_classifier: bool = False, num_classes: int = 1000):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in _VGG19_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
-                c = v
-        self.features = nn.Sequential(*layers)
+        self.features = vgg_features(_VGG19_CFG)
         self.include_classifier = include_classifier
         if include_classifier:
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
