@@ -22,6 +22,7 @@ from pygan.models import (
 )
 from pygan.models.wgan_gp import WGANGP, WGANGPConfig, conv_plan
 from pygan.ops import gradient_penalty_ref
+from tests.models.helpers import record_updates
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,21 +177,7 @@ def test_gradient_isolation():
     torch.manual_seed(0)
     m = build_model("wgan-gp", data.info, ["width=4", "batch_size=4", "n_critic=2"])
     m.optimizers = m.configure_optimizers()
-    seen = []
-    orig = m.update
-
-    def snap():
-        return {
-            n: (p.detach().clone(), None if p.grad is None else p.grad.clone())
-            for n, p in m.named_parameters()
-        }
-
-    def spy(name, loss):
-        before = snap()
-        orig(name, loss)
-        seen.append((name, before, snap()))
-
-    m.update = spy
+    seen = record_updates(m)
     m.training_step(data.batch(torch.arange(8)))
     assert [s[0] for s in seen] == ["critic", "critic", "generator"]
     for name, before, after in seen:

@@ -13,6 +13,7 @@ from pygan.data import DataInfo, load_data
 from pygan.models import build_model, get_model
 from pygan.models.cogan import CoGAN, discriminator_stages, generator_stages
 from pygan.ops import gradient_penalty_ref
+from tests.models.helpers import record_updates
 
 TINY = ["g_width=16", "d_width=4", "batch_size=4"]
 
@@ -266,21 +267,7 @@ def test_gradient_isolation():
     torch.manual_seed(0)
     m = build_model("cogan", data.info, [*TINY, "loss=wgan-gp", "n_critic=2"])
     m.optimizers = m.configure_optimizers()
-    seen = []
-    orig = m.update
-
-    def snap():
-        return {
-            n: (p.detach().clone(), None if p.grad is None else p.grad.clone())
-            for n, p in m.named_parameters()
-        }
-
-    def spy(name, loss):
-        before = snap()
-        orig(name, loss)
-        seen.append((name, before, snap()))
-
-    m.update = spy
+    seen = record_updates(m)
     batch = data.batch(torch.arange(8), torch.nonzero(data.domain == 1).flatten()[:8])
     m.training_step(batch)
     assert [s[0] for s in seen] == ["discriminators", "discriminators", "generators"]
