@@ -2,11 +2,21 @@
 
 import json
 import os
+import socket
 
 import torch
 
 
-def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
+def free_port() -> int:
+    """A free local TCP port for the process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_env(rank: int, world: int, port: int) -> None:
+    """The torchrun-style environment of ``rank`` in a ``world``-process group on this host, and one
+    intra-op thread (two processes share the 2-core machine)."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -15,6 +25,10 @@ def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+
+
+def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
+    init_env(rank, world, port)
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 

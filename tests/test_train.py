@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -224,12 +223,6 @@ def test_bf16_autocast_runs(tmp_path):
     assert len(rows) == 2 and all(abs(v) < 1e6 for r in rows for v in r.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_hold_identical_weights(tmp_path):
     import torch.multiprocessing as mp
 
@@ -238,7 +231,7 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path):
     steps = 3
     mp.start_processes(
         _ddp_worker.run,
-        args=(2, _free_port(), str(tmp_path), steps),
+        args=(2, _ddp_worker.free_port(), str(tmp_path), steps),
         nprocs=2,
         join=True,
         start_method="spawn",

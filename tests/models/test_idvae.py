@@ -6,7 +6,6 @@ KL/reparameterisation pieces, conditional sampling, reconstruct/sample/evaluate,
 import copy
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -26,6 +25,7 @@ from pygan.models.idvae import (
     reparameterize,
     sum_sq,
 )
+from tests._ddp_worker import free_port, init_env
 
 TINY = ["width=4", "z_dim=6", "batch_size=4"]
 ADVERSARIAL = ("idvae", "idvae-r", "cidvae", "vae-gan")
@@ -458,21 +458,8 @@ def test_cli_help_and_train(tmp_path, capsys):
     assert "idvae" in out and "vae-gan" in out and "cidvae" in out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    init_env(rank, world, port)
     import torch.distributed as dist
 
     from pygan.train import train
@@ -500,7 +487,7 @@ def test_ddp_shared_trunk_two_processes(tmp_path):
     import torch.multiprocessing as mp
 
     mp.start_processes(
-        _ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+        _ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
     )
     w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     for k in w0:
