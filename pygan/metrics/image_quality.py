@@ -142,7 +142,22 @@ def ssim(
 # ----------------------------------------------------------------------------------------------
 
 
-class AlexNetFeatures(nn.Module):
+class _TappedTrunk(nn.Module):
+    """A ``features`` stack whose outputs at the module indices ``taps`` are returned, in order."""
+
+    features: nn.Sequential
+    taps: tuple[int, ...]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+class AlexNetFeatures(_TappedTrunk):
     """AlexNet conv trunk with torchvision's module indices (``features.0`` ... ``features.10``), so a
     torchvision ``alexnet`` state dict (``classifier.*`` keys are ignored) loads. Returns the five
     post-ReLU maps that LPIPS taps (relu1..relu5)."""
@@ -160,16 +175,8 @@ class AlexNetFeatures(nn.Module):
         )  # fmt: skip
         self.taps = (1, 4, 7, 9, 11)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                out.append(x)
-        return out
 
-
-class VGG16Features(nn.Module):
+class VGG16Features(_TappedTrunk):
     """VGG-16 conv trunk with torchvision's indices (``features.0`` ... ``features.28``); returns the
     LPIPS taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3."""
 
@@ -182,14 +189,6 @@ class VGG16Features(nn.Module):
 
         self.features = vgg_features(self._cfg)
         self.taps = (3, 8, 15, 22, 29)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                out.append(x)
-        return out
 
 
 class _DigitsTaps(nn.Module):
