@@ -28,6 +28,7 @@ EPILOG_TRAIN = """examples:
   pygan train wgan-gp --data ring8 --steps 3000 --out runs/ring --set batch_size=256
   pygan train wgan-gp --data mnist:/data/mnist?size=32 --steps 20000 --out runs/mnist
   pygan train wgan-gp --data digits32 --steps 4000 --out runs/digits --resume
+  pygan train wgan-gp --data digits64 --steps 20000 --out runs/gpu --device cuda --cuda-graphs
   torchrun --nproc_per_node 2 -m pygan train wgan-gp --data digits32 --steps 1000 --out runs/ddp
 
 Model settings are the model's Config fields (pygan list shows them and their defaults, the paper's
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-samples", type=int, default=64, help="images per sample grid")
     t.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint, not only last.pt")
     t.add_argument("--compile", action="store_true", help="torch.compile what the model allows (one process)")
+    t.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="capture each training iteration once as a CUDA graph and replay it (CUDA, one process)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -188,6 +194,7 @@ def _cmd_train(args) -> int:
         n_samples=args.n_samples,
         keep_checkpoints=args.keep_checkpoints,
         compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         progress=not args.no_progress,
         tensorboard=not args.no_tensorboard,
     )

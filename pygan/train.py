@@ -43,10 +43,24 @@ Exactness and failure
   dropped, so on CPU with a fixed seed the resumed loss curve equals the uninterrupted one.
 * A process killed during a save leaves the previous checkpoint intact (the new one is written to a
   temporary file in the same folder, fsynced, then renamed over ``last.pt``).
-* A non-finite loss stops training with :class:`NonFiniteLossError` naming the loss and the step;
-  nothing is saved after it, so ``last.pt`` stays the last good state.
+* The losses stay on the device (:class:`pygan.graphs.LossMonitor`) and are read back every
+  ``log_every`` steps, before every checkpoint and at least every 1,000 steps: no host sync per step.
+  A non-finite loss stops training at the next read with :class:`NonFiniteLossError` naming the loss
+  and the step it first appeared at; at most ``log_every`` steps run past it, and no checkpoint is
+  written from them, so ``last.pt`` stays the last good state.
 * Sampling and evaluation draw from their own seeded generators, so turning them on or off does not
   change the training run.
+
+CUDA graphs
+===========
+
+``cuda_graphs=True`` (``--cuda-graphs``, CUDA only) captures each iteration's ``training_step`` once
+as a CUDA graph after three eager warm-up iterations and replays it for every later batch
+(:mod:`pygan.graphs`; the model contract in :mod:`pygan.models` says what a capturable step is).
+A model that breaks the contract runs eagerly and the loop says why in one line. Checkpoints are the
+same as an eager run's (optimizer step counters back on the CPU, ``capturable`` as configured), so a
+graphed run resumes eagerly and vice versa. bf16 autocast runs inside the graph. Not with ``compile``
+or DDP.
 
 DDP
 ===
@@ -64,7 +78,6 @@ import dataclasses
 import datetime
 import glob
 import json
-import math
 import os
 import random
 import sys
@@ -79,6 +92,7 @@ import torch.distributed as dist
 from pygan.data.core import Batch, DataInfo, Dataset, Loader
 from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
+from pygan.graphs import EagerStep, GraphedStep, LossMonitor, NonFiniteLossError, portable_optimizer_state
 from pygan.models import Model, config_from_dict, config_to_dict, get_model
 
 __all__ = [
@@ -98,9 +112,8 @@ __all__ = [
 RUN_FORMAT = "pygan-run-1"
 CHECKPOINT_FORMAT = "pygan-checkpoint-1"
 
-
-class NonFiniteLossError(RuntimeError):
-    """A loss returned by ``training_step`` was NaN or infinite."""
+# The loop reads the losses back at least this often (the LossMonitor's window).
+MAX_READ_INTERVAL = 1000
 
 
 @dataclass
@@ -118,6 +131,7 @@ class TrainOptions:
     n_samples: int = 64
     keep_checkpoints: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     progress: bool = True
     tensorboard: bool = True
 
@@ -351,17 +365,29 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
     return dev
 
 
-def _finite_or_raise(logs: dict, step: int, last_good: str | None, world: int, device: torch.device) -> None:
-    bad = [(k, v) for k, v in logs.items() if not math.isfinite(v)]
+def _read_losses(
+    monitor: LossMonitor, step: int, last_good: str | None, world: int, device: torch.device
+) -> list[tuple[int, dict[str, float]]]:
+    """The losses of the steps since the last read (one device-to-host copy), or
+    :class:`NonFiniteLossError` when one of them was not finite (on any rank: all stop together)."""
+    try:
+        rows, error = monitor.read(), None
+    except NonFiniteLossError as exc:
+        rows, error = [], exc
+    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
     if world > 1:  # every rank stops at the same step
-        flag = torch.tensor([1.0 if bad else 0.0], device=device)
+        flag = torch.tensor([1.0 if error else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and not bad:
-            raise NonFiniteLossError(f"a loss on another rank was not finite at step {step}; stopping")
-    if bad:
-        k, v = bad[0]
-        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"loss {k!r} is {v} at step {step}; stopping ({where})")
+        if flag.item() and error is None:
+            raise NonFiniteLossError(
+                f"a loss on another rank was not finite by step {step}; stopping ({where})", step=step
+            )
+    if error is not None:
+        late = f" at step {step}" if error.step != step else ""
+        raise NonFiniteLossError(
+            f"{error}; stopping{late} ({where})", error.loss, error.value, error.step
+        ) from None
+    return rows
 
 
 class _Log:
@@ -470,6 +496,18 @@ def train(
     device = _pick_device(opts.device, local)
     if opts.compile and world > 1:
         raise ValueError("compile=True is not supported with DDP yet; drop --compile or run one process")
+    if opts.cuda_graphs:
+        if device.type != "cuda":
+            raise ValueError(
+                f"cuda_graphs=True (--cuda-graphs) needs a CUDA device; this run is on {device} "
+                "(drop --cuda-graphs, or use --device cuda)"
+            )
+        if opts.compile:
+            raise ValueError("cuda_graphs=True and compile=True do not combine; choose one")
+        if world > 1:
+            raise ValueError(
+                "cuda_graphs=True is not supported with DDP yet; drop --cuda-graphs or run one process"
+            )
     joined = False
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
@@ -563,32 +601,35 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     log = _Log(paths, opts, start, main)
     fixed = test_data.fixed(opts.n_samples) if test_data is not None else None
     last_good = paths["last"] if resume else None
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.amp)
-    step = start
+    window = min(k for k in (opts.log_every, opts.ckpt_every, MAX_READ_INTERVAL) if k)
+    monitor = LossMonitor(window, start)
+    amp_dtype = torch.bfloat16 if opts.amp else None
     model.train()
+    if opts.cuda_graphs:
+        runner = GraphedStep(model, monitor, device, amp_dtype, say=_say if main else lambda _: None)
+    else:
+        runner = EagerStep(model, monitor, device, amp_dtype)
+    step = start
     t_last, n_last = time.perf_counter(), 0
     t0 = t_last
     try:
         while step < opts.steps:
             batch = loader.next()
-            with amp:
-                logs = model.training_step(batch)
+            runner(batch, step)  # the iteration's index, 0-based
             step += 1
             n_last += 1
-            if not isinstance(logs, dict):
-                raise TypeError(
-                    f"{type(model).__name__}.training_step must return a dict of floats, "
-                    f"got {type(logs).__name__}"
-                )
-            logs = {k: float(v) for k, v in logs.items()}
-            _finite_or_raise(logs, step, last_good, world, device)
-            log.tick()
             final = step == opts.steps
-            if opts.log_every and (step % opts.log_every == 0 or final):
-                now = time.perf_counter()
-                ips = n_last * len(batch) * world / max(now - t_last, 1e-9)
-                log.write(step, {**logs, "img_per_s": ips}, time=round(now - t0, 3))
-                t_last, n_last = now, 0
+            log_now = bool(opts.log_every) and (step % opts.log_every == 0 or final)
+            ckpt_now = bool(opts.ckpt_every and step % opts.ckpt_every == 0) or final
+            if log_now or ckpt_now or monitor.count - monitor.read_count >= window:
+                rows = _read_losses(monitor, step, last_good, world, device)
+                log.tick(len(rows))
+                if log_now:
+                    now = time.perf_counter()
+                    ips = n_last * len(batch) * world / max(now - t_last, 1e-9)
+                    logs = rows[-1][1] if rows else {}
+                    log.write(step, {**logs, "img_per_s": ips}, time=round(now - t0, 3))
+                    t_last, n_last = now, 0
             if main and (final or (opts.sample_every and step % opts.sample_every == 0)):
                 g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 2))
                 p = render_samples(
@@ -600,13 +641,23 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                 res = model.evaluate(test_data, g)
                 if res:
                     log.write(step, {f"eval/{k}": float(v) for k, v in res.items()})
-            if (opts.ckpt_every and step % opts.ckpt_every == 0) or final:
+            if ckpt_now:
                 _checkpoint(model, loader, step, paths, opts, world, main)
                 last_good = paths["last"]
     finally:
         log.close()
     model._wrapped.clear()
+    model.train_stats = {
+        "steps_run": step - start,
+        "step_mode": runner.mode if runner.reason is None else "eager",
+        "eager_reason": runner.reason,
+        "graph_replays": getattr(runner, "replays", 0),
+    }
     return model
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _overrides(cls, overrides):
@@ -634,7 +685,7 @@ def _checkpoint(
             "format": CHECKPOINT_FORMAT,
             "step": step,
             "model": model.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()},
+            "optimizers": {k: portable_optimizer_state(o) for k, o in model.optimizers.items()},
             "loader": loader.state_dict(),
             "rng": states,
             "world_size": world,

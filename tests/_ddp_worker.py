@@ -32,6 +32,7 @@ def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from pygan.models import as_floats
     from pygan.models.wgan_gp import WGANGP
     from pygan.ops import gradient_penalty
     from pygan.train import train
@@ -41,7 +42,7 @@ def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
 
     def recording(self, batch):
         out_ = orig(self, batch)
-        logs.append(out_)
+        logs.append(as_floats(out_))
         return out_
 
     WGANGP.training_step = recording

@@ -187,6 +187,10 @@ class Dataset:
                 raise ValueError(
                     f"a two-domain dataset needs rows of domain 0 and 1, got counts {counts.tolist()}"
                 )
+        if y is not None and num_classes is not None and len(y):
+            if y.dtype.is_floating_point or int(y.min()) < 0 or int(y.max()) >= num_classes:
+                raise ValueError(f"labels y must be integers in [0, {num_classes}), got {y.dtype} values "
+                                 f"{y.min().item()}..{y.max().item()}")  # fmt: skip
         self.num_classes = num_classes
         self.meta = dict(meta or {})
 

@@ -26,11 +26,13 @@ seed, bf16 autocast, DDP, logging, checkpoints, sample grids and evaluation hook
     ``self.optimizers`` and checkpointed. Several networks, several optimizers: name them
     (``{"critic": ..., "generator": ...}``).
 
-``training_step(self, batch: Batch) -> dict[str, float]``
+``training_step(self, batch: Batch) -> dict[str, Tensor]``
     Performs the model's *whole* update for one iteration — every network, every inner step (e.g.
     5 critic updates then 1 generator update) — with ``self.update(name, loss)`` or its own
-    ``zero_grad/backward/step``, and returns the losses to log as Python floats (the loop stops
-    with a message naming the loss and the step when one is not finite). Models that consume several
+    ``zero_grad/backward/step``, and returns the losses to log as detached 0-dim tensors (Python
+    numbers are accepted for constants), the same names every step. The loop keeps them on the device
+    and reads them back every ``--log-every`` steps (and before every checkpoint); it stops with a
+    message naming the loss and the step when one was not finite. Models that consume several
     real batches per iteration set ``batches_per_step``: the loop then passes ``batches_per_step``
     batches stacked into one and ``batch.split(self.batches_per_step)`` gives them back.
     For DDP, forward the networks being *updated* through ``self.wrapped(name)`` (the DDP wrapper when
@@ -57,6 +59,25 @@ seed, bf16 autocast, DDP, logging, checkpoints, sample grids and evaluation hook
     ``torch.compile`` what can be compiled (e.g. the generator; never a critic whose double backward
     a gradient penalty needs) and return the names compiled. Used by ``--compile`` and the bench.
 
+Capturable steps (``--cuda-graphs``)
+    The loop can capture ``training_step`` once as a CUDA graph and replay it for every later batch
+    (:mod:`pygan.graphs`). A step is capturable when it
+    (1) never reads a device value on the host: no ``.item()``, ``float(t)``, ``bool(t)`` /
+    ``if t > 0``, ``.tolist()``, ``.cpu()``, printing, ``nonzero``/boolean-mask indexing (losses go to
+    the loop as tensors; a quantity derived from the step count lives in a device buffer, e.g. a KL
+    ramp);
+    (2) runs the same host code every iteration, with static shapes; a model whose host code depends on
+    the iteration (lazy regularisation) reads ``self.iteration`` (the 0-based iteration the loop is
+    running, set before every call) and names each variant with :meth:`Model.graph_phase`, so that one
+    graph per phase is captured;
+    (3) draws randomness from torch's default generator on the model's device (``torch.randn(...,
+    device=...)``, ``rand_like``, dropout), never from a CPU generator or a copy from the host;
+    (4) updates parameters only through the optimizers ``configure_optimizers`` returns (Adam and
+    friends are switched to ``capturable=True`` by the loop).
+    The loop checks (1) during the warm-up iterations; a model that cannot meet the contract in some
+    configuration says why in :meth:`Model.cuda_graph_blocker`. Either way the run continues eagerly
+    with one line saying why.
+
 Randomness comes from torch's global RNG (or from generators the model checkpoints itself through
 ``get_extra_state``), which the loop seeds per rank and checkpoints, so ``--resume`` continues the
 exact loss curve on CPU.
@@ -79,12 +100,15 @@ from pygan.data.core import Batch, DataInfo, Dataset
 
 __all__ = [
     "MODELS",
+    "LazyPenalty",
     "Model",
+    "as_floats",
     "build_model",
     "config_from_dict",
     "config_to_dict",
     "frozen",
     "get_model",
+    "lazy_schedule",
     "list_models",
     "parse_overrides",
     "register",
@@ -256,6 +280,56 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+def as_floats(logs: dict) -> dict[str, float]:
+    """``training_step``'s losses as Python floats (reads them back from the device: a sync; the
+    training loop does it every ``--log-every`` steps, not every step)."""
+    return {k: float(v) for k, v in logs.items()}
+
+
+def lazy_schedule(iteration: int, steps: int, every: int) -> tuple[bool, ...]:
+    """Lazy regularisation (Karras et al. 2020, "Analyzing and Improving the Image Quality of
+    StyleGAN", §B): which of iteration ``iteration``'s ``steps`` critic steps compute the penalty when
+    it is computed on every ``every``-th critic step counted from the start of training (critic steps
+    ``0, every, 2 every, ...``); the penalty's weight is then multiplied by ``every``. The tuple
+    doubles as the step's :meth:`Model.graph_phase` (a CUDA graph per distinct schedule)."""
+    first = iteration * steps
+    return tuple((first + j) % every == 0 for j in range(steps))
+
+
+class LazyPenalty(nn.Module):
+    """Lazy regularisation's bookkeeping for a model with ``steps`` critic steps per iteration and a
+    penalty on every ``every``-th one (:func:`lazy_schedule`): :meth:`due` says which critic steps of
+    an iteration compute it, :meth:`phase` is the model's ``graph_phase``, :meth:`log` the value to
+    report for each logged penalty in ``names``. With ``every > 1`` the last penalty computed is kept
+    (a buffer, so it is checkpointed) and reported on iterations that compute none, so that the logged
+    losses keep the same names every step."""
+
+    def __init__(self, every: int, steps: int, names: tuple[str, ...] = ("gp",)):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"gp_every must be an int >= 1, got {every!r}")
+        self.every, self.steps = every, steps
+        if every > 1:
+            for name in names:
+                self.register_buffer(f"last_{name}", torch.zeros(()))
+
+    def due(self, iteration: int) -> tuple[bool, ...]:
+        return lazy_schedule(iteration, self.steps, self.every)
+
+    def phase(self, iteration: int):
+        return self.due(iteration) if self.every > 1 else 0
+
+    def log(self, total, due: tuple[bool, ...], name: str = "gp") -> torch.Tensor:
+        """The penalty ``name`` to report: ``total`` (the sum of its values computed this iteration)
+        over the critic steps that computed it; the last value computed when none did."""
+        if self.every == 1:
+            return total / len(due)
+        last = getattr(self, f"last_{name}")
+        if any(due):
+            last.copy_(total / sum(due))
+        return last
+
+
 class Model(nn.Module):
     """Base class of pygan's models; see the module docstring for the contract."""
 
@@ -279,6 +353,7 @@ class Model(nn.Module):
         self.info = info
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._wrapped: dict[str, nn.Module] = {}
+        self.iteration = 0  # the 0-based iteration training_step runs (set by the loop)
 
     # -- what the loop reads
     @property
@@ -298,8 +373,18 @@ class Model(nn.Module):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement training_step(batch)")
+
+    # -- CUDA graphs (see "Capturable steps" in the module docstring)
+    def graph_phase(self, iteration: int) -> int:
+        """Which variant of the step's host code iteration ``iteration`` runs (one CUDA graph is
+        captured per value). The default, 0, says: the same every iteration."""
+        return 0
+
+    def cuda_graph_blocker(self) -> str | None:
+        """Why this model, as configured, cannot be captured as a CUDA graph (one line), or None."""
+        return None
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
         raise NotImplementedError(f"{type(self).__name__} must implement sample(n, generator, batch)")

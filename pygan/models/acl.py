@@ -115,7 +115,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.models import LazyPenalty, Model, frozen, register
 from pygan.models.dcgan import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
 from pygan.ops import feature_regularizer, gradient_penalty
@@ -308,7 +308,7 @@ class ACL(nn.Module):
         g_steps: int = 1,
         code_generator: Callable | None = None,
         code_discriminator: Callable | None = None,
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """One round of the code game (Algorithm 1 line 13): a ``D_c`` update on ``real_codes``
         (detached: the inference net is fixed here) vs ``G_z(z)``, then ``g_steps`` ``G_z`` updates
         (the first on the same codes, later ones on fresh noise).
@@ -323,8 +323,8 @@ class ACL(nn.Module):
             code_generator, code_discriminator: the networks to run for the update (DDP wrappers);
                 default the module's own.
 
-        Returns ``{"loss_dc", "loss_gz", "dc_real", "dc_fake"}`` (the last two: mean ``D_c``
-        probabilities before the update).
+        Returns ``{"loss_dc", "loss_gz", "dc_real", "dc_fake"}`` as detached 0-dim tensors (the last
+        two: mean ``D_c`` probabilities before the update).
         """
         self._check_codes("real_codes", real_codes)
         if isinstance(g_steps, bool) or not isinstance(g_steps, int) or g_steps < 1:
@@ -349,10 +349,10 @@ class ACL(nn.Module):
             loss_gz = weight * self.generator_loss(fake_codes)
             _update(optimizers["code_generator"], loss_gz)
         return {
-            "loss_dc": loss_dc.item(),
-            "loss_gz": loss_gz.item(),
-            "dc_real": torch.sigmoid(d_real.detach().float()).mean().item(),
-            "dc_fake": torch.sigmoid(d_fake.detach().float()).mean().item(),
+            "loss_dc": loss_dc.detach(),
+            "loss_gz": loss_gz.detach(),
+            "dc_real": torch.sigmoid(d_real.detach().float()).mean(),
+            "dc_fake": torch.sigmoid(d_fake.detach().float()).mean(),
         }
 
     def attach(self, encoder: Callable, decoder: Callable) -> ACLAttachment:
@@ -384,7 +384,9 @@ class ACLAttachment:
         self.acl._check_codes("encoder(x)", c)
         return c
 
-    def step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], **kw) -> dict[str, float]:
+    def step(
+        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], **kw
+    ) -> dict[str, torch.Tensor]:
         """:meth:`ACL.step` on ``codes(x)`` (keyword arguments are passed on)."""
         return self.acl.step(self.codes(x), optimizers, **kw)
 
@@ -424,7 +426,7 @@ class _ACLModel(Model):
         w = self._wrapped.get(name)
         return w if w is not None else self.get_submodule(name)
 
-    def _code_step(self, real_codes, fake_codes, weight, g_steps=1) -> dict[str, float]:
+    def _code_step(self, real_codes, fake_codes, weight, g_steps=1) -> dict[str, torch.Tensor]:
         return self.acl.step(
             real_codes,
             self.optimizers,
@@ -602,16 +604,16 @@ class ACLAE(_ACLModel):
             **self.acl.configure_optimizers(lr=c.acl_lr, betas=c.betas, lr_d=c.acl_lr_d),
         }
 
-    def step_autoencoder(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_autoencoder(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 2: ``L_E = ||x - Dec(Enc(x))||^2`` (mean over elements, the AAE code's MSE), one
         update of ``Enc_x`` and ``Dec_x``. Returns the codes of this pass (detached) and the loss."""
         c = self.wrapped("encoder")(x)
         x_hat = self.wrapped("decoder")(c)
         loss_e = feature_regularizer(x_hat, x, detach_b=True)
         self.update("autoencoder", loss_e)
-        return c.detach(), {"loss_e": loss_e.item()}
+        return c.detach(), {"loss_e": loss_e.detach()}
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         # Eq. 2: the autoencoder
         codes, logs = self.step_autoencoder(batch.x)
         # Eq. 1 (weighted by λ_1, Eq. 3): the code game on the encoder's (detached) codes
@@ -684,6 +686,8 @@ class ACLGANConfig:
             (Eq. 4's parameter set); see the module docstring.
         gan_loss: ``"gan"`` (non-saturating cross-entropy, the DCGAN baseline) or ``"wgan-gp"``.
         n_critic, gp_weight, gp_kind, critic_norm: the WGAN-GP image critic (``gan_loss="wgan-gp"``).
+        gp_every: lazy regularisation (Karras et al. 2020, §B; ``gan_loss="wgan-gp"`` only): the
+            penalty on every ``gp_every``-th critic step with its weight times ``gp_every``; 1 = always.
         acl_hidden, acl_layers: the ACL MLPs (the paper's "2-layer MLPs": 1 hidden layer).
         acl_lr, acl_betas: the ACL networks' Adam settings; None = ``lr`` / ``betas``.
         lambda_rec, lambda_gan, lambda_z: λ_2, λ_3, λ_4 of Eq. 6.
@@ -699,6 +703,7 @@ class ACLGANConfig:
     n_critic: int = 1
     gp_weight: float = 10.0
     gp_kind: str = "wgan-gp"
+    gp_every: int = 1
     critic_norm: str = "batch"
     acl_hidden: int = 512
     acl_layers: int = 1
@@ -791,6 +796,8 @@ class ACLGAN(_ACLModel):
             )
         if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
             raise ValueError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
+        if c.gp_every != 1 and c.gan_loss != "wgan-gp":
+            raise ValueError(f"gp_every={c.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)")
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{type(self).name or 'acl-gan'} needs square images, got {h}x{w}")
@@ -800,6 +807,7 @@ class ACLGAN(_ACLModel):
         self.discriminator = ConvEncoder(ch, h, c.width, out_dim=1, norm=c.critic_norm)
         self.apply(init_dcgan)  # the image networks and the inference net (conv/linear layers)
         self.acl = ACL(self.code_dim, hidden=c.acl_hidden, layers=c.acl_layers)
+        self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic)
 
     # -- construction hooks (ACL-SGAN overrides them)
     def _code_dim(self, info: DataInfo) -> int:
@@ -847,7 +855,7 @@ class ACLGAN(_ACLModel):
                 phi_r = self.phi(x_r)
             loss_r = feature_regularizer(self.phi(x_f), phi_r, detach_b=True)
             loss = c.lambda_rec * loss_r
-            logs = {"loss_r": loss_r.item()}
+            logs = {"loss_r": loss_r.detach()}
             extra = self._inference_extra_loss(codes, y, logs)
             if extra is not None:
                 loss = loss + extra
@@ -861,16 +869,19 @@ class ACLGAN(_ACLModel):
     def _inference_extra_loss(self, codes, y, logs) -> torch.Tensor | None:
         return None
 
-    def step_image_gan(self, reals: list[torch.Tensor], c_f: torch.Tensor) -> dict[str, float]:
+    def step_image_gan(self, reals: list[torch.Tensor], c_f: torch.Tensor) -> dict[str, torch.Tensor]:
         """Line 12: the image GAN on ``x_ff = G_x(c_f)`` (``c_f`` detached: ``G_z`` is not touched).
         ``gan_loss="gan"``: one ``D_x`` update (cross-entropy; ``x_ff`` detached) and one ``G_x``
         update on the same ``x_ff`` through the updated, frozen ``D_x``. ``"wgan-gp"``: one critic
         update per real batch (the first with ``c_f``, the others with fresh ``G_z`` codes), then one
-        ``G_x`` update on ``G_x(c_f)``."""
+        ``G_x`` update on ``G_x(c_f)``. With ``gp_every > 1`` only the critic steps
+        :class:`~pygan.models.LazyPenalty` names compute the penalty (weight times ``gp_every``)."""
         c = self.config
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
         c_f = c_f.detach()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
+        due = self.lazy_gp.due(self.iteration) if c.gan_loss == "wgan-gp" else ()
+        gp_sum = 0.0
         x_ff = None
         for k, real in enumerate(reals):
             if k == 0:
@@ -885,32 +896,41 @@ class ACLGAN(_ACLModel):
             if c.gan_loss == "gan":
                 loss_d = c.lambda_gan * d_loss_bce(d_real, d_fake)
                 parts = {
-                    "d_real": torch.sigmoid(d_real.detach().float()).mean().item(),
-                    "d_fake": torch.sigmoid(d_fake.detach().float()).mean().item(),
+                    "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+                    "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
                 }
             else:
-                gp = gradient_penalty(D, real, fake, weight=c.gp_weight, kind=c.gp_kind)
-                loss_d = c.lambda_gan * (d_fake.mean() - d_real.mean() + gp)
-                parts = {"wdist": (d_real.mean() - d_fake.mean()).item(), "gp": gp.item()}
+                loss_d = d_fake.mean() - d_real.mean()
+                if due[k]:
+                    gp = gradient_penalty(D, real, fake, weight=c.gp_weight * c.gp_every, kind=c.gp_kind)
+                    loss_d = loss_d + gp
+                    gp_sum = gp_sum + (gp.detach() if c.gp_every == 1 else gp.detach() / c.gp_every)
+                loss_d = c.lambda_gan * loss_d
+                parts = {"wdist": (d_real.mean() - d_fake.mean()).detach()}
             self.update("discriminator", loss_d)
-            parts["loss_d"] = loss_d.item()
+            parts["loss_d"] = loss_d.detach()
             for key, v in parts.items():
                 sums[key] = sums.get(key, 0.0) + v / len(reals)
         if c.gan_loss == "wgan-gp":
+            sums["gp"] = self.lazy_gp.log(gp_sum, due)
             x_ff = G(c_f)
         with frozen(self.discriminator):
             score = self.discriminator(x_ff)
             loss_g = c.lambda_gan * (g_loss_bce(score) if c.gan_loss == "gan" else -score.mean())
         self.update("generator", loss_g)
-        sums["loss_g"] = loss_g.item()
+        sums["loss_g"] = loss_g.detach()
         return sums
 
-    def step_code_gan(self, codes: torch.Tensor, c_f: torch.Tensor) -> dict[str, float]:
+    def graph_phase(self, iteration: int):
+        """Which critic steps compute the penalty (lazy regularisation); one phase otherwise."""
+        return self.lazy_gp.phase(iteration)
+
+    def step_code_gan(self, codes: torch.Tensor, c_f: torch.Tensor) -> dict[str, torch.Tensor]:
         """Line 13: ``D_c`` and ``G_z`` on ``c = E_x(x_r)`` (detached: ``E_x`` is fixed for the code
         learner) vs ``c_f = G_z(z)``."""
         return self._code_step(codes, c_f, self.config.lambda_z)
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         parts = batch.split(self.batches_per_step)
         x_r = parts[0].x  # line 2
         z = self.acl.noise(len(x_r))  # line 5
@@ -1004,8 +1024,8 @@ class ACLSGAN(ACLGAN):
             raise ValueError("acl-sgan needs labels (batch.y) to train its classifier")
         logits = self.classifier.logits(codes)
         ce = F.cross_entropy(logits.float(), y)
-        logs["loss_cls"] = ce.item()
-        logs["acc"] = (logits.detach().argmax(1) == y).float().mean().item()
+        logs["loss_cls"] = ce.detach()
+        logs["acc"] = (logits.detach().argmax(1) == y).float().mean()
         return self.config.cls_weight * ce
 
     @torch.no_grad()

@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.models import LazyPenalty, Model, frozen, register
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -112,6 +112,9 @@ class CoGANConfig:
             ``"wgan-gp"`` (Eq. 3.2 + penalty, §3.3.2).
         n_critic: discriminator steps per generator step; None = 5 for WGAN-GP (§4.1), 1 for "ns".
         gp_weight: lambda = 10 (every GP run).
+        gp_every: lazy regularisation (Karras et al. 2020, §B; ``loss="wgan-gp"`` only): the penalty
+            on every ``gp_every``-th discriminator step, its weight times ``gp_every``; 1 = always
+            (the thesis).
         lr, betas: Adam's; None = 2e-4 / (0.5, 0.999) (DCGAN: all digit runs, and "ns"), or
             1e-4 / (0, 0.9) for faces with WGAN-GP (§5.3).
         weight_decay: L2 ``c`` on kernels; None = 5e-4 (digits, §5.1) or 1e-4 (faces, §5.3).
@@ -129,6 +132,7 @@ class CoGANConfig:
     loss: str = "ns"
     n_critic: int | None = None
     gp_weight: float = 10.0
+    gp_every: int = 1
     lr: float | None = None
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
@@ -384,6 +388,7 @@ class CoupledGAN(Model):
         init_weights(self.generators, c["init"])
         init_weights(self.discriminators, c["init"])
         self._fast: dict[str, nn.Module] = {}
+        self.lazy_gp = LazyPenalty(c["gp_every"], c["n_critic"], names=("gp1", "gp2"))
 
     # -- settings
     def resolved(self) -> dict:
@@ -413,6 +418,8 @@ class CoupledGAN(Model):
                 raise ValueError(f"{name} must be a positive int, got {out[name]!r}")
         if out["weight_decay"] < 0 or out["lr"] <= 0 or out["gp_weight"] < 0:
             raise ValueError("lr must be > 0 and weight_decay, gp_weight >= 0")
+        if out["gp_every"] != 1 and not wgan:
+            raise ValueError(f"gp_every={out['gp_every']} applies to loss='wgan-gp' (no penalty otherwise)")
         return out
 
     def _sharing(self, c: dict):
@@ -471,9 +478,12 @@ class CoupledGAN(Model):
     def _scores(self, x1: torch.Tensor, x2: torch.Tensor):
         return self._fast.get("discriminators", self.wrapped("discriminators"))(x1, x2)
 
-    def discriminator_step(self, part: Batch) -> dict[str, float]:
+    def discriminator_step(self, part: Batch, penalise: bool = True) -> dict[str, torch.Tensor]:
         """One update of both discriminators on one real batch per domain (``part.x``, ``part.x_b``)
-        and ``G1(z)``, ``G2(z)`` of one fresh ``z`` (detached)."""
+        and ``G1(z)``, ``G2(z)`` of one fresh ``z`` (detached). Under WGAN-GP with ``penalise`` the
+        penalty is added (times ``gp_every``: lazy regularisation skips it on the other steps) and the
+        logs hold each domain's penalty ``gp1``/``gp2`` (``lambda GP_i``); ``loss_d1``/``loss_d2`` are
+        the losses as optimised (penalty included, times ``gp_every``)."""
         c = self.hp
         real1, real2 = part.x, part.x_b
         if real2 is None:
@@ -489,31 +499,30 @@ class CoupledGAN(Model):
         loss = loss_d1 + loss_d2
         if c["loss"] == "wgan-gp":
             n = len(real1)
+            if penalise:
 
-            def critic(x):  # D1 scores the first half, D2 the second
-                s1, s2 = D(x[:n], x[n:])
-                return torch.cat([s1, s2])
+                def critic(x):  # D1 scores the first half, D2 the second
+                    s1, s2 = D(x[:n], x[n:])
+                    return torch.cat([s1, s2])
 
-            gp, norms = gradient_penalty(
-                critic,
-                torch.cat([real1, real2]),
-                torch.cat([fake1, fake2]),
-                weight=2 * c["gp_weight"],
-                return_norms=True,
-            )
-            loss = loss + gp  # = lambda GP_1 + lambda GP_2
-            with torch.no_grad():
-                per = c["gp_weight"] * (norms.float() - 1).square()
-                logs["gp1"], logs["gp2"] = per[:n].mean().item(), per[n:].mean().item()
-                logs["wdist1"], logs["wdist2"] = (
-                    (r1.mean() - f1.mean()).item(),
-                    (r2.mean() - f2.mean()).item(),
+                k = c["gp_every"]
+                gp, norms = gradient_penalty(
+                    critic,
+                    torch.cat([real1, real2]),
+                    torch.cat([fake1, fake2]),
+                    weight=2 * c["gp_weight"] * k,
+                    return_norms=True,
                 )
+                loss = loss + gp  # = k (lambda GP_1 + lambda GP_2)
+                with torch.no_grad():
+                    per = c["gp_weight"] * (norms.float() - 1).square()
+                    logs["gp1"], logs["gp2"] = per[:n].mean(), per[n:].mean()
+                    loss_d1 = loss_d1 + (logs["gp1"] if k == 1 else k * logs["gp1"])
+                    loss_d2 = loss_d2 + (logs["gp2"] if k == 1 else k * logs["gp2"])
+            logs["wdist1"] = (r1.mean() - f1.mean()).detach()
+            logs["wdist2"] = (r2.mean() - f2.mean()).detach()
         self.update("discriminators", loss)
-        logs["loss_d1"], logs["loss_d2"] = loss_d1.item(), loss_d2.item()
-        if "gp1" in logs:
-            logs["loss_d1"] += logs["gp1"]
-            logs["loss_d2"] += logs["gp2"]
+        logs["loss_d1"], logs["loss_d2"] = loss_d1.detach(), loss_d2.detach()
         return logs
 
     def generator_losses(self, z: torch.Tensor, reals: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -523,12 +532,12 @@ class CoupledGAN(Model):
         fake1, fake2 = G(z)
         s1, s2 = self._frozen_scores(fake1, fake2)
         adv1, adv2 = self.g_adv(s1), self.g_adv(s2)
-        return adv1, adv2, {"adv1": adv1.item(), "adv2": adv2.item()}
+        return adv1, adv2, {"adv1": adv1.detach(), "adv2": adv2.detach()}
 
     def _frozen_scores(self, x1, x2):
         return self._fast.get("discriminators_frozen", self.discriminators)(x1, x2)
 
-    def generator_step(self, reals: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    def generator_step(self, reals: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One update of both generators on a fresh ``z``: ``L_G1 + L_G2`` (each depends on its own
         generator only, so each generator's parameters get their own loss's gradient), with the
         discriminators frozen (no gradient reaches them)."""
@@ -536,19 +545,31 @@ class CoupledGAN(Model):
         with frozen(self.discriminators):
             loss_g1, loss_g2, logs = self.generator_losses(z, reals)
         self.update("generators", loss_g1 + loss_g2)
-        logs["loss_g1"], logs["loss_g2"] = loss_g1.item(), loss_g2.item()
+        logs["loss_g1"], logs["loss_g2"] = loss_g1.detach(), loss_g2.detach()
         return logs
 
     def prepare(self) -> None:
         """Readies frozen auxiliary networks before the first step (none here; see SCoGAN)."""
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def graph_phase(self, iteration: int):
+        """Which discriminator steps compute the penalty (lazy regularisation); one phase otherwise."""
+        return self.lazy_gp.phase(iteration)
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.prepare()
         parts = batch.split(self.hp["n_critic"])
-        sums: dict[str, float] = {}
-        for part in parts:
-            for k, v in self.discriminator_step(part).items():
-                sums[k] = sums.get(k, 0.0) + v / len(parts)
+        due = self.lazy_gp.due(self.iteration)
+        sums: dict[str, torch.Tensor] = {}
+        gp: dict[str, torch.Tensor] = {}
+        for part, penalise in zip(parts, due):
+            for k, v in self.discriminator_step(part, penalise).items():
+                if k in ("gp1", "gp2"):
+                    gp[k] = gp.get(k, 0.0) + v
+                else:
+                    sums[k] = sums.get(k, 0.0) + v / len(parts)
+        if self.hp["loss"] == "wgan-gp":
+            for k in ("gp1", "gp2"):
+                sums[k] = self.lazy_gp.log(gp.get(k, 0.0), due, k)
         last = parts[-1]
         sums.update(self.generator_step((last.x, last.x_b)))
         return sums

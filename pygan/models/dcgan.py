@@ -103,7 +103,7 @@ class DCGAN(Model):
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.device)
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
         real = batch.x
         fake = G(self.noise(len(real)))
@@ -116,10 +116,10 @@ class DCGAN(Model):
             loss_g = g_loss_bce(self.discriminator(fake))
         self.update("generator", loss_g)
         return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
-            "d_real": torch.sigmoid(d_real.detach().float()).mean().item(),
-            "d_fake": torch.sigmoid(d_fake.detach().float()).mean().item(),
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+            "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
         }
 
     @torch.no_grad()

@@ -343,11 +343,11 @@ class _EDGANBase(Model):
         """D's logits for ``img`` (conditioned on ``inp``/``y`` where the variant is conditional)."""
         return net(img)
 
-    def _ed_extra(self, code: Any) -> tuple[torch.Tensor | None, dict[str, float]]:
+    def _ed_extra(self, code: Any) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """Extra loss in the ED update (CAAE: Enc against D_z); none by default."""
         return None, {}
 
-    def _extra_steps(self, code: Any) -> dict[str, float]:
+    def _extra_steps(self, code: Any) -> dict[str, torch.Tensor]:
         """Extra updates after the ED step (CAAE: D_z); none by default."""
         return {}
 
@@ -390,14 +390,14 @@ class _EDGANBase(Model):
     # -- the three ED//GAN updates (Eq. 9)
     def reconstruction_step(
         self, inp: torch.Tensor, target: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[dict[str, float], torch.Tensor, Any]:
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, Any]:
         """min_{Enc,Dec} L_const = |I - I_ED|_1 (Eq. 4): updates Enc and Dec only (G and D do not
         run). Returns the logs and the detached ``(I_ED, code)`` the GAN steps treat as constants."""
         i_ed, code = self._ed(inp, y)
         l1 = (target - i_ed).abs().mean()
         extra, logs = self._ed_extra(code)
         self.update("ed", l1 if extra is None else l1 + extra)
-        return {"l1": l1.item(), **logs}, i_ed.detach(), _detach(code)
+        return {"l1": l1.detach(), **logs}, i_ed.detach(), _detach(code)
 
     def output(self, i_ed: torch.Tensor, i_g: torch.Tensor) -> torch.Tensor:
         """``Î = I_ED + I_G`` by the fused op; I_ED gets no gradient (``detach_base=True``)."""
@@ -405,7 +405,7 @@ class _EDGANBase(Model):
 
     def discriminator_step(
         self, target: torch.Tensor, fake: torch.Tensor, inp: torch.Tensor, y: torch.Tensor | None = None
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """min_D L_adv(D) = BCE(D(I), 1) + BCE(D(Î), 0) (Eq. 7): updates D only (Î detached)."""
         D = self.wrapped("discriminator")
         d_real = self._disc(D, target, inp, y)
@@ -413,25 +413,25 @@ class _EDGANBase(Model):
         loss_d = _bce(d_real, True) + _bce(d_fake, False)
         self.update("discriminator", loss_d)
         return {
-            "loss_d": loss_d.item(),
-            "d_real": torch.sigmoid(d_real.detach().float()).mean().item(),
-            "d_fake": torch.sigmoid(d_fake.detach().float()).mean().item(),
+            "loss_d": loss_d.detach(),
+            "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+            "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
         }
 
     def generator_step(
         self, fake: torch.Tensor, inp: torch.Tensor, y: torch.Tensor | None = None
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """min_G L_adv(G) (Eq. 8): ``fake`` = Î built from constant I_ED and z, so only G receives a
         gradient; D is frozen. ``adv_weight`` (default 1) scales it."""
         with frozen(self.discriminator):
             loss_g = _g_loss(self._disc(self.discriminator, fake, inp, y), self.config.gan_loss)
         self.update("generator", self.config.adv_weight * loss_g)
-        return {"loss_g": loss_g.item()}
+        return {"loss_g": loss_g.detach()}
 
     # -- the coupled ED+GAN updates (Eq. 1)
     def coupled_ed_step(
         self, inp: torch.Tensor, target: torch.Tensor, y: torch.Tensor | None, i_ed: torch.Tensor, code: Any
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """min_{Enc,Dec} L_const + lambda * L_adv(G) with Dec as the generator (Eq. 1): both losses
         reach Dec (and Enc through it). D is frozen."""
         l1 = (target - i_ed).abs().mean()
@@ -440,9 +440,9 @@ class _EDGANBase(Model):
         extra, logs = self._ed_extra(code)
         total = l1 + self.config.adv_weight * loss_g
         self.update("ed", total if extra is None else total + extra)
-        return {"l1": l1.item(), "loss_g": loss_g.item(), **logs}
+        return {"l1": l1.detach(), "loss_g": loss_g.detach(), **logs}
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         inp, target, y = self._io(batch)
         if self.coupled:
             i_ed, code = self._ed(inp, y)
@@ -457,7 +457,7 @@ class _EDGANBase(Model):
         fake = self.output(i_ed, i_g)
         logs.update(self.discriminator_step(target, fake, inp, y))  # D
         logs.update(self.generator_step(fake, inp, y))  # G
-        logs["residual"] = i_g.detach().abs().mean().item()
+        logs["residual"] = i_g.detach().abs().mean()
         return logs
 
     # -- inference
@@ -760,7 +760,7 @@ class _CAAE(_Table1):
             return None, {}
         with frozen(self.z_discriminator):
             loss_ez = _bce(self.z_discriminator(code[1]), True)
-        return w * loss_ez, {"loss_ez": loss_ez.item()}
+        return w * loss_ez, {"loss_ez": loss_ez.detach()}
 
     def _extra_steps(self, code):
         """D_z's update: BCE(D_z(z_prior), 1) + BCE(D_z(z), 0), z ~ U(-1, 1) prior; z detached."""
@@ -769,7 +769,7 @@ class _CAAE(_Table1):
         Dz = self.wrapped("z_discriminator")
         loss_dz = _bce(Dz(prior), True) + _bce(Dz(z), False)
         self.update("z_discriminator", loss_dz)
-        return {"loss_dz": loss_dz.item()}
+        return {"loss_dz": loss_dz.detach()}
 
     def _labels(self, batch, n):
         return batch.y[:n] if batch is not None and batch.y is not None else None

@@ -324,7 +324,10 @@ class _VAEBase(Model):
         self.apply(init_dcgan)
 
     # -- conditioning
-    def _onehot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    def _onehot(self, y: torch.Tensor | None, n: int, check_range: bool = True) -> torch.Tensor | None:
+        """One-hot labels ``[n, K]`` (None for an unconditional model). ``check_range`` checks the
+        label values on the host (a sync): the public entry points do; the training step does not
+        (its labels come from a :class:`~pygan.data.Dataset`, which checks them when it is built)."""
         if not self.conditional:
             return None
         if y is None:
@@ -332,7 +335,7 @@ class _VAEBase(Model):
         y = torch.as_tensor(y, device=self.device)
         if y.dtype.is_floating_point or y.shape != (n,):
             raise ValueError(f"labels must be an integer tensor [{n}], got {y.dtype} {tuple(y.shape)}")
-        if n and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+        if check_range and n and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {y.min()}..{y.max()}")
         return F.one_hot(y.long(), self.num_classes).float()
 
@@ -465,7 +468,7 @@ class VAE(_VAEBase):
         c = self.config
         return {"vae": torch.optim.Adam(self.parameters(), lr=c.lr, betas=c.betas)}
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         x = batch.x
         mu, logvar = self.wrapped("enc_head")(self.features(x, None, self.wrapped("trunk")))
@@ -474,7 +477,7 @@ class VAE(_VAEBase):
         kl = kl_normal(mu, logvar)
         loss = c.alpha * rec + c.beta * kl
         self.update("vae", loss)
-        return {"loss": loss.item(), "recons": rec.item(), "kl": kl.item()}
+        return {"loss": loss.detach(), "recons": rec.detach(), "kl": kl.detach()}
 
     def compile_networks(self) -> list[str]:
         self.trunk.compile()
@@ -542,7 +545,7 @@ class IDVAE(_VAEBase):
         return self.dis_head(self.features(x, self._onehot(y, len(x)), self.dis_trunk))
 
     # -- the three steps
-    def _step_dis(self, x, cond, eps, z_p) -> dict[str, float]:
+    def _step_dis(self, x, cond, eps, z_p) -> dict[str, torch.Tensor]:
         """Step 1 (Algorithm 1 line 9): ``L_dis`` (eq. 9) steps ``θ_shared ∪ θ_dis``."""
         with torch.no_grad():  # the fakes are constants here: θ_dec and θ_enc are not updated
             mu, logvar = self.enc_head(self.features(x, cond))
@@ -554,10 +557,10 @@ class IDVAE(_VAEBase):
         loss = _bce_real(l_real) + _bce_fake(l_rec) + _bce_fake(l_gen)
         self.update("dis", loss)
         return {
-            "loss_dis": loss.item(),
-            "d_real": torch.sigmoid(l_real.float()).mean().item(),
-            "d_rec": torch.sigmoid(l_rec.float()).mean().item(),
-            "d_gen": torch.sigmoid(l_gen.float()).mean().item(),
+            "loss_dis": loss.detach(),
+            "d_real": torch.sigmoid(l_real.detach().float()).mean(),
+            "d_rec": torch.sigmoid(l_rec.detach().float()).mean(),
+            "d_gen": torch.sigmoid(l_gen.detach().float()).mean(),
         }
 
     def _encoder_recons(self, x, cond, z) -> torch.Tensor:
@@ -568,7 +571,7 @@ class IDVAE(_VAEBase):
     def _frozen_for_encoder(self) -> tuple[nn.Module, ...]:
         return (self.decoder,)
 
-    def _step_enc(self, x, cond, eps) -> dict[str, float]:
+    def _step_enc(self, x, cond, eps) -> dict[str, torch.Tensor]:
         """Step 2 (Algorithm 1 line 10): ``L_enc = α L_recons + β L_prior`` (eq. 8) steps
         ``θ_shared ∪ θ_enc``."""
         c = self.config
@@ -579,9 +582,9 @@ class IDVAE(_VAEBase):
             kl = kl_normal(mu, logvar)
             loss = c.alpha * rec + c.beta * kl
         self.update("enc", loss)
-        return {"loss_enc": loss.item(), "recons": rec.item(), "kl": kl.item()}
+        return {"loss_enc": loss.detach(), "recons": rec.detach(), "kl": kl.detach()}
 
-    def _step_dec(self, x, cond, eps, z_p) -> dict[str, float]:
+    def _step_dec(self, x, cond, eps, z_p) -> dict[str, torch.Tensor]:
         """Step 3 (Algorithm 1 line 11): ``L_dec = ω L_GAN + λ L_recons^dis [+ γ L_recons]``
         (eqs. 10-13) steps ``θ_dec`` only."""
         c = self.config
@@ -599,22 +602,22 @@ class IDVAE(_VAEBase):
             gan = _bce_real(l_gen) + _bce_real(l_rec)  # eq. 12, non-saturating, both fake sources
             feat = sum_sq(h_fake[:n], h_real, 0.5)  # eqs. 10-11 at layer l
             loss = c.omega * gan + c.lam * feat
-            out = {"gan": gan.item(), "feat_recons": feat.item()}
+            out = {"gan": gan.detach(), "feat_recons": feat.detach()}
             if c.gamma > 0:  # IDVAE(R)
                 pix = sum_sq(fakes[:n], x)
                 loss = loss + c.gamma * pix
-                out["dec_recons"] = pix.item()
+                out["dec_recons"] = pix.detach()
         self.update("dec", loss)
-        out["loss_dec"] = loss.item()
+        out["loss_dec"] = loss.detach()
         return out
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = batch.x
         n = len(x)
-        cond = self._onehot(batch.y, n) if self.conditional else None
+        cond = self._onehot(batch.y, n, check_range=False) if self.conditional else None
         eps = torch.randn(n, self.z_dim, device=x.device)  # Algorithm 1: one Z and one Z' per iteration
         z_p = torch.randn(n, self.z_dim, device=x.device)
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         if self.config.order == "dis-first":
             logs.update(self._step_dis(x, cond, eps, z_p))
             logs.update(self._step_enc(x, cond, eps))

@@ -460,26 +460,26 @@ class SCoGAN(CoupledGAN):
         s1, s2 = self._frozen_scores(x1, x2)
         adv1, adv2 = self.g_adv(s1), self.g_adv(s2)
         loss1, loss2 = adv1, adv2
-        logs = {"adv1": adv1.item(), "adv2": adv2.item()}
+        logs = {"adv1": adv1.detach(), "adv2": adv2.detach()}
         if "fr" in self.regs:  # Eq. 4.1 (Listing 6.10): sum over the first K layers of the MSE
             k = c.fr_layers
             a, b = f1[1 : 1 + k], f2[1 : 1 + k]
             fr1 = feature_regularizer(a, b, detach_b=True)
             fr2 = feature_regularizer(b, a, detach_b=True)
             loss1, loss2 = loss1 + c.fr_weight * fr1, loss2 + c.fr_weight * fr2
-            logs["fr"] = fr1.item()
+            logs["fr"] = fr1.detach()
         if "sl" in self.regs:  # Eq. 4.2 (Listing 6.15): MSE of the frozen classifier's probabilities
             p1, p2 = self.classifier.probabilities(x1), self.classifier.probabilities(x2)
             sl1 = (p1 - p2.detach()).square().mean()
             sl2 = (p2 - p1.detach()).square().mean()
             loss1, loss2 = loss1 + c.sl_weight * sl1, loss2 + c.sl_weight * sl2
-            logs["sl"] = sl1.item()
+            logs["sl"] = sl1.detach()
         if "cc" in self.regs:  # Eq. 4.3 (Listing 6.16): F(G_i(z)) back to z; F frozen here
             with frozen(self.encoder):
                 e1, e2 = self._recon(self.encoder(x1), z), self._recon(self.encoder(x2), z)
             cyc1, cyc2 = e1 + e2.detach(), e1.detach() + e2
             loss1, loss2 = loss1 + c.cc_weight * cyc1, loss2 + c.cc_weight * cyc2
-            logs["cyc"] = cyc1.item()
+            logs["cyc"] = cyc1.detach()
             self._cc_batch = (z, x1.detach(), x2.detach())
         if "pl" in self.regs:  # Eq. 4.5 (Listings 6.17/6.18): content between the pair, style vs reals
             pl = self.perceptual()
@@ -492,7 +492,7 @@ class SCoGAN(CoupledGAN):
             con2 = pl.content_loss(c2, [t.detach() for t in c1])
             sty1, sty2 = pl.style_loss(st1, rs1), pl.style_loss(st2, rs2)
             loss1, loss2 = loss1 + con1 + sty1, loss2 + con2 + sty2
-            logs.update(content=con1.item(), style1=sty1.item(), style2=sty2.item())
+            logs.update(content=con1.detach(), style1=sty1.detach(), style2=sty2.detach())
         return loss1, loss2, logs
 
     def _recon(self, z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -507,7 +507,7 @@ class SCoGAN(CoupledGAN):
             F_ = self.wrapped("encoder")
             loss_enc = self._recon(F_(x1), z) + self._recon(F_(x2), z)
             self.update("encoder", loss_enc)
-            logs["loss_enc"] = loss_enc.item()
+            logs["loss_enc"] = loss_enc.detach()
         return logs
 
     def compile_networks(self) -> list[str]:

@@ -470,7 +470,7 @@ class Pix2Pix(_Translator):
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
         return {}
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         x, y = batch.x, batch.target
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
@@ -486,11 +486,12 @@ class Pix2Pix(_Translator):
         extra = self.generator_extra_loss(feats)
         loss_g = c.adv_weight * adv + c.rec_weight * rec + sum(extra.values())
         self.update("generator", loss_g)
-        out = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv_d": loss_d.item(), "adv_g": adv.item()}
-        out["rec"] = rec.item()
-        out["d_real"] = torch.sigmoid(real_logits.detach()).mean().item()
-        out["d_fake"] = torch.sigmoid(fake_logits.detach()).mean().item()
-        out.update({k: v.item() for k, v in extra.items()})
+        loss_d = loss_d.detach()
+        out = {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv_d": loss_d, "adv_g": adv.detach()}
+        out["rec"] = rec.detach()
+        out["d_real"] = torch.sigmoid(real_logits.detach()).mean()
+        out["d_fake"] = torch.sigmoid(fake_logits.detach()).mean()
+        out.update({k: v.detach() for k, v in extra.items()})
         return out
 
 
@@ -692,19 +693,20 @@ class UUNet(_Translator):
         return {}
 
     # -- D's update with or without G --------------------------------------------------------------
-    def update_discriminator(self, loss_d: torch.Tensor) -> dict[str, float]:
+    def update_discriminator(self, loss_d: torch.Tensor) -> dict:
         """One step of D's optimizer on ``loss_d``. ``g_in_d_step="none"``: the gradient is taken for
         D's parameters only (G receives none). ``"cooperative"``: for every parameter ``loss_d``
         reaches, G's included (through the carried maps), and D's optimizer steps them all;
         ``"adversarial"``: as cooperative with G's gradient negated. Returns ``g_grad_norm`` (the norm
-        of the gradient D's loss gave G; 0 when none) and whether G moved."""
+        of the gradient D's loss gave G: a detached tensor, zero when G got none; 0.0 for ``"none"``)
+        and ``g_moved`` (whether G moved: a Python bool, the same every step)."""
         opt = self.optimizers["discriminator"]
         opt.zero_grad(set_to_none=True)
         mode = self.config.g_in_d_step
         if mode == "none":
             loss_d.backward(inputs=[p for p in self.discriminator.parameters() if p.requires_grad])
             opt.step()
-            return {"g_grad_norm": 0.0, "g_moved": 0.0}
+            return {"g_grad_norm": 0.0, "g_moved": False}
         loss_d.backward()
         g_params = [p for p in opt.param_groups[1]["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g_params])) if g_params else None
@@ -712,9 +714,10 @@ class UUNet(_Translator):
             for p in g_params:
                 p.grad.neg_()
         opt.step()
-        return {"g_grad_norm": float(norm) if norm is not None else 0.0, "g_moved": float(bool(g_params))}
+        norm = norm.detach() if norm is not None else loss_d.detach().new_zeros(())
+        return {"g_grad_norm": norm, "g_moved": bool(g_params)}
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         x, y = batch.x, batch.target
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
@@ -729,8 +732,8 @@ class UUNet(_Translator):
             loss_g, terms_g = self.generator_loss(self.discriminator, x, y, fake, g_feats)
             self.update("generator", loss_g)
         self.steps_done += 1
-        out = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
-        out.update({k: v.item() for k, v in {**terms_d, **terms_g}.items()})
+        out = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+        out.update({k: v.detach() for k, v in {**terms_d, **terms_g}.items()})
         if c.g_in_d_step != "none":
             out["g_grad_norm_from_d"] = info["g_grad_norm"]
         return out
@@ -758,16 +761,22 @@ class UUVAEGAN(UUNet):
         if c.kl_fake_ramp < 0:
             raise ValueError(f"kl_fake_ramp must be >= 0, got {c.kl_fake_ramp}")
 
-    def beta(self) -> float:
-        """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0)."""
+    def beta(self) -> float | torch.Tensor:
+        """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0, computed on the device
+        from the ``steps_done`` buffer, so that a CUDA graph replays the ramp)."""
         c = self.config
         if c.kl_fake_ramp <= 0:
             return c.kl_beta
-        return c.kl_beta * min(1.0, float(self.steps_done) / c.kl_fake_ramp)
+        return c.kl_beta * (self.steps_done.float() / c.kl_fake_ramp).clamp(max=1.0)
 
     def _mix(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """``(alpha real + beta fake) / (alpha + beta)``; ``real`` while both weights are 0 (beta's
+        ramp starting at 0 with ``kl_alpha = 0``)."""
         a, b = self.config.kl_alpha, self.beta()
-        return (a * real + b * fake) / (a + b) if a + b > 0 else real
+        if not torch.is_tensor(b):
+            return (a * real + b * fake) / (a + b) if a + b > 0 else real
+        mixed = (a * real + b * fake) / (a + b).clamp(min=torch.finfo(torch.float32).tiny)
+        return torch.where(a + b > 0, mixed, real)
 
     def discriminator_extra_loss(self, d_real: dict, d_fake: dict, g_feats: dict) -> dict[str, torch.Tensor]:
         c = self.config

@@ -36,7 +36,7 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
-from pygan.models import Model, frozen, register
+from pygan.models import LazyPenalty, Model, frozen, register
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
@@ -56,6 +56,9 @@ class WGANGPConfig:
             (see :func:`pygan.ops.gradient_penalty`).
         g_batchnorm: BatchNorm in the generator (DCGAN style; the paper's CIFAR/LSUN generators).
         critic_norm: ``"none"`` (the paper) or ``"layer"``.
+        gp_every: lazy regularisation (Karras et al. 2020, "Analyzing and Improving the Image Quality
+            of StyleGAN", §B): the penalty on every ``gp_every``-th critic step (counted from the start
+            of training) with its weight multiplied by ``gp_every``; 1 (every step) is the paper.
     """
 
     batch_size: int = 64
@@ -70,6 +73,7 @@ class WGANGPConfig:
     critic_norm: str = "none"
     mlp_hidden: int = 512
     mlp_layers: int = 3
+    gp_every: int = 1
 
 
 def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
@@ -114,6 +118,7 @@ class WGANGP(Model):
             self.critic = ConvCritic(ch, h, c.width, c.critic_norm)
             self.apply(init_dcgan)
         self._fast: dict[str, nn.Module] = {}
+        self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic)
 
     @property
     def batches_per_step(self) -> int:
@@ -134,28 +139,42 @@ class WGANGP(Model):
         critic's DDP wrapper)."""
         return self._fast.get("critic", self.wrapped("critic"))(x)
 
-    def training_step(self, batch: Batch) -> dict[str, float]:
+    def graph_phase(self, iteration: int):
+        """Which critic steps compute the penalty (lazy regularisation); one phase with gp_every=1."""
+        return self.lazy_gp.phase(iteration)
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Returns ``loss_d``, ``wdist`` (means over the critic steps), ``gp`` (lambda * GP, the mean
+        over the critic steps that computed it; with ``gp_every > 1`` and none this iteration, the
+        last one computed) and ``loss_g``, as detached tensors."""
         c = self.config
         G, D = self.wrapped("generator"), self.wrapped("critic")
-        sums = {"loss_d": 0.0, "wdist": 0.0, "gp": 0.0}
-        for part in batch.split(c.n_critic):
+        due = self.lazy_gp.due(self.iteration)
+        loss_d_sum = wdist_sum = gp_sum = 0.0
+        for part, penalise in zip(batch.split(c.n_critic), due):
             real = part.x
             with torch.no_grad():
                 fake = G(self.noise(len(real))).to(real.dtype)  # bf16 under autocast
             d_real = self._score(real).mean()
             d_fake = self._score(fake).mean()
-            gp = gradient_penalty(D, real, fake, weight=c.gp_weight, kind=c.gp_kind)
-            loss_d = d_fake - d_real + gp
+            loss_d = d_fake - d_real
+            if penalise:
+                gp = gradient_penalty(D, real, fake, weight=c.gp_weight * c.gp_every, kind=c.gp_kind)
+                loss_d = loss_d + gp
+                gp_sum = gp_sum + (gp.detach() if c.gp_every == 1 else gp.detach() / c.gp_every)
             self.update("critic", loss_d)
-            sums["loss_d"] += loss_d.item()
-            sums["wdist"] += (d_real - d_fake).item()
-            sums["gp"] += gp.item()
-        out = {k: v / c.n_critic for k, v in sums.items()}
+            loss_d_sum = loss_d_sum + loss_d.detach()
+            wdist_sum = wdist_sum + (d_real - d_fake).detach()
+        out = {
+            "loss_d": loss_d_sum / c.n_critic,
+            "wdist": wdist_sum / c.n_critic,
+            "gp": self.lazy_gp.log(gp_sum, due),
+        }
         with frozen(self.critic):
             score = self._fast.get("critic_frozen", self.critic)
             loss_g = -score(G(self.noise(len(batch) // c.n_critic))).mean()
         self.update("generator", loss_g)
-        out["loss_g"] = loss_g.item()
+        out["loss_g"] = loss_g.detach()
         return out
 
     @torch.no_grad()

@@ -26,6 +26,7 @@ from pygan.models.idvae import (
     sum_sq,
 )
 from tests._ddp_worker import free_port, init_env
+from tests.models.helpers import loss_floats
 
 TINY = ["width=4", "z_dim=6", "batch_size=4"]
 ADVERSARIAL = ("idvae", "idvae-r", "cidvae", "vae-gan")
@@ -136,7 +137,7 @@ def test_each_step_updates_exactly_its_networks(digits, name, extra):
     if "order=enc-first" in extra:
         expected_order = ["enc", "dis", "dec"]
     assert [s[0] for s in seen] == expected_order
-    assert all(isinstance(v, float) and v == v for v in logs.values())
+    loss_floats(logs)
     for opt, before, after in seen:
         owners = GROUPS[name][opt]
         for n, (w1, g1) in after.items():
@@ -304,8 +305,7 @@ def test_sum_sq_is_the_squared_distance_with_a_constant_target():
 def test_bf16_autocast_step(digits):
     m = _model("idvae", digits.info)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logs = m.training_step(digits.batch(torch.arange(4)))
-    assert all(v == v and abs(v) != float("inf") for v in logs.values())
+        logs = loss_floats(m.training_step(digits.batch(torch.arange(4))))
     assert logs["recons"] != round(logs["recons"])  # a float32 loss, not one rounded to bf16
 
 
@@ -519,7 +519,8 @@ def test_compiled_networks_match_eager(digits, monkeypatch):
             assert m.compile_networks() == ["trunk", "decoder"]
             assert [id(p) for p in m.parameters()] == params
         torch.manual_seed(1)
-        logs[mode] = [m.training_step(digits.batch(torch.arange(4 * i, 4 * i + 4))) for i in range(2)]
+        batches = [digits.batch(torch.arange(4 * i, 4 * i + 4)) for i in range(2)]
+        logs[mode] = [loss_floats(m.training_step(b)) for b in batches]
     assert counters["stats"]["unique_graphs"] >= 2  # the steps really ran compiled graphs
     for a, b in zip(logs["eager"], logs["compile"]):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
