@@ -350,6 +350,8 @@ class GraphedStep(EagerStep):
         max_phases: more distinct :meth:`~pygan.models.Model.graph_phase` values than this make
             the model run eagerly (each phase is a graph to capture).
         say: where the one-line fall-back message goes (the loop's logger; ``print`` by default).
+        capture: False runs the graph path's eager twin (capturable optimizers, static buffers, side
+            stream) without capturing: what the tests compare the graphs with, bit for bit.
     """
 
     mode = "graph"
@@ -364,12 +366,13 @@ class GraphedStep(EagerStep):
         warmup: int = 3,
         max_phases: int = 32,
         say: Callable[[str], Any] = print,
+        capture: bool = True,
         api=None,
     ):
         super().__init__(model, monitor, device, amp_dtype)
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
-        self.warmup, self.max_phases, self.say = warmup, max_phases, say
+        self.warmup, self.max_phases, self.say, self.capture = warmup, max_phases, say, capture
         self.api = api if api is not None else _CudaGraphAPI(device)
         self.static: Batch | None = None
         self.graphs: dict[Any, Any] = {}
@@ -440,7 +443,7 @@ class GraphedStep(EagerStep):
             self.first_phase = phase
         need = self.warmup if phase == self.first_phase else 1
         body = self._body(static)
-        if done < need:
+        if done < need or not self.capture:
             self._warm(body, check=sum(self.eager_runs.values()) > 0)
             self.eager_runs[phase] = done + 1
             self.monitor.advance()

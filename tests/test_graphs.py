@@ -340,6 +340,13 @@ def test_graphed_step_warms_up_captures_once_and_replays_on_static_buffers():
         runner(Batch(x=torch.zeros(4, 1, 2, 2), y=torch.zeros(4, dtype=torch.long)), 8)
 
 
+def test_the_eager_twin_never_captures():
+    api = FakeGraphs()
+    runner = GraphedStep(_toy(every=2), LossMonitor(8), torch.device("cpu"), capture=False, api=api)
+    _run(runner, _batches(8), runner.monitor)
+    assert api.captures == 0 and runner.replays == 0 and runner.eager_runs == {0: 4, 1: 4}
+
+
 def test_one_graph_per_phase():
     api = FakeGraphs()
     m = _toy(every=3)
