@@ -1,18 +1,29 @@
-"""Training-step throughput and peak memory of every registered model, with the fused ops against
-``PYGAN_BACKEND=reference`` and eager against ``torch.compile``, measured side by side in one run.
+"""Training-step throughput and memory of every registered model, with the fused ops against
+``PYGAN_BACKEND=reference``, and eager against CUDA graphs and ``torch.compile``, measured side by
+side in one run.
 
-    python bench/train_step.py                    # every model, its default data and paper config
+    python bench/train_step.py                    # every model, its default data and config
     python bench/train_step.py --models wgan-gp --set width=32 --reps 15
     python bench/train_step.py --quick            # a smoke run (fewer repetitions)
-    python bench/train_step.py --device cuda      # on a GPU
+    python bench/train_step.py --device cuda      # on a GPU: eager, graph and compile
+    python bench/train_step.py --device cuda --sizes paper --modes eager,graph
     python bench/train_step.py --models scogan --phases   # also each sub-step the model names
 
-For each model, four variants are built from the same seed (same weights, same batches): ``fused``
-(the default backend: the native kernels where pygan has them) or ``reference`` (every op's
-pure-PyTorch reference), each ``eager`` or ``compile`` (``model.compile_networks()``: what the model
-allows; a critic's double backward stays eager). After warm-up (which includes compilation), one
-training step of each variant is timed in turn for ``--reps`` rounds, so that drift on a noisy
-machine hits all variants alike; the median is reported.
+For each model, up to six variants are built from the same seed (same weights, same batches):
+``fused`` (the default backend: the native kernels where pygan has them) or ``reference`` (every
+op's pure-PyTorch reference), each ``eager`` (:class:`pygan.graphs.EagerStep`, what ``pygan train``
+runs), ``graph`` (:class:`pygan.graphs.GraphedStep`: the iteration captured once as a CUDA graph and
+replayed, what ``--cuda-graphs`` runs; CUDA only) or ``compile`` (``model.compile_networks()``: what
+the model allows; a critic's double backward stays eager). A step is what the training loop does per
+iteration: copy the batch in (graph), the model's whole update, the losses into the device-side
+monitor; the loader's batch is drawn outside the timed region. After warm-up (which includes
+compilation and the graph capture), one step of each variant is timed in turn for ``--reps`` rounds,
+so that drift on a noisy machine hits all variants alike; the median is reported.
+
+``--sizes default`` runs each model at its default config and data. ``--sizes paper`` runs it at its
+paper's scale on synthetic batches of the right shape (:data:`PAPER`: e.g. 64 px width 64 DCGANs for
+WGAN-GP/ACL, IDVAE's 64 px CelebA nets, 256 px pix2pix/UU-Net, ED//GAN's 128 px, the thesis'
+CoGAN/SCoGAN at width 1024), since the real data is not on the machine.
 
 * ``--clock cpu`` times with the process's CPU time instead of the wall clock: on a shared,
   oversubscribed CPU machine the wall clock mostly measures waiting for a core.
@@ -22,6 +33,9 @@ machine hits all variants alike; the median is reported.
   before it; on CPU the peak of the running sum of the tensor allocations and frees that torch's
   profiler records during one step (``profile_memory=True``), i.e. the same quantity for the CPU
   allocator (tracemalloc does not see torch's allocations, RSS does not return freed blocks).
+  A graph's intermediates live in its private memory pool, allocated once at capture, so a replay
+  allocates nothing: on CUDA ``held MB`` (``torch.cuda.memory_reserved`` gained over the variant's
+  warm-up and capture, the cache emptied first) is the number that compares graphed with eager.
 
 ``--phases``: a model may name sub-steps of its iteration (``model.bench_phases()`` -> ``{name:
 fn(batch)}``, e.g. one critic step and one generator step); each is timed the same way (interleaved
@@ -46,12 +60,61 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import pygan  # noqa: E402
-from pygan.data import Loader, load_data  # noqa: E402
+from pygan.data import Dataset, Loader, load_data  # noqa: E402
+from pygan.graphs import EagerStep, GraphedStep, LossMonitor  # noqa: E402
 from pygan.models import build_model, get_model, list_models  # noqa: E402
 from pygan.ops import _backend  # noqa: E402
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, all threads)
-VARIANTS = (("fused", "eager"), ("reference", "eager"), ("fused", "compile"), ("reference", "compile"))
+MODES = ("eager", "graph", "compile")
+
+# --sizes paper: (kind, per-sample shape, target shape, classes, --set overrides) per model, from
+# each paper's stated scale (the model's docstrings and docs/experiments say where they come from).
+_RGB64, _RGB128, _RGB256 = (3, 64, 64), (3, 128, 128), (3, 256, 256)
+PAPER: dict[str, tuple[str, tuple, tuple | None, int | None, list[str]]] = {
+    # WGAN-GP (Gulrajani et al.: 64 px DCGAN, width 64); ACL-GAN(-GP) and DCGAN "on the baselines"
+    "wgan-gp": ("images", _RGB64, None, None, []),
+    "dcgan": ("images", _RGB64, None, None, []),
+    "acl-gan": ("images", _RGB64, None, None, []),
+    "acl-gan-gp": ("images", _RGB64, None, None, []),
+    "acl-sgan": ("images", (1, 32, 32), None, 10, []),  # MNIST-style, 10 classes
+    "acl-ae": ("images", (1, 28, 28), None, None, []),  # MNIST, the MLP autoencoder
+    # IDVAE: the 64 px CelebA networks (C-IDVAE: 13 attributes -> 13 one-hot classes here)
+    "idvae": ("images", _RGB64, None, None, []),
+    "idvae-r": ("images", _RGB64, None, None, []),
+    "vae": ("images", _RGB64, None, None, []),
+    "vae-gan": ("images", _RGB64, None, None, []),
+    "cidvae": ("images", _RGB64, None, 13, []),
+    # ED//GAN: 128 px (Table 1), batch 25; its pix2pix variant and UU-Nets: 256 px, batch 8 (UU-Net)
+    "edgan": ("paired", _RGB128, _RGB128, None, []),
+    "edgan-coupled": ("paired", _RGB128, _RGB128, None, []),
+    "edgan-caae": ("images", _RGB128, None, 10, []),
+    "edgan-caae-coupled": ("images", _RGB128, None, 10, []),
+    "edgan-pix2pix": ("paired", _RGB256, _RGB256, None, []),
+    "edgan-pix2pix-coupled": ("paired", _RGB256, _RGB256, None, []),
+    "pix2pix": ("paired", _RGB256, _RGB256, None, []),
+    "unet-vae-gan": ("paired", _RGB256, _RGB256, None, []),
+    "uunet": ("paired", _RGB256, _RGB256, None, []),
+    "uuvae-gan": ("paired", _RGB256, _RGB256, None, []),
+    # CoGAN/SCoGAN: the thesis' digit networks (32 px, generator width 1024: the configs' defaults)
+    "cogan": ("two-domain", (1, 32, 32), None, None, []),
+    "scogan": ("two-domain", (1, 32, 32), None, None, []),
+}
+
+
+def synthetic(name: str, rows: int, seed: int = 0) -> Dataset:
+    """An in-memory dataset of ``rows`` random samples in the shape ``PAPER[name]`` gives."""
+    kind, shape, target, classes, _ = PAPER[name]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((rows, *shape), generator=g) * 2 - 1
+    kw = {}
+    if target is not None:
+        kw["target"] = torch.rand((rows, *target), generator=g) * 2 - 1
+    if classes:
+        kw["y"] = torch.randint(classes, (rows,), generator=g)
+    if kind == "two-domain":
+        kw["domain"] = torch.arange(rows) % 2
+    return Dataset(f"synthetic-{name}", kind, x, num_classes=classes, **kw)
 
 
 @contextlib.contextmanager
@@ -107,77 +170,122 @@ def _peak_bytes(step, device: torch.device) -> int:
 
 
 class Variant:
-    def __init__(self, name, mode, backend, model, loader, device):
+    """One (backend, mode) of a model: its own model, loader and step runner (the loop's)."""
+
+    def __init__(self, name, mode, backend, model, loader, device, window):
         self.name, self.mode, self.backend = name, mode, backend
         self.model, self.loader, self.device = model, loader, device
         self.times: list[float] = []
+        self.iteration = 0
+        self.monitor = LossMonitor(window)
+        if mode == "graph":
+            self.runner = GraphedStep(model, self.monitor, device, say=lambda m: print(f"# {name}: {m}"))
+        else:
+            self.runner = EagerStep(model, self.monitor, device)
+
+    def _run(self, batch) -> None:
+        self.runner(batch, self.iteration)
+        self.iteration += 1
+        if self.monitor.count - self.monitor.read_count >= self.monitor.window // 2:
+            self.monitor.read()  # outside the timed region (timed() calls it before its clock starts)
 
     def step(self):
         with backend_env(self.backend):
-            return self.model.training_step(self.loader.next())
+            self._run(self.loader.next())
 
     def timed(self, fn=None) -> float:
         batch = self.loader.next()
-        fn = fn or self.model.training_step
+        if self.monitor.count - self.monitor.read_count >= self.monitor.window // 2:
+            self.monitor.read()
         with backend_env(self.backend):
             _sync(self.device)
             t = CLOCK()
-            fn(batch)
+            if fn is None:
+                self.runner(batch, self.iteration)
+                self.iteration += 1
+            else:
+                fn(batch)
             _sync(self.device)
         return CLOCK() - t
 
 
-def bench_model(name: str, args, device: torch.device) -> list[dict]:
+def _data_for(name: str, args, device: torch.device):
     cls = get_model(name)
-    data_spec = args.data or cls.default_data
-    data = load_data(data_spec, "train")
+    if args.sizes == "paper":
+        if name not in PAPER:
+            return None, None
+        rows = 256 if PAPER[name][1][-1] <= 64 else 64
+        data, spec = synthetic(name, rows, args.seed), "synthetic"
+    else:
+        spec = args.data or cls.default_data
+        data = load_data(spec, "train")
     if device.type == "cuda":
         data.to(device)
+    return data, spec
+
+
+def bench_model(name: str, args, device: torch.device) -> list[dict]:
+    data, data_spec = _data_for(name, args, device)
+    if data is None:
+        print(f"# {name}: no paper size in PAPER; skipped")
+        return []
+    overrides = list(args.overrides) + (PAPER[name][4] if args.sizes == "paper" else [])
     # Dynamo's caches are per code object, shared by every instance of a network class (e.g. all
     # ConvEncoders): without a reset, the models benchmarked before this one use up its recompile
     # limit and its compile rows silently fall back to eager.
     torch._dynamo.reset()
     variants = []
-    for backend, mode in VARIANTS:
-        if mode == "compile" and args.no_compile:
-            continue
-        torch.manual_seed(args.seed)
-        model = build_model(name, data.info, args.overrides).to(device)
-        model.optimizers = model.configure_optimizers()
-        model.train()
-        compiled = model.compile_networks() if mode == "compile" else []
-        if mode == "compile" and not compiled:
-            continue  # nothing this model can compile: the eager row says it all
-        loader = Loader(data, model.batch_size * model.batches_per_step, seed=args.seed, device=device)
-        variants.append(Variant(f"{backend}/{mode}", mode, backend, model, loader, device))
-    t_warm = {}
+    window = 4 * (args.warmup + args.reps + 2)
+    for mode in args.modes:
+        for backend in ("fused", "reference"):
+            torch.manual_seed(args.seed)
+            model = build_model(name, data.info, overrides).to(device)
+            model.optimizers = model.configure_optimizers()
+            model.train()
+            compiled = model.compile_networks() if mode == "compile" else []
+            if mode == "compile" and not compiled:
+                continue  # nothing this model can compile: the eager row says it all
+            loader = Loader(data, model.batch_size * model.batches_per_step, seed=args.seed, device=device)
+            variants.append(Variant(f"{backend}/{mode}", mode, backend, model, loader, device, window))
+    t_warm, held = {}, {}
     for v in variants:
+        if device.type == "cuda":
+            _sync(device)
+            torch.cuda.empty_cache()
+            r0 = torch.cuda.memory_reserved(device)
         t = time.perf_counter()
         for _ in range(args.warmup):
             v.step()
         t_warm[v.name] = time.perf_counter() - t
+        if device.type == "cuda":
+            _sync(device)
+            held[v.name] = (torch.cuda.memory_reserved(device) - r0) / 2**20
     for _ in range(args.reps):
         for v in variants:
             v.times.append(v.timed())
     phases = {}
     if args.phases and hasattr(variants[0].model, "bench_phases"):
         names = list(variants[0].model.bench_phases())
-        phases = {p: {v.name: [] for v in variants} for p in names}
+        eager = [v for v in variants if v.mode != "graph"]  # sub-steps are not captured separately
+        phases = {p: {v.name: [] for v in eager} for p in names}
         for _ in range(args.reps):
             for p in names:
-                for v in variants:
+                for v in eager:
                     phases[p][v.name].append(v.timed(v.model.bench_phases()[p]))
     rows = []
     for v in variants:
+        v.monitor.read()  # raises if a timed step's loss was not finite
         m = v.model
         imgs = m.batch_size * m.batches_per_step
         med = statistics.median(v.times)
-        q = statistics.quantiles(v.times, n=5) if len(v.times) >= 2 else [med] * 4
+        q = statistics.quantiles(v.times, n=5, method="inclusive") if len(v.times) >= 2 else [med] * 4
         peak = _peak_bytes(v.step, device)
         for p, by_variant in phases.items():
+            if v.name not in by_variant:
+                continue
             ts = by_variant[v.name]
             pm = statistics.median(ts)
-            pq = statistics.quantiles(ts, n=5) if len(ts) >= 2 else [pm] * 4
+            pq = statistics.quantiles(ts, n=5, method="inclusive") if len(ts) >= 2 else [pm] * 4
             rows.append(
                 {
                     "model": f"{name}:{p}",
@@ -210,7 +318,11 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
                 "images_per_step": imgs,
                 "img_per_s": imgs / med,
                 "peak_mem_mb": peak / 2**20 if peak >= 0 else None,
+                "held_mb": held.get(v.name),
                 "warmup_s": t_warm[v.name],
+                "step_mode": "eager" if v.runner.reason is not None else v.mode,
+                "eager_reason": v.runner.reason,
+                "graph_replays": getattr(v.runner, "replays", 0),
             }
         )
     return rows
@@ -220,7 +332,7 @@ def _table(rows: list[dict]) -> str:
     out = []
     hdr = (
         f"{'model':<18} {'variant':<20} {'ms/step':>9} {'p20-p80':>15} {'img/s':>8} {'vs ref/eager':>12} "
-        f"{'peak MB':>9}"
+        f"{'peak MB':>9} {'held MB':>9}"
     )
     out.append(hdr)
     out.append("-" * len(hdr))
@@ -228,10 +340,16 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         ratio = base.get(r["model"], float("nan")) / r["ms_median"]
         mem = f"{r['peak_mem_mb']:.1f}" if r["peak_mem_mb"] is not None else "n/a"
-        spread = f"{r['ms_p20']:.0f}-{r['ms_p80']:.0f}"
+        hmem = f"{r['held_mb']:.1f}" if r.get("held_mb") is not None else "n/a"
+        spread = (
+            f"{r['ms_p20']:.2f}-{r['ms_p80']:.2f}"
+            if r["ms_median"] < 10
+            else f"{r['ms_p20']:.0f}-{r['ms_p80']:.0f}"
+        )
+        note = "" if r.get("step_mode", r["mode"]) == r["mode"] else "  (ran eager: see eager_reason)"
         out.append(
-            f"{r['model']:<18} {r['variant']:<20} {r['ms_median']:>9.1f} {spread:>15} {r['img_per_s']:>8.1f} "
-            f"{ratio:>11.2f}x {mem:>9}"
+            f"{r['model']:<18} {r['variant']:<20} {r['ms_median']:>9.2f} {spread:>15} {r['img_per_s']:>8.1f} "
+            f"{ratio:>11.2f}x {mem:>9} {hmem:>9}{note}"
         )
     return "\n".join(out)
 
@@ -253,6 +371,17 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant (includes compilation)")
     p.add_argument("--quick", action="store_true", help="smoke run: --reps 3 --warmup 2")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument(
+        "--modes",
+        help="comma-separated modes among eager,graph,compile (default: eager,compile on CPU; "
+        "eager,graph,compile on CUDA; graph needs CUDA)",
+    )
+    p.add_argument(
+        "--sizes",
+        choices=("default", "paper"),
+        default="default",
+        help="default: each model's config and data; paper: its paper's scale on synthetic batches",
+    )
     p.add_argument(
         "--phases", action="store_true", help="also time the sub-steps a model names (bench_phases)"
     )
@@ -280,6 +409,22 @@ def main(argv=None) -> int:
         CLOCK = time.process_time
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no GPU here")
+    modes = (
+        args.modes.split(",")
+        if args.modes
+        else (["eager", "graph", "compile"] if device.type == "cuda" else ["eager", "compile"])
+    )
+    modes = [m.strip() for m in modes if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        p.error(f"--modes: unknown mode(s) {bad}; choose from {list(MODES)}")
+    if "graph" in modes and device.type != "cuda":
+        p.error("--modes graph needs --device cuda (CUDA graphs)")
+    if args.no_compile:
+        modes = [m for m in modes if m != "compile"]
+    args.modes = modes
+    if args.sizes == "paper" and args.data:
+        p.error("--sizes paper uses synthetic data of each paper's shape; drop --data")
     names = (
         list_models() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
     )
@@ -309,6 +454,8 @@ def main(argv=None) -> int:
         "warmup": args.warmup,
         "clock": args.clock,
         "overrides": args.overrides,
+        "modes": args.modes,
+        "sizes": args.sizes,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "results": rows,
     }
