@@ -320,7 +320,8 @@ class _CudaGraphAPI:
     def capture(self, fn: Callable[[], None]):
         torch.cuda.synchronize(self.device)
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, pool=self.pool):
+        # thread_local: CUDA calls of other threads (a DataLoader's pin-memory thread) stay legal
+        with torch.cuda.graph(g, pool=self.pool, capture_error_mode="thread_local"):
             fn()
         return g
 
