@@ -12,8 +12,9 @@ How a model is captured (the recipe PyTorch documents for whole-network capture)
 ================================================================================
 
 1. The model's optimizers are made *capturable* (``capturable=True``: the step counters live on the
-   device); :func:`portable_optimizer_state` writes them to checkpoints exactly as an eager run
-   would, so graphed and eager runs resume each other.
+   device) — on CUDA the eager path does the same, so both do the same arithmetic;
+   :func:`portable_optimizer_state` writes them to checkpoints as configured (counters on the CPU),
+   so graphed and eager runs resume each other.
 2. Each batch is copied into static input buffers (one device-to-device copy per field).
 3. The first ``warmup`` iterations run eagerly on a side stream (optimizer state, cuBLAS/cuDNN
    handles, Triton compilation are created there). From the second one on they run under a host-read
@@ -30,7 +31,7 @@ critic step) names the variants with :meth:`pygan.models.Model.graph_phase`; one
 phase (all in one memory pool) and the loop replays the one the iteration needs.
 
 Equality with the eager path is tested on a GPU (``tests/gpu/test_gpu_graphs.py``: same seed, K
-iterations, equal losses and parameters); the plumbing (static buffers, phases, the fall-back, the
+iterations, bitwise equal losses and parameters); the plumbing (static buffers, phases, the fall-back, the
 host-read check, portable optimizer state) is tested on CPU with a stand-in for the CUDA graph API
 (``tests/test_graphs.py``).
 """
@@ -269,13 +270,20 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None, cache: bool =
 
 
 class EagerStep:
-    """The plain path: ``model.training_step(batch)`` under autocast, losses to the monitor."""
+    """The plain path: ``model.training_step(batch)`` under autocast, losses to the monitor.
+
+    On CUDA the optimizers run in their ``capturable`` mode here too (step counters on the device,
+    Adam's bias correction computed there in float32 rather than in Python doubles): the eager and the
+    graphed path then do the same arithmetic, so ``--cuda-graphs`` changes no bit of a run (tested on
+    a GPU) and a run can switch modes on resume."""
 
     mode = "eager"
 
     def __init__(self, model, monitor: LossMonitor, device: torch.device, amp_dtype=None):
         self.model, self.monitor, self.device, self.amp_dtype = model, monitor, device, amp_dtype
         self.reason: str | None = None
+        if device.type == "cuda":
+            make_capturable(model.optimizers, True)
 
     def __call__(self, batch: Batch, iteration: int) -> None:
         self.model.iteration = iteration
@@ -311,8 +319,8 @@ class _CudaGraphAPI:
                 yield
             finally:
                 torch.cuda.set_sync_debug_mode(old)
-        for w in caught:
-            if "synchroniz" in str(w.message):
+        for w in caught:  # (setting the mode itself warns that it is a prototype: not a sync)
+            if "called a synchronizing CUDA operation" in str(w.message):
                 found.append(str(w.message).splitlines()[0])
             else:  # not ours: let it through as it would have been
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
@@ -385,8 +393,6 @@ class GraphedStep(EagerStep):
             self.reason = next(
                 (r for n, o in model.optimizers.items() if (r := _capture_problem(n, o)) is not None), None
             )
-        if self.reason is None and device.type == "cuda":
-            make_capturable(model.optimizers, True)
         if self.reason is not None:
             self._fall_back(self.reason)
 
@@ -394,8 +400,6 @@ class GraphedStep(EagerStep):
     def _fall_back(self, reason: str) -> None:
         self.reason = reason
         self.graphs.clear()
-        if self.device.type == "cuda":
-            make_capturable(self.model.optimizers, False)
         self.say(f"cuda-graphs: {self.model.name} runs eagerly: {reason}")
 
     # -- static inputs

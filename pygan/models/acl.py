@@ -609,7 +609,7 @@ class ACLAE(_ACLModel):
         update of ``Enc_x`` and ``Dec_x``. Returns the codes of this pass (detached) and the loss."""
         c = self.wrapped("encoder")(x)
         x_hat = self.wrapped("decoder")(c)
-        loss_e = feature_regularizer(x_hat, x, detach_b=True)
+        loss_e = feature_regularizer(x_hat.float(), x.float(), detach_b=True)  # float32 under autocast
         self.update("autoencoder", loss_e)
         return c.detach(), {"loss_e": loss_e.detach()}
 

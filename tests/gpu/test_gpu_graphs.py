@@ -2,12 +2,11 @@
 model (tests/_tiny.py, plus lazy-regularisation and other host-path variants), K iterations through
 the training loop with ``cuda_graphs=True`` against K eager ones from the same seed.
 
-* graphed vs eager: equal losses and parameters within float32 tolerance (the only arithmetic that
-  differs is Adam's ``capturable`` bias correction, computed in float32 on the device instead of in
-  Python doubles), with cuDNN deterministic in both runs;
-* graphed vs its eager twin (the same capturable optimizers and side stream, never captured):
+* graphed vs eager through the loop: bitwise equal losses and parameters (on CUDA the eager path's
+  optimizers are capturable too, so both do the same arithmetic), with cuDNN deterministic in both;
+* graphed vs its eager twin (the graph path's side stream and static buffers, never captured):
   bitwise equal, which shows that capture and replay change nothing;
-* resume across modes (graphed -> eager and eager -> graphed) lands on the uninterrupted run;
+* resume across modes (graphed -> eager and eager -> graphed) lands bitwise on the uninterrupted run;
 * bf16 autocast inside the graph stays finite; graph memory does not grow with the steps;
 * a step that reads a device value on the host falls back to eager with one line.
 
@@ -35,7 +34,6 @@ if os.environ.get("TRITON_INTERPRET") == "1":
 
 K = 8  # iterations per run: 3 eager warm-ups, the capture, 4 replays (more warm-ups with phases)
 CASES = all_cases()
-RTOL, ATOL = 2e-4, 2e-5  # float32, 8 Adam steps; see the module docstring
 
 
 @pytest.fixture(autouse=True)
@@ -88,16 +86,11 @@ def _max_diff(a: dict, b: dict) -> tuple[float, float]:
     return worst_abs, worst_rel
 
 
-def _assert_close_dicts(a: dict, b: dict, what: str):
+def _assert_equal_dicts(a: dict, b: dict, what: str):
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(
-            torch.as_tensor(a[k]).double(),
-            torch.as_tensor(b[k]).double(),
-            rtol=RTOL,
-            atol=ATOL,
-            msg=f"{what} {k}",
-        )
+        x, y = torch.as_tensor(a[k]), torch.as_tensor(b[k])
+        assert torch.equal(x, y), f"{what} {k}: max |diff| {float((x.double() - y.double()).abs().max())}"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -115,8 +108,8 @@ def test_graphed_iterations_equal_eager_ones(case, tmp_path):
     _report(test="graph_vs_eager", case=case, replays=stats["graph_replays"], loss_rel=loss_diff,
             param_abs=param_abs, param_rel=param_rel)  # fmt: skip
     for a, b in zip(lg, le):
-        _assert_close_dicts(a, b, f"{case} step {a['step']} loss")
-    _assert_close_dicts(pg, pe, f"{case} parameter")
+        _assert_equal_dicts(a, b, f"{case} step {a['step']} loss")
+    _assert_equal_dicts(pg, pe, f"{case} parameter")
 
 
 def _steps(case, runner_kind, steps=K, seed=0):
@@ -172,11 +165,11 @@ def test_resume_across_modes(case, first, tmp_path):
     assert resumed.train_stats["step_mode"] == ("eager" if first == "graph" else "graph")
     a, b = whole.state_dict(), resumed.state_dict()
     _report(test="resume", case=case, first=first, param_abs=_max_diff(a, b)[0])
-    _assert_close_dicts(a, b, f"{case} resumed {first}->other")
+    _assert_equal_dicts(a, b, f"{case} resumed {first}->other")
     lw, lr = _rows(tmp_path / "whole"), _rows(tmp_path / "r")
     assert [r["step"] for r in lr] == list(range(1, K + 1))
     for x, y in zip(lw, lr):
-        _assert_close_dicts(x, y, f"{case} resumed loss")
+        _assert_equal_dicts(x, y, f"{case} resumed loss")
 
 
 @pytest.mark.parametrize("case", sorted(c for c in CASES if "-lazy" not in c))
@@ -219,5 +212,5 @@ def test_a_host_read_falls_back_on_cuda(monkeypatch):
     for i in range(6):
         runner(loader.next(), i)
     assert runner.reason is not None and len(said) == 1 and "reads device values on the host" in said[0]
-    assert all(not g["capturable"] for o in model.optimizers.values() for g in o.param_groups)
+    assert "called a synchronizing CUDA operation" in said[0] or "bool() in tests." in said[0]
     assert len(mon.read()) == 6
