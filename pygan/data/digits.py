@@ -4,7 +4,7 @@ embedded, offline dataset.
 The array ships inside pygan (``pygan/data/digits_8x8.npz``, 45 KB: ``images`` uint8 ``[1797, 8, 8]``,
 ``labels`` uint8 ``[1797]``), so the default data needs no scikit-learn. It is a copy of the array
 scikit-learn ships as ``sklearn.datasets.load_digits()`` (same rows, same order: bit-identical, checked by
-tests/data/test_digits_shipped.py when scikit-learn is installed); attribution in THIRD_PARTY_NOTICES.md.
+tests/test_packaging.py when scikit-learn is installed); attribution in THIRD_PARTY_NOTICES.md.
 Regenerate it with ``python -m pygan.data.digits --out pygan/data/digits_8x8.npz`` (needs scikit-learn).
 
 Images are scaled to [-1, 1] and resized (bilinear, align_corners=False) to ``size`` px. The
