@@ -164,7 +164,9 @@ def svhn(path: str, split: str = "train", *, size: int | None = None, channels: 
         path = f
     try:
         from scipy.io import loadmat
-
+    except ImportError as exc:
+        raise ImportError("reading SVHN .mat files needs scipy: pip install 'pygan[svhn]'") from exc
+    try:
         m = loadmat(path)
     except Exception as exc:  # scipy raises several types for non-MAT input
         raise DataError(

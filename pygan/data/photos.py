@@ -3,7 +3,7 @@
 Sources (read straight from the files inside the installed wheels; nothing is fetched, and none of
 scikit-image's ``data`` functions is called, since some of them download through pooch):
 
-* scikit-learn (always installed): ``china.jpg``, ``flower.jpg`` (427x640 RGB).
+* scikit-learn (``pip install pygan[images]``): ``china.jpg``, ``flower.jpg`` (427x640 RGB).
 * scikit-image (``pip install pygan[images]``): ``astronaut.png`` (512x512), ``coffee.png``
   (400x600), ``chelsea.png`` (300x451), ``rocket.jpg`` (427x640), ``motorcycle_left.png`` (the colour
   photographs in its data folder; microscopy, astronomy and synthetic images are left out), and
@@ -70,7 +70,13 @@ def photo_files(sources: str = "all") -> list[str]:
     """Paths of the photographs used for patches (``sources``: ``"all"`` or ``"sklearn"``)."""
     if sources not in ("all", "sklearn"):
         raise ValueError(f"sources must be 'all' or 'sklearn', got {sources!r}")
-    import sklearn.datasets
+    try:
+        import sklearn.datasets
+    except ImportError as exc:
+        raise ImportError(
+            "scikit-learn (the photographs' source) is not installed: pip install 'pygan[images]' "
+            "(or pip install scikit-learn)"
+        ) from exc
 
     sk_dir = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
     files = [os.path.join(sk_dir, f) for f in SKLEARN_PHOTOS]

@@ -3,7 +3,7 @@
 A data spec is ``[KIND:]NAME_OR_PATH[?key=value&key=value...]``:
 
 =========================  ==========================================================================
-``digits<N>``              scikit-learn's 1,797 handwritten digits at N px (``digits`` = 32), labels
+``digits<N>``              the 1,797 handwritten digits pygan ships at N px (``digits`` = 32), labels
 ``digits<N>-edge``         two domains: half the digits as they are, the other half as edges (seed 003)
 ``digits<N>-negative``     two domains: half as they are, the other half negated (seed 003)
 ``ring8``, ``grid25``      2-D Gaussian mixtures (points, with mode centres); also ``square4``
@@ -31,6 +31,7 @@ Options: ``size`` (px), ``channels`` (1 or 3), ``limit`` (keep the first N rows)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from urllib.parse import parse_qsl
@@ -48,7 +49,7 @@ PATH_KINDS = ("mnist", "svhn", "folder", "celeba", "pix2pix")
 
 # name pattern -> (description, needs)
 DATASETS: dict[str, tuple[str, str]] = {
-    "digits<N>": ("scikit-learn's handwritten digits (1,797, 10 classes) at N px, split 1,438/359", ""),
+    "digits<N>": ("the UCI handwritten digits pygan ships (1,797, 10 classes) at N px, split 1,438/359", ""),
     "digits<N>-edge": ("two domains: half the digits, the other half as edges (seed 003 MNIST2edge)", ""),
     "digits<N>-negative": ("two domains: half the digits, the other half negated (seed 003)", ""),
     "ring8": ("8 Gaussians on a circle (radius 2, sigma 0.02), points with mode centres", ""),
@@ -324,5 +325,8 @@ def list_datasets() -> list[dict]:
                 ok, why = name.startswith("photo"), photos.IMAGES_HINT
                 if ok:
                     why = "without scikit-image: only ?sources=sklearn"
+            # The photo patches always include scikit-learn's two photographs (pygan[images]).
+            if name.startswith("photo") and importlib.util.find_spec("sklearn") is None:
+                ok, why = False, "scikit-learn is not installed: pip install 'pygan[images]'"
         out.append({"name": name, "description": desc, "available": ok, "note": why})
     return out
