@@ -156,7 +156,11 @@ class LazyRows:
 
     Calling the object does all three in the calling process. Subclasses must be picklable (workers
     started by ``spawn``/``forkserver`` receive a pickled copy) and ``work`` must not touch a GPU.
+    ``complete`` says that ``work`` has nothing left to do for any row (e.g. all are in a cache):
+    the loader then stops its workers and cuts the batches in its own process.
     """
+
+    complete: bool = False
 
     def plan(self, rows: torch.Tensor):
         return rows
@@ -167,9 +171,9 @@ class LazyRows:
     def finish(self, job, result, pin: bool = False) -> dict:
         return result
 
-    def __call__(self, rows: torch.Tensor) -> dict:
+    def __call__(self, rows: torch.Tensor, pin: bool = False) -> dict:
         job = self.plan(rows)
-        return self.finish(job, self.work(job))
+        return self.finish(job, self.work(job), pin)
 
 
 class Dataset:
@@ -497,8 +501,10 @@ class Loader:
     processes decode the coming batches while the caller trains; the index stream stays in this
     process, so the batches are bit-identical to ``workers=0``, and :meth:`state_dict` is the
     position after the batches handed out (prefetched ones are decoded again after a resume).
-    On CUDA the decoded batches are built in pinned memory and copied with ``non_blocking``.
-    Call :meth:`close` (or use ``with Loader(...) as loader``) to stop the workers.
+    Once every row is decoded into the dataset's cache (``LazyRows.complete``) the workers stop and
+    the batches are cut in this process. On CUDA the batches of a file dataset are built in pinned
+    memory and copied with ``non_blocking``. Call :meth:`close` (or use ``with Loader(...) as
+    loader``) to stop the workers.
 
     Args:
         dataset: the :class:`Dataset`.
@@ -562,13 +568,19 @@ class Loader:
     def next(self, n: int | None = None) -> Batch:
         """The next batch of ``n`` rows (default ``batch_size``)."""
         n = self.batch_size if n is None else n
-        if self.workers and n == self.batch_size:
+        if self.workers and n == self.batch_size and not self.rows.complete:
             return self._next_from_workers()
-        self._stop()  # a batch of another size: the prefetched ones do not follow it
+        # in this process: no workers, nothing left for them (a full cache), or a batch of another
+        # size (the prefetched batches do not follow it)
+        self._stop()
         idx = [_take(s, n, self.rank, self.world_size) for s in self.streams]
-        dev = self.dataset.x.device if self.dataset.x is not None else torch.device("cpu")
-        idx = [i.to(dev) for i in idx]
-        b = self.dataset.batch(idx[0], idx[1] if len(idx) > 1 else None)
+        if self.rows is not None:
+            rows = [self.rows(i, pin=self.pin) for i in idx]
+            b = Batch.from_rows(rows[0], rows[1] if len(rows) > 1 else None)
+        else:
+            dev = self.dataset.x.device if self.dataset.x is not None else torch.device("cpu")
+            idx = [i.to(dev) for i in idx]
+            b = self.dataset.batch(idx[0], idx[1] if len(idx) > 1 else None)
         return b.to(self.device, non_blocking=True)
 
     def _next_from_workers(self) -> Batch:
@@ -582,6 +594,8 @@ class Loader:
         rows = [self.rows.finish(j, r, pin=self.pin) for j, r in zip(jobs, results)]
         for s, st in zip(self.streams, state):
             s.load(st)  # the position after the batch handed out, not after the prefetched ones
+        if self.rows.complete:
+            self._stop()  # everything is decoded: the workers have nothing left to do
         b = Batch.from_rows(rows[0], rows[1] if len(rows) > 1 else None)
         return b.to(self.device, non_blocking=True)
 

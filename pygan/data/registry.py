@@ -308,6 +308,10 @@ class _TwoDomainRows(LazyRows):
     def __init__(self, a: Dataset, b: Dataset, labelled: bool):
         self.a, self.b, self.labelled = a, b, labelled
 
+    @property
+    def complete(self) -> bool:
+        return all(d.lazy_rows is None or d.lazy_rows.complete for d in (self.a, self.b))
+
     def plan(self, rows: torch.Tensor):
         rows = torch.as_tensor(rows).cpu()
         in_a = rows < len(self.a)

@@ -173,18 +173,21 @@ def test_decode_cache_decodes_each_file_once_and_changes_nothing(folder, monkeyp
     assert len(cached.lazy_rows.plan(torch.arange(23))["decode"]) == 0
 
 
-def test_the_cache_is_filled_from_the_workers_results(folder):
+def test_the_cache_is_filled_from_the_workers_results_then_the_workers_stop(folder):
+    before = _children()
     d = load_data(f"folder:{folder}?size=8")
-    with Loader(d, 6, seed=0, workers=2) as w:
-        for _ in range(4):  # 24 rows: every file once
-            w.next()
-        assert d.lazy_rows.cached == 23
-        for _ in range(8):
-            w.next()  # later epochs: the workers decode nothing
     ref = Loader(load_data(f"folder:{folder}?size=8&cache=0"), 6, seed=0)
-    with Loader(d, 6, seed=0, workers=2) as again:  # a new loader on the warm cache
+    with Loader(d, 6, seed=0, workers=2) as w:
+        for _ in range(3):
+            _same(ref.next(), w.next())
+        assert d.lazy_rows.cached == 18 and not d.lazy_rows.complete
+        assert len(_children() - before) >= 2
+        _same(ref.next(), w.next())  # 24 rows: every file once
+        assert d.lazy_rows.complete and _children() <= before  # nothing left to decode
         for _ in range(8):
-            _same(ref.next(), again.next())
+            _same(ref.next(), w.next())
+            assert w.state_dict() == ref.state_dict()
+        assert _children() <= before
 
 
 def test_cache_that_does_not_fit_warns_and_decodes(folder, monkeypatch):
