@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="processes decoding image files (folder/celeba/pix2pix; default: cores - 1, at most 8; "
+        help="processes decoding image files (folder/celeba/pix2pix; default: cores - 1, at most 16; "
         "0: in the training process)",
     )
 

@@ -293,7 +293,7 @@ def test_in_memory_data_keeps_its_path(monkeypatch):
 def test_workers_setting_is_checked():
     cores = usable_cores()
     assert check_workers(None) is None and check_workers(0) == 0 and check_workers(cores) == cores
-    assert 1 <= default_workers() <= 8
+    assert 1 <= default_workers() <= 16
     with pytest.raises(ValueError, match=r"workers must be >= 0"):
         check_workers(-1)
     with pytest.raises(ValueError, match=rf"workers={cores + 1} is more than the {cores} CPU cores"):
@@ -310,7 +310,10 @@ def test_workers_setting_is_checked():
 
 def test_default_workers_share_the_cores_among_local_ranks(monkeypatch):
     monkeypatch.setattr(data_core, "usable_cores", lambda: 16)
-    assert default_workers() == 8
+    assert default_workers() == 15
+    monkeypatch.setattr(data_core, "usable_cores", lambda: 64)
+    assert default_workers() == 16
+    monkeypatch.setattr(data_core, "usable_cores", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert default_workers() == 3
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
