@@ -150,9 +150,9 @@ class LazyRows:
       tensor), as a picklable object (e.g. which rows are not in a decode cache yet);
     * ``work(job) -> result`` (any process; the expensive part, e.g. decoding image files): a
       picklable result (tensors travel through shared memory);
-    * ``finish(job, result, pin=False) -> dict`` (training process): the row fields
-      (``{"x": ..., "y": ..., "target": ...}``), e.g. after filling a cache; with ``pin`` the large
-      tensors are allocated in pinned memory (for ``non_blocking`` copies to a GPU).
+    * ``finish(job, result, device=None) -> dict`` (training process): the row fields
+      (``{"x": ..., "y": ..., "target": ...}``), e.g. after filling a cache; given a ``device`` (a
+      GPU the batch goes to), fields may already be returned there (the loader moves the rest).
 
     Calling the object does all three in the calling process. Subclasses must be picklable (workers
     started by ``spawn``/``forkserver`` receive a pickled copy) and ``work`` must not touch a GPU.
@@ -168,12 +168,12 @@ class LazyRows:
     def work(self, job):
         raise NotImplementedError
 
-    def finish(self, job, result, pin: bool = False) -> dict:
+    def finish(self, job, result, device: torch.device | None = None) -> dict:
         return result
 
-    def __call__(self, rows: torch.Tensor, pin: bool = False) -> dict:
+    def __call__(self, rows: torch.Tensor, device: torch.device | None = None) -> dict:
         job = self.plan(rows)
-        return self.finish(job, self.work(job), pin)
+        return self.finish(job, self.work(job), device)
 
 
 class Dataset:
@@ -504,8 +504,9 @@ class Loader:
     process, so the batches are bit-identical to ``workers=0``, and :meth:`state_dict` is the
     position after the batches handed out (prefetched ones are decoded again after a resume).
     Once every row is decoded into the dataset's cache (``LazyRows.complete``) the workers stop and
-    the batches are cut in this process. On CUDA the batches of a file dataset are built in pinned
-    memory and copied with ``non_blocking``. Call :meth:`close` (or use ``with Loader(...) as
+    the batches are cut in this process. On CUDA the images of a file dataset are gathered as uint8
+    in pinned memory, copied with ``non_blocking`` and scaled to float on the GPU (bit-identical to
+    the CPU scaling). Call :meth:`close` (or use ``with Loader(...) as
     loader``) to stop the workers.
 
     Args:
@@ -563,8 +564,9 @@ class Loader:
         else:
             self.workers = default_workers() if workers is None else workers
         self.prefetch = prefetch
-        # pinned host memory only where it serves (a CUDA target); a CPU-only torch warns or raises
-        self.pin = self.device.type == "cuda" and torch.cuda.is_available()
+        # finish() may build the batch on the GPU (from pinned host memory) only for a CUDA target:
+        # pinning on a CPU-only torch warns or raises
+        self.gpu = self.device if self.device.type == "cuda" and torch.cuda.is_available() else None
         self._pipe: _Pipeline | None = None
 
     def next(self, n: int | None = None) -> Batch:
@@ -577,7 +579,7 @@ class Loader:
         self._stop()
         idx = [_take(s, n, self.rank, self.world_size) for s in self.streams]
         if self.rows is not None:
-            rows = [self.rows(i, pin=self.pin) for i in idx]
+            rows = [self.rows(i, device=self.gpu) for i in idx]
             b = Batch.from_rows(rows[0], rows[1] if len(rows) > 1 else None)
         else:
             dev = self.dataset.x.device if self.dataset.x is not None else torch.device("cpu")
@@ -593,7 +595,7 @@ class Loader:
         except BaseException:
             self._stop()
             raise
-        rows = [self.rows.finish(j, r, pin=self.pin) for j, r in zip(jobs, results)]
+        rows = [self.rows.finish(j, r, device=self.gpu) for j, r in zip(jobs, results)]
         for s, st in zip(self.streams, state):
             s.load(st)  # the position after the batch handed out, not after the prefetched ones
         if self.rows.complete:

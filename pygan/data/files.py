@@ -380,7 +380,10 @@ class ImageFiles(LazyRows):
                 out[k, v] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         return torch.from_numpy(out)
 
-    def finish(self, job: dict, decoded: torch.Tensor | None, pin: bool = False) -> dict:
+    def finish(self, job: dict, decoded: torch.Tensor | None, device: torch.device | None = None) -> dict:
+        """The rows' fields; with a ``device``, the images are copied there as uint8 (a quarter of
+        the bytes) and scaled there by a 256-entry table of the same float32 values (so the batch
+        is bit-identical to one scaled on the CPU)."""
         rows, todo = job["rows"], job["decode"]
         if self.cache:
             if self._cache is None:
@@ -390,10 +393,20 @@ class ImageFiles(LazyRows):
                 self._cache[todo] = decoded.numpy()
                 self._n_have += int(np.count_nonzero(~self._have[todo]))
                 self._have[todo] = True
-            u8 = torch.from_numpy(self._cache[rows])
+            src, pos = self._cache, rows
         else:
-            u8 = decoded[torch.from_numpy(np.searchsorted(todo, rows))]
-        views = [_scale_u8(u8[:, v], pin) for v in range(self.row_shape[0])]
+            src, pos = decoded.numpy(), np.searchsorted(todo, rows)
+        views = range(self.row_shape[0])
+        if device is None:
+            u8 = torch.from_numpy(src[pos])  # NumPy gathers and scales: one thread
+            views = [_scale_u8(u8[:, v]) for v in views]
+        else:
+            device = torch.device(device)
+            pin = device.type == "cuda"  # page-locked, so that the copy below is asynchronous
+            u8 = torch.empty((len(rows), *self.row_shape), dtype=torch.uint8, pin_memory=pin)
+            np.take(src, pos, axis=0, out=u8.numpy())
+            f = _lut(device)[u8.to(device, non_blocking=True).long()]
+            views = [f[:, v] if len(views) == 1 else f[:, v].contiguous() for v in views]
         out = {"x": views[0]}
         if self.halves:
             out["x"], out["target"] = views if self.direction == "AtoB" else views[::-1]
@@ -402,16 +415,26 @@ class ImageFiles(LazyRows):
         return out
 
 
-def _scale_u8(u8: torch.Tensor, pin: bool = False) -> torch.Tensor:
+def _scale_u8(u8: torch.Tensor) -> torch.Tensor:
     """uint8 -> float32 ``(v - 127.5) / 127.5`` (the same float32 arithmetic as :func:`_scale`:
-    exact subtraction, correctly rounded division), written into pinned memory when ``pin``. NumPy,
-    not torch: one thread, so a busy machine cannot stall it in OpenMP barriers (two torch threads
-    took 30x longer than one on the shared 2-core machine)."""
-    out = torch.empty(u8.shape, dtype=torch.float32, pin_memory=pin)
+    exact subtraction, correctly rounded division). NumPy, not torch: one thread, so a busy machine
+    cannot stall it in OpenMP barriers (two torch threads took 30x longer than one on the shared
+    2-core machine)."""
+    out = torch.empty(u8.shape, dtype=torch.float32)
     o = out.numpy()
     np.subtract(u8.numpy(), np.float32(127.5), out=o, dtype=np.float32)
     np.divide(o, np.float32(127.5), out=o)
     return out
+
+
+_LUTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _lut(device: torch.device) -> torch.Tensor:
+    """The 256 values of :func:`_scale_u8` on ``device``: ``_lut(d)[u8.long()]`` scales there."""
+    if device not in _LUTS:
+        _LUTS[device] = _scale_u8(torch.arange(256, dtype=torch.uint8)).to(device)
+    return _LUTS[device]
 
 
 def _lazy_images(

@@ -329,11 +329,11 @@ class _TwoDomainRows(LazyRows):
         lazy = (self.a, self.b)[side].lazy_rows
         return lazy.work(sub) if lazy is not None else None
 
-    def finish(self, job, result, pin: bool = False) -> dict:
+    def finish(self, job, result, device: torch.device | None = None) -> dict:
         side, sub = job
         d = (self.a, self.b)[side]
         lazy = d.lazy_rows
-        r = lazy.finish(sub, result, pin) if lazy is not None else d.rows(torch.from_numpy(sub))
+        r = lazy.finish(sub, result, device) if lazy is not None else d.rows(torch.from_numpy(sub))
         return {k: v for k, v in r.items() if k == "x" or (k == "y" and self.labelled)}
 
 

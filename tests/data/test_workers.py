@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pygan.data import DataError, ImageFiles, Loader, check_workers, default_workers, load_data
+from pygan.data import DataError, Loader, check_workers, default_workers, load_data
 from pygan.data import core as data_core
 from pygan.data import files as data_files
 from pygan.data.core import usable_cores
@@ -320,33 +320,36 @@ def test_default_workers_share_the_cores_among_local_ranks(monkeypatch):
     assert default_workers() == 1
 
 
-def test_pinned_memory_only_for_a_cuda_target(folder):
+def test_batches_built_on_a_device_equal_the_cpu_ones(folder, tmp_path):
     d = load_data(f"folder:{folder}?size=8")
-    assert not Loader(d, 4, workers=1).pin
-    assert Loader(d, 4, workers=1, device="cuda").pin == torch.cuda.is_available()
-    r = d.lazy_rows
-    out = r.finish(r.plan(torch.arange(3)), r.work(r.plan(torch.arange(3))))
-    assert not out["x"].is_pinned()
+    assert Loader(d, 4, workers=1).gpu is None  # no pinned memory for a CPU target
+    assert (Loader(d, 4, workers=1, device="cuda").gpu is not None) == torch.cuda.is_available()
+    _pix2pix(tmp_path / "p")
+    specs = [f"folder:{folder}?size=8", f"folder:{folder}?size=8&cache=0", f"pix2pix:{tmp_path / 'p'}?size=4"]
+    for spec in specs:
+        r = load_data(spec).lazy_rows
+        rows = torch.tensor([5, 0, 3])
+        host = r(rows)
+        job = r.plan(rows)
+        there = r.finish(job, r.work(job), device=torch.device("cpu"))  # the path a GPU takes
+        assert host.keys() == there.keys()
+        for k in host:
+            assert torch.equal(host[k], there[k]) and there[k].is_contiguous(), k
+    lut = data_files._lut(torch.device("cpu"))
+    assert torch.equal(lut, (torch.arange(256, dtype=torch.float32) - 127.5) / 127.5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_batches_come_from_pinned_memory_and_equal_the_cpu_ones(folder, monkeypatch):
-    pinned = []
-    real = ImageFiles.finish
-
-    def spy(self, job, result, pin=False):
-        out = real(self, job, result, pin)
-        pinned.append(out["x"].is_pinned())
-        return out
-
-    monkeypatch.setattr(ImageFiles, "finish", spy)
-    ref = Loader(load_data(f"folder:{folder}?size=8"), 5, seed=1)
-    with Loader(load_data(f"folder:{folder}?size=8"), 5, seed=1, workers=2, device="cuda") as w:
-        for _ in range(6):
-            b = w.next()
-            assert b.x.is_cuda
-            _same(ref.next(), b.to("cpu"))
-    assert pinned and all(pinned[-6:])
+def test_cuda_batches_equal_the_cpu_ones(folder, tmp_path):
+    _pix2pix(tmp_path / "p")
+    for spec in (f"folder:{folder}?size=8", f"pix2pix:{tmp_path / 'p'}?size=4&cache=0"):
+        ref = Loader(load_data(spec), 5, seed=1)
+        for workers in (0, 2):
+            with Loader(load_data(spec), 5, seed=1, workers=workers, device="cuda") as w:
+                for _ in range(6):
+                    b = w.next()
+                    assert b.x.is_cuda and b.x.dtype == torch.float32
+                    _same(ref.next(), b.to("cpu"))
 
 
 def test_training_with_workers_equals_training_without(folder, tmp_path):
