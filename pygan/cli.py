@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes decoding image files (folder/celeba/pix2pix; default: cores - 1, at most 16; "
+        "0: in the training process)",
+    )
 
     s = sub.add_parser(
         "sample",
@@ -197,6 +204,7 @@ def _cmd_train(args) -> int:
         cuda_graphs=args.cuda_graphs,
         progress=not args.no_progress,
         tensorboard=not args.no_tensorboard,
+        workers=args.workers,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {args.out} (samples/last.png, metrics.jsonl, checkpoints/last.pt)")

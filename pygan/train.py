@@ -89,7 +89,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pygan.data.core import Batch, DataInfo, Dataset, Loader
+from pygan.data.core import Batch, DataInfo, Dataset, Loader, check_workers
 from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor, NonFiniteLossError, portable_optimizer_state
@@ -134,8 +134,10 @@ class TrainOptions:
     cuda_graphs: bool = False
     progress: bool = True
     tensorboard: bool = True
+    workers: int | None = None  # image-decoding processes (None: pygan.data.default_workers())
 
     def __post_init__(self):
+        check_workers(self.workers)
         for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
@@ -566,6 +568,7 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
         rank=rank,
         world_size=world,
         device=device,
+        workers=opts.workers,
     )
 
     start = 0
@@ -646,6 +649,7 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                 last_good = paths["last"]
     finally:
         log.close()
+        loader.close()  # the decoding workers end with the run, also when it fails
     model._wrapped.clear()
     model.train_stats = {
         "steps_run": step - start,

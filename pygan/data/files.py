@@ -15,9 +15,12 @@
   ``direction="AtoB"`` makes A the input ``x`` and B the ``target``.
 
 Pixels are scaled ``(v - 127.5) / 127.5`` to [-1, 1] (seed 003, Listing 6.2). Image files are decoded
-lazily, batch by batch (Pillow): non-square images are centre-cropped to a square of side
-``crop * min(H, W)`` (``crop`` = 1 by default; 0.7 for CelebA, pygan's square version of the
-``central_crop(0.7)`` in seed 003's code) and resized (bilinear, antialiased) to ``size``.
+lazily, batch by batch (Pillow; :class:`ImageFiles`): non-square images are centre-cropped to a square
+of side ``crop * min(H, W)`` (``crop`` = 1 by default; 0.7 for CelebA, pygan's square version of the
+``central_crop(0.7)`` in seed 003's code) and resized (bilinear, antialiased) to ``size``. Decoding
+can run in loader worker processes (``Loader(..., workers=N)``, ``pygan train --workers N``); each
+image is decoded once and kept (uint8) in memory for later epochs (``cache=False`` to not keep them);
+``draft=True`` lets the JPEG decoder shrink large images while decoding (faster, not bit-identical).
 
 Errors: a missing path raises ``FileNotFoundError``, a malformed file :class:`DataError` (a
 ``ValueError``); both name the path and what was expected.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import math
 import os
 import warnings
 
@@ -34,9 +38,19 @@ import numpy as np
 import torch
 
 from pygan.data import transforms as T
-from pygan.data.core import Dataset
+from pygan.data.core import Dataset, LazyRows
 
-__all__ = ["IMAGE_EXTENSIONS", "DataError", "celeba", "image_folder", "mnist", "pix2pix", "read_idx", "svhn"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DataError",
+    "ImageFiles",
+    "celeba",
+    "image_folder",
+    "mnist",
+    "pix2pix",
+    "read_idx",
+    "svhn",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -192,12 +206,22 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _decode(path: str, mode: str, size: int, crop: float, halves: bool = False):
-    """Decoded image(s) as uint8 arrays: one ``[size, size(, 3)]`` array, or (A, B) halves."""
+def _decode(path: str, mode: str, size: int, crop: float, halves: bool = False, draft: bool = False):
+    """Decoded image(s) as uint8 arrays: one ``[size, size(, 3)]`` array, or (A, B) halves.
+
+    ``draft``: let the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding (Pillow's draft
+    mode), as far as the crop stays at least ``size`` px; then the same crop and resize. Faster on
+    large JPEGs, and a few grey levels different from the full decode (other formats: no change).
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            if draft:
+                w, h = im.size
+                side = crop * min(w // 2 if halves else w, h)
+                if side > 2 * size:
+                    im.draft(im.mode, (math.ceil(w * size / side), math.ceil(h * size / side)))
             im = im.convert(mode)
             w, h = im.size
             parts = [im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, 2 * (w // 2), h))] if halves else [im]
@@ -210,18 +234,9 @@ def _decode(path: str, mode: str, size: int, crop: float, halves: bool = False):
                 if side != size:
                     p = p.resize((size, size), Image.Resampling.BILINEAR)
                 out.append(np.asarray(p, dtype=np.uint8))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot decode as an image ({exc})") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ... on bad files
+        raise DataError(f"{path}: cannot decode as an image ({type(exc).__name__}: {exc})") from exc
     return out if halves else out[0]
-
-
-def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
-    a = np.stack(arrays)
-    if a.ndim == 3:
-        a = a[:, None]
-    else:
-        a = a.transpose(0, 3, 1, 2)
-    return _scale(np.ascontiguousarray(a))
 
 
 def _probe(path: str, what: str):
@@ -230,7 +245,7 @@ def _probe(path: str, what: str):
     try:
         with Image.open(path) as im:
             return im.size, im.mode
-    except OSError as exc:
+    except Exception as exc:
         raise DataError(f"{path}: cannot decode as an image ({exc}); expected {what}") from exc
 
 
@@ -255,33 +270,224 @@ def _split_dir(path: str, split: str) -> list[str]:
     return [path]
 
 
-def _lazy_images(name, kind, paths, labels, size, channels, crop, *, halves=False, direction="AtoB", **kw):
-    mode, channels = _mode(channels, _probe(paths[0], "an image")[1])
+def _mem_available() -> int | None:
+    """Bytes of memory the kernel says are available (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover
+        return None
 
-    def fetch(rows: torch.Tensor) -> dict:
-        rows = rows.tolist()
-        decoded = [_decode(paths[i], mode, size, crop, halves) for i in rows]
-        out = {}
-        if halves:
-            a = _to_tensor([d[0] for d in decoded])
-            b = _to_tensor([d[1] for d in decoded])
-            out["x"], out["target"] = (a, b) if direction == "AtoB" else (b, a)
+
+# The decode cache may take at most this fraction of the available memory (split among the processes
+# of one machine under torchrun); a larger one is not made (with a warning) and every epoch decodes.
+CACHE_MEMORY_FRACTION = 0.5
+
+
+class ImageFiles(LazyRows):
+    """The rows of an image-file dataset (folder, CelebA, pix2pix), decoded on demand.
+
+    Each row is one file: decoded (Pillow), converted to ``mode``, centre-cropped to ``crop`` of its
+    short side, resized to ``size`` and kept as uint8 (``halves``: the left and right halves, A and
+    B, each so). ``work`` (run in loader workers when there are any) decodes; ``finish`` (in the
+    training process) scales to float32 in [-1, 1] and adds the labels.
+
+    With ``cache`` (the default) the uint8 images are kept in this process's memory the first time
+    they are decoded (``N * views * C * size^2`` bytes, e.g. 12 KiB per 64 px colour image), so
+    later epochs decode nothing; :meth:`plan` sends only the rows not cached yet to the workers. The
+    cache is never written by a worker (so no ordering between processes is needed) and its content
+    is exactly what decoding gives, so batches are the same with or without it. When it would take
+    more than :data:`CACHE_MEMORY_FRACTION` of the available memory it is not made (a warning says
+    so).
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: torch.Tensor | None,
+        mode: str,
+        size: int,
+        crop: float,
+        *,
+        halves: bool = False,
+        direction: str = "AtoB",
+        draft: bool = False,
+        cache: bool = True,
+        name: str = "",
+    ):
+        self.paths, self.labels, self.mode, self.size, self.crop = list(paths), labels, mode, size, crop
+        self.halves, self.direction, self.draft = halves, direction, bool(draft)
+        channels = 1 if mode == "L" else 3
+        self.row_shape = (2 if halves else 1, channels, size, size)
+        self.cache = bool(cache)
+        if self.cache:
+            need = len(self.paths) * int(np.prod(self.row_shape))
+            avail = _mem_available()
+            try:
+                local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+            except ValueError:
+                local = 1
+            if avail is not None and need > CACHE_MEMORY_FRACTION * avail / local:
+                warnings.warn(
+                    f"{name or paths[0]}: a decode cache of {need / 2**30:.1f} GiB would take more than "
+                    f"{CACHE_MEMORY_FRACTION:.0%} of the {avail / 2**30:.1f} GiB available"
+                    f"{f' to {local} processes' if local > 1 else ''}; every epoch decodes the files "
+                    "again (a smaller ?size= fits; ?cache=0 silences this)",
+                    stacklevel=3,
+                )
+                self.cache = False
+        self._cache: np.ndarray | None = None  # [N, views, C, size, size] uint8, allocated on first use
+        self._have: np.ndarray | None = None  # [N] bool: rows in the cache
+        self._n_have = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = state["_have"] = None  # workers decode; only this process keeps the cache
+        state["_n_have"] = 0
+        return state
+
+    @property
+    def cached(self) -> int:
+        """How many rows the cache holds."""
+        return self._n_have
+
+    @property
+    def complete(self) -> bool:
+        """Every row is in the cache: nothing is left to decode."""
+        return self._n_have == len(self.paths)
+
+    def plan(self, rows: torch.Tensor) -> dict:
+        rows = np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64)
+        todo = rows if self._have is None else rows[~self._have[rows]]
+        return {"rows": rows, "decode": np.unique(todo)}
+
+    def work(self, job: dict) -> torch.Tensor | None:
+        """uint8 ``[len(job["decode"]), views, C, size, size]``: the rows to decode, decoded."""
+        todo = job["decode"]
+        if len(todo) == 0:
+            return None
+        out = np.empty((len(todo), *self.row_shape), dtype=np.uint8)
+        for k, i in enumerate(todo.tolist()):
+            parts = _decode(self.paths[i], self.mode, self.size, self.crop, self.halves, self.draft)
+            for v, a in enumerate(parts if self.halves else [parts]):
+                out[k, v] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        return torch.from_numpy(out)
+
+    def finish(self, job: dict, decoded: torch.Tensor | None, device: torch.device | None = None) -> dict:
+        """The rows' fields; with a ``device``, the images are copied there as uint8 (a quarter of
+        the bytes) and scaled there by a 256-entry table of the same float32 values (so the batch
+        is bit-identical to one scaled on the CPU)."""
+        rows, todo = job["rows"], job["decode"]
+        if self.cache:
+            if self._cache is None:
+                self._cache = np.empty((len(self.paths), *self.row_shape), dtype=np.uint8)
+                self._have = np.zeros(len(self.paths), dtype=bool)
+            if decoded is not None:
+                self._cache[todo] = decoded.numpy()
+                self._n_have += int(np.count_nonzero(~self._have[todo]))
+                self._have[todo] = True
+            src, pos = self._cache, rows
         else:
-            out["x"] = _to_tensor(decoded)
-        if labels is not None:
-            out["y"] = labels[rows]
+            src, pos = decoded.numpy(), np.searchsorted(todo, rows)
+        views = range(self.row_shape[0])
+        if device is None:
+            u8 = torch.from_numpy(src[pos])  # NumPy gathers and scales: one thread
+            views = [_scale_u8(u8[:, v]) for v in views]
+        else:
+            device = torch.device(device)
+            pin = device.type == "cuda"  # page-locked, so that the copy below is asynchronous
+            u8 = torch.empty((len(rows), *self.row_shape), dtype=torch.uint8, pin_memory=pin)
+            np.take(src, pos, axis=0, out=u8.numpy())
+            f = _lut(device)[u8.to(device, non_blocking=True).long()]
+            views = [f[:, v] if len(views) == 1 else f[:, v].contiguous() for v in views]
+        out = {"x": views[0]}
+        if self.halves:
+            out["x"], out["target"] = views if self.direction == "AtoB" else views[::-1]
+        if self.labels is not None:
+            out["y"] = self.labels[torch.from_numpy(rows)]
         return out
 
+
+def _scale_u8(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 ``(v - 127.5) / 127.5`` (the same float32 arithmetic as :func:`_scale`:
+    exact subtraction, correctly rounded division). NumPy, not torch: one thread, so a busy machine
+    cannot stall it in OpenMP barriers (two torch threads took 30x longer than one on the shared
+    2-core machine)."""
+    out = torch.empty(u8.shape, dtype=torch.float32)
+    o = out.numpy()
+    np.subtract(u8.numpy(), np.float32(127.5), out=o, dtype=np.float32)
+    np.divide(o, np.float32(127.5), out=o)
+    return out
+
+
+_LUTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _lut(device: torch.device) -> torch.Tensor:
+    """The 256 values of :func:`_scale_u8` on ``device``: ``_lut(d)[u8.long()]`` scales there."""
+    if device not in _LUTS:
+        _LUTS[device] = _scale_u8(torch.arange(256, dtype=torch.uint8)).to(device)
+    return _LUTS[device]
+
+
+def _lazy_images(
+    name,
+    kind,
+    paths,
+    labels,
+    size,
+    channels,
+    crop,
+    *,
+    halves=False,
+    direction="AtoB",
+    draft=False,
+    cache=True,
+    **kw,
+):
+    mode, channels = _mode(channels, _probe(paths[0], "an image")[1])
+    for k, v in (("draft", draft), ("cache", cache)):
+        if v not in (True, False, 0, 1):
+            raise ValueError(f"{k} must be 0 or 1 (a bool), got {v!r}")
+    rows = ImageFiles(
+        paths,
+        labels,
+        mode,
+        size,
+        crop,
+        halves=halves,
+        direction=direction,
+        draft=draft,
+        cache=cache,
+        name=name,
+    )
     shape = (channels, size, size)
     return Dataset(
-        name, kind, length=len(paths), fetch=fetch, shape=shape, target_shape=shape if halves else None, **kw
+        name, kind, length=len(paths), fetch=rows, shape=shape, target_shape=shape if halves else None, **kw
     )
 
 
 def image_folder(
-    path: str, split: str = "train", *, size: int = 64, channels: int | None = None, crop: float = 1.0
+    path: str,
+    split: str = "train",
+    *,
+    size: int = 64,
+    channels: int | None = None,
+    crop: float = 1.0,
+    draft: bool = False,
+    cache: bool = True,
 ) -> Dataset:
-    """A folder of images (class subfolders -> labels, or flat); decoded lazily."""
+    """A folder of images (class subfolders -> labels, or flat); decoded lazily (see
+    :class:`ImageFiles` for ``draft`` and ``cache``)."""
     _exists(path, "a directory of images")
     if not os.path.isdir(path):
         raise DataError(f"{path}: expected a directory of images, got a file")
@@ -311,13 +517,22 @@ def image_folder(
         size,
         channels,
         crop,
+        draft=draft,
+        cache=cache,
         num_classes=len(classes) or None,
         meta=meta,
     )
 
 
 def pix2pix(
-    path: str, split: str = "train", *, size: int = 64, channels: int | None = None, direction: str = "AtoB"
+    path: str,
+    split: str = "train",
+    *,
+    size: int = 64,
+    channels: int | None = None,
+    direction: str = "AtoB",
+    draft: bool = False,
+    cache: bool = True,
 ) -> Dataset:
     """pix2pix-style A|B pairs (each file: A on the left half, B on the right)."""
     _exists(path, "a directory of pix2pix A|B images")
@@ -346,6 +561,8 @@ def pix2pix(
         1.0,
         halves=True,
         direction=direction,
+        draft=draft,
+        cache=cache,
         meta={"direction": direction},
     )
 
@@ -387,6 +604,8 @@ def celeba(
     channels: int | None = None,
     attr: str | None = None,
     crop: float = 0.7,
+    draft: bool = False,
+    cache: bool = True,
 ) -> Dataset:
     """CelebA at ``path``; ``attr`` splits it into two domains (A = without, B = with)."""
     _exists(path, "a CelebA directory with list_attr_celeba.txt and the images")
@@ -436,8 +655,21 @@ def celeba(
     paths = [os.path.join(img_dir, files[i]) for i in idx]
     meta = {"attributes": names}
     if attr is None:
-        return _lazy_images(f"celeba:{path}", "images", paths, None, size, channels, crop, meta=meta)
+        return _lazy_images(
+            f"celeba:{path}", "images", paths, None, size, channels, crop, draft=draft, cache=cache, meta=meta
+        )
     dom = torch.from_numpy(vals[idx, names.index(attr)])
     meta.update(attr=attr, domains=[f"not {attr}", attr])
-    d = _lazy_images(f"celeba:{path}", "two-domain", paths, None, size, channels, crop, domain=dom, meta=meta)
-    return d
+    return _lazy_images(
+        f"celeba:{path}",
+        "two-domain",
+        paths,
+        None,
+        size,
+        channels,
+        crop,
+        draft=draft,
+        cache=cache,
+        domain=dom,
+        meta=meta,
+    )

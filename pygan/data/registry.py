@@ -25,8 +25,11 @@ A bare path (no ``KIND:``) is recognised by its contents: idx files -> mnist, ``
 Options: ``size`` (px), ``channels`` (1 or 3), ``limit`` (keep the first N rows), ``domain``
 (``edge``/``negative``: make a two-domain set by the half/half split), ``seed`` (of that split),
 ``crop`` (folder/celeba centre-crop fraction), ``attr`` (celeba), ``direction`` (pix2pix), ``sources``
-(photos: ``all`` or ``sklearn``). Two separate datasets become one two-domain set with
-``load_data(spec, spec_b=other)`` (``pygan train --data A --data-b B``, e.g. MNIST -> SVHN).
+(photos: ``all`` or ``sklearn``); for image files (folder/celeba/pix2pix) ``cache`` (1, the default:
+keep each decoded image in memory for later epochs; 0: decode every epoch) and ``draft`` (1: let the
+JPEG decoder shrink large images while decoding; faster, a few grey levels different; default 0).
+Two separate datasets become one two-domain set with ``load_data(spec, spec_b=other)``
+(``pygan train --data A --data-b B``, e.g. MNIST -> SVHN).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import torch
 
 from pygan.data import files, photos, synthetic
 from pygan.data import transforms as T
-from pygan.data.core import Dataset
+from pygan.data.core import Dataset, LazyRows
 from pygan.data.digits import load_digits
 
 __all__ = ["DATASETS", "PATH_KINDS", "list_datasets", "load_data", "parse_spec"]
@@ -67,7 +70,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "pix2pix:PATH": ("pix2pix pairs: A|B side by side in each image", ""),
 }
 
-_INT_OPTS = {"size", "channels", "limit", "seed"}
+_INT_OPTS = {"size", "channels", "limit", "seed", "cache", "draft"}
 _FLOAT_OPTS = {"crop"}
 _STR_OPTS = {"domain", "attr", "direction", "sources"}
 
@@ -177,6 +180,17 @@ def _post(d: Dataset, opts: dict, spec: str) -> Dataset:
 
 
 _GENERIC = {"channels", "limit", "domain", "seed"}
+_DECODE = {"cache", "draft"}
+
+
+def _decode_opts(opts: dict) -> dict:
+    out = {}
+    for k, default in (("cache", 1), ("draft", 0)):
+        v = opts.get(k, default)
+        if v not in (0, 1):
+            raise ValueError(f"data option {k} must be 0 or 1, got {v}")
+        out[k] = bool(v)
+    return out
 
 
 def _load_one(spec: str, split: str) -> Dataset:
@@ -221,16 +235,17 @@ def _load_one(spec: str, split: str) -> Dataset:
         loader = files.mnist if kind == "mnist" else files.svhn
         d = loader(target, split, size=opts.get("size"), channels=opts.get("channels"))
     elif kind == "folder":
-        _pop(opts, {"size", "channels", "crop"}, spec)
+        _pop(opts, {"size", "channels", "crop"} | _DECODE, spec)
         d = files.image_folder(
             target,
             split,
             size=opts.get("size", 64),
             channels=opts.get("channels"),
             crop=opts.get("crop", 1.0),
+            **_decode_opts(opts),
         )
     elif kind == "celeba":
-        _pop(opts, {"size", "channels", "crop", "attr"}, spec)
+        _pop(opts, {"size", "channels", "crop", "attr"} | _DECODE, spec)
         d = files.celeba(
             target,
             "valid" if split == "val" else split,
@@ -238,15 +253,17 @@ def _load_one(spec: str, split: str) -> Dataset:
             channels=opts.get("channels"),
             attr=opts.get("attr"),
             crop=opts.get("crop", 0.7),
+            **_decode_opts(opts),
         )
     else:
-        _pop(opts, {"size", "channels", "direction"}, spec)
+        _pop(opts, {"size", "channels", "direction"} | _DECODE, spec)
         d = files.pix2pix(
             target,
             split,
             size=opts.get("size", 64),
             channels=opts.get("channels"),
             direction=opts.get("direction", "AtoB"),
+            **_decode_opts(opts),
         )
     d.name = spec
     return _post(d, {k: v for k, v in opts.items() if k in ("limit", "domain", "seed")}, spec)
@@ -273,27 +290,52 @@ def _two_domains(a: Dataset, b: Dataset, name: str) -> Dataset:
             name, "two-domain", torch.cat([a.x, b.x]), y, None, dom, num_classes=num_classes, meta=meta
         )
 
-    def fetch(rows: torch.Tensor) -> dict:
-        rows = rows.cpu()
-        in_a = rows < n_a
-        if bool(in_a.all()):
-            r = a.rows(rows)
-        elif not bool(in_a.any()):
-            r = b.rows(rows - n_a)
-        else:
-            raise RuntimeError("a batch mixes rows of both domains")  # the Loader never does
-        return {k: v for k, v in r.items() if k == "x" or (k == "y" and labelled)}
-
     return Dataset(
         name,
         "two-domain",
         domain=dom,
         length=len(dom),
-        fetch=fetch,
+        fetch=_TwoDomainRows(a, b, labelled),
         shape=a.shape,
         num_classes=num_classes,
         meta=meta,
     )
+
+
+class _TwoDomainRows(LazyRows):
+    """The rows of two datasets, A (rows ``[0, len(a))``) then B, one of which at least is decoded
+    from files; the loader draws each batch from one domain, so a batch is A rows or B rows."""
+
+    def __init__(self, a: Dataset, b: Dataset, labelled: bool):
+        self.a, self.b, self.labelled = a, b, labelled
+
+    @property
+    def complete(self) -> bool:
+        return all(d.lazy_rows is None or d.lazy_rows.complete for d in (self.a, self.b))
+
+    def plan(self, rows: torch.Tensor):
+        rows = torch.as_tensor(rows).cpu()
+        in_a = rows < len(self.a)
+        if bool(in_a.all()):
+            side = 0
+        elif not bool(in_a.any()):
+            side, rows = 1, rows - len(self.a)
+        else:
+            raise RuntimeError("a batch mixes rows of both domains")  # the Loader never does
+        lazy = (self.a, self.b)[side].lazy_rows
+        return side, (lazy.plan(rows) if lazy is not None else rows.numpy())
+
+    def work(self, job):
+        side, sub = job
+        lazy = (self.a, self.b)[side].lazy_rows
+        return lazy.work(sub) if lazy is not None else None
+
+    def finish(self, job, result, device: torch.device | None = None) -> dict:
+        side, sub = job
+        d = (self.a, self.b)[side]
+        lazy = d.lazy_rows
+        r = lazy.finish(sub, result, device) if lazy is not None else d.rows(torch.from_numpy(sub))
+        return {k: v for k, v in r.items() if k == "x" or (k == "y" and self.labelled)}
 
 
 def _named(spec: str, split: str) -> Dataset:
