@@ -24,8 +24,10 @@
 #include <torch/csrc/autograd/saved_variable.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace pygan::autograd {
@@ -93,21 +95,45 @@ bool needs_graph(const Args&... args) {
   return torch::autograd::compute_requires_grad(args...);
 }
 
+// Nodes are held by c10::intrusive_ptr from torch 2.12/2.13 on (pytorch#181782) and by std::shared_ptr
+// before (the lent GPU machine has torch 2.11); both spellings are written below, and the names of
+// the one not taken stay dependent (never instantiated).
+constexpr bool kIntrusiveNodes = std::is_base_of_v<c10::intrusive_ptr_target, Node>;
+
 // A fresh node of type N whose next edges are the gradient edges of `inputs` (one per tensor, in
 // order; an undefined tensor or nullopt gives an invalid edge, which never receives a gradient).
 template <class N, class... Inputs>
-c10::intrusive_ptr<N> make_node(const Inputs&... inputs) {
-  auto node = c10::make_intrusive<N>();
+auto make_node(const Inputs&... inputs) {
+  auto node = [] {
+    if constexpr (kIntrusiveNodes) {
+      return c10::make_intrusive<N>();
+    } else {
+      // deleteNode (found by argument-dependent lookup) frees long chains without deep recursion.
+      return std::shared_ptr<N>(new N(), [](N* n) { deleteNode(n); });
+    }
+  }();
   node->set_next_edges(torch::autograd::collect_next_edges(inputs...));
   return node;
 }
 
+// The owning pointer to `node` itself (for unpacking saved outputs).
+template <class N>
+auto self_ptr(N* node) {
+  if constexpr (kIntrusiveNodes) {
+    return node->getptr();
+  } else {
+    return node->shared_from_this();
+  }
+}
+
 // Makes `node` the grad_fn of the outputs (its inputs 0, 1, ... in this order).
-void attach(const c10::intrusive_ptr<Node>& node, std::initializer_list<const Tensor*> outs) {
+template <class Ptr>
+void attach(const Ptr& node, std::initializer_list<const Tensor*> outs) {
   for (const Tensor* t : outs) torch::autograd::set_history(*t, node);
 }
 
-void attach(const c10::intrusive_ptr<Node>& node, const TensorVec& outs) {
+template <class Ptr>
+void attach(const Ptr& node, const TensorVec& outs) {
   for (const Tensor& t : outs) torch::autograd::set_history(t, node);
 }
 
@@ -156,7 +182,7 @@ struct ResidualAddNode : PyganNode<ResidualAddNode> {
   variable_list backward(const variable_list& grads) {
     variable_list r(2);
     if (!grads[0].defined()) return r;
-    const Tensor g = act_ == "none" ? grads[0] : residual_bwd_op().call(grads[0], out_.unpack(getptr()), act_);
+    const Tensor g = act_ == "none" ? grads[0] : residual_bwd_op().call(grads[0], out_.unpack(self_ptr(this)), act_);
     if (task_should_compute_output(0)) r[0] = g;
     if (task_should_compute_output(1)) r[1] = g;
     return r;
@@ -599,7 +625,7 @@ struct GradNormPenaltyNode : PyganNode<GradNormPenaltyNode> {
   variable_list backward(const variable_list& grads) {
     variable_list r(1);
     if (!task_should_compute_output(0) || !(grads[0].defined() || grads[1].defined())) return r;
-    const Tensor g = grads_.unpack(), norms = norms_.unpack(getptr());
+    const Tensor g = grads_.unpack(), norms = norms_.unpack(self_ptr(this));
     const Tensor gp = grads[0].defined() ? grads[0] : at::zeros({}, g.options());
     const Tensor gn = grads[1].defined() ? grads[1] : at::zeros_like(norms);
     r[0] = gnp_bwd_op().call(gp, gn, g, norms, args_.target, args_.weight, args_.one_sided);
