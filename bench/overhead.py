@@ -3,8 +3,8 @@ place, forward + backward, side by side in one run (pygan issue 13).
 
     python bench/overhead.py                         # CPU: one thread, CPU time, tiny + model sizes
     python bench/overhead.py --sizes tiny --reps 4000
-    python bench/overhead.py --device cuda           # lent GPU: host and device time per call (< 60 s)
-    python bench/overhead.py --device cuda --quick   # fewer calls (~15 s)
+    python bench/overhead.py --device cuda           # lent GPU: host and device time per call (~1 min)
+    python bench/overhead.py --device cuda --quick   # fewer calls
     python bench/overhead.py --backends default,triton --device cuda   # + explicit backends
 
 Each case is one fwd+bwd (``torch.autograd.grad`` with a prepared output gradient) of
@@ -21,8 +21,9 @@ CPU: intra-op threads from ``--threads`` (default 1), calls interleaved (one cal
 in turn) so drift hits all alike, each call timed alone with ``--clock`` (``cpu``: the thread's CPU
 time, default; ``wall``); median and 20th/80th percentiles per candidate.
 
-CUDA: calls are issued in batches of ``--batch`` behind a ``torch.cuda._sleep`` long enough to cover
-the batch's host time, so the GPU never waits for the host and the host never waits for the GPU:
+CUDA: calls are issued in batches (at most ``--batch`` calls, and few enough that a batch's launches
+cannot fill the GPU's launch queue) behind a ``torch.cuda._sleep`` long enough to cover the batch's
+host time, so the GPU never waits for the host and the host never waits for the GPU:
 
 * ``host``: the host (wall-clock) time per call spent issuing the batch (the queue is kept full, so
   this is the CPU cost alone: Python, dispatcher, autograd, allocator, launches);
@@ -334,40 +335,67 @@ def _sleep_rate(device) -> float:
     return cycles / (start.elapsed_time(end) * 1e3)
 
 
+# A batch's host time stays under this many microseconds, so that its kernel launches (each costs the
+# host at least ~2 us) cannot fill the GPU's launch queue (~1k entries) while torch.cuda._sleep holds
+# the GPU: a full queue would block the host and count the wait as host time.
+LAUNCH_BUDGET_US = 1500.0
+
+
 def time_cuda(fns: dict[str, Callable], batches: int, batch: int, warmup: int, device) -> dict[str, dict]:
+    """Host and device time per call of each fn (see the module docstring), interleaved."""
     for _ in range(warmup):
         for f in fns.values():
             f()
     torch.cuda.synchronize(device)
     rate = _sleep_rate(device)
-    # First guess of the host time per call, refined as batches run.
-    host_est = {k: 200.0 for k in fns}
+    # Host time of one call with the GPU idle (launches are asynchronous, nothing here syncs): the
+    # fastest of a few. It sizes each candidate's batch and the sleep that covers it, once, so a slow
+    # batch cannot feed back into longer sleeps.
+    est, calls = {}, {}
+    for k, f in fns.items():
+        ts = []
+        for _ in range(5):
+            torch.cuda.synchronize(device)
+            t0 = time.perf_counter_ns()
+            f()
+            ts.append((time.perf_counter_ns() - t0) / 1e3)
+        est[k] = min(ts)
+        calls[k] = max(1, min(batch, int(LAUNCH_BUDGET_US / est[k])))
+    torch.cuda.synchronize(device)
     host: dict[str, list[float]] = {k: [] for k in fns}
     dev: dict[str, list[float]] = {k: [] for k in fns}
     stalls = {k: 0 for k in fns}
     for _ in range(batches):
         for k, f in fns.items():
-            cover_us = 2.0 * host_est[k] * batch + 200.0
+            n = calls[k]
+            cover_us = 3.0 * est[k] * n + 500.0
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(device)
             torch.cuda._sleep(int(cover_us * rate))
             start.record()
             t0 = time.perf_counter_ns()
-            for _ in range(batch):
+            for _ in range(n):
                 f()
             t_host = (time.perf_counter_ns() - t0) / 1e3
             end.record()
             end.synchronize()
             if t_host > cover_us:  # the GPU may have waited for the host: device time not clean
                 stalls[k] += 1
-            host_est[k] = t_host / batch
-            host[k].append(t_host / batch)
-            dev[k].append(start.elapsed_time(end) * 1e3 / batch)
+            host[k].append(t_host / n)
+            dev[k].append(start.elapsed_time(end) * 1e3 / n)
     out = {}
     for k in fns:
         hm, h20, h80 = _quantiles(host[k])
         dm, d20, d80 = _quantiles(dev[k])
-        out[k] = {"us": hm, "p20": h20, "p80": h80, "device_us": dm, "device_p20": d20, "device_p80": d80}
+        out[k] = {
+            "us": hm,
+            "p20": h20,
+            "p80": h80,
+            "device_us": dm,
+            "device_p20": d20,
+            "device_p80": d80,
+            "calls_per_batch": calls[k],
+        }
         if stalls[k]:
             out[k]["host_outran_sleep"] = stalls[k]
     return out

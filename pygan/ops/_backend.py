@@ -204,7 +204,7 @@ def named(backend: str | None) -> bool:
 def resolve(op: str, device: torch.device, tensors: tuple = (), backend: str | None = None) -> str:
     """:func:`select` for a call of ``op`` on tensors on ``device`` (``tensors`` are read only by the
     size-dependent CUDA defaults), memoised: see the module docstring."""
-    if _ENV_DATA is None or _is_compiling() or (backend is not None and backend.__class__ is not str):
+    if _ENV_DATA is None or _is_compiling() or (backend is not None and not isinstance(backend, str)):
         return _select(op, device, tensors, backend, _env_plain(backend))
     raw = None if backend is not None else _ENV_DATA.get(_ENV_KEY)
     key = (op, device, backend, raw)

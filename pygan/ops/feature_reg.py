@@ -54,7 +54,7 @@ def _layers_fast(feats_a, feats_b) -> bool:
     """The common valid case of the layer lists, in a handful of attribute reads per layer: two
     lists/tuples of one length >= 1 of floating-point tensors, pairwise of one shape, all of one
     dtype and device. False sends the call through the full checks (which name what is wrong)."""
-    if feats_a.__class__ not in _SEQ or feats_b.__class__ not in _SEQ:
+    if not (isinstance(feats_a, _SEQ) and isinstance(feats_b, _SEQ)):
         return False
     k = len(feats_a)
     if k == 0 or len(feats_b) != k:
@@ -81,8 +81,8 @@ def _layers_fast(feats_a, feats_b) -> bool:
 
 def _validate(feats_a, feats_b, p, reduction, weights, detach_b):
     if _layers_fast(feats_a, feats_b):
-        a = feats_a if feats_a.__class__ is list else list(feats_a)
-        b = feats_b if feats_b.__class__ is list else list(feats_b)
+        a = feats_a if isinstance(feats_a, list) else list(feats_a)
+        b = feats_b if isinstance(feats_b, list) else list(feats_b)
     else:
         a = _check.tensor_list("feats_a", feats_a)
         b = _check.tensor_list("feats_b", feats_b)
@@ -111,7 +111,7 @@ def _validate(feats_a, feats_b, p, reduction, weights, detach_b):
             w = [float(x) for x in weights]
         except (TypeError, ValueError):
             raise TypeError(f"weights must be a sequence of floats, got {weights!r}") from None
-    if detach_b.__class__ is not bool:
+    if not isinstance(detach_b, bool):
         raise TypeError(f"detach_b must be a bool, got {type(detach_b).__name__}")
     return a, b, int(p), w
 

@@ -76,8 +76,8 @@ _GRAD_NORM_PENALTY = torch.ops.pygan.grad_norm_penalty.default if _ext.native_lo
 
 
 def _check_float(name: str, value) -> float:
-    if value.__class__ is float:
-        return value
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     return float(value)
@@ -128,7 +128,7 @@ def _validate_penalty_args(grads, target, weight, one_sided):
     _check.tensor("grads", grads, min_ndim=1)
     target = _check_float("target", target)
     weight = _check_float("weight", weight)
-    if one_sided.__class__ is not bool:
+    if not isinstance(one_sided, bool):
         raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
     return target, weight
 

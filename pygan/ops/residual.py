@@ -98,7 +98,7 @@ def residual_add(
         _check.pair("base", base, "residual", residual)  # raises, naming the argument
         device = base.device
     act = _activation(activation)
-    if detach_base.__class__ is not bool:
+    if not isinstance(detach_base, bool):
         raise TypeError(f"detach_base must be a bool, got {type(detach_base).__name__}")
     if act == "none" and not _backend.named(backend):
         return (base.detach() if detach_base else base) + residual
