@@ -173,7 +173,8 @@ def feature_regularizer(
     return _OP(a, b, p, reduction, w)
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/feature_reg.py registers the same functions on pygan_triton::feature_regularizer.)
 
 
@@ -191,7 +192,7 @@ def fake_feature_regularizer_backward(grad, a, b, p, reduction, weights, need_a,
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``feature_regularizer`` on the op ``fwd`` and of its
-    backward on ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops)."""
+    backward on ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp)."""
 
     def setup_context(ctx, inputs, output):
         a, b, p, reduction, weights = inputs

@@ -286,7 +286,8 @@ def gradient_penalty(
     )
 
 
-# ---- fake kernels and autograd, shared by the native ops and the Triton ops ------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/gradient_penalty.py registers the same functions on its pygan_triton:: ops.)
 
 
@@ -324,7 +325,7 @@ def fake_grad_norm_penalty_backward(grad_penalty, grad_norms, grads, norms, targ
 
 def register_interpolate_autograd(fwd, bwd) -> None:
     """Registers the autograd formulas of ``interpolate`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). Every backward is
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). Every backward is
     made of these ops (or torch ops), so gradients of any order are exact.
 
     ``out = real + alpha_b (fake - real)``: ``d real = (1 - alpha_b) g`` and ``d fake = alpha_b g`` in

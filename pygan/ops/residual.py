@@ -112,7 +112,8 @@ def residual_add(
     return _tk.residual_add(base, residual, act, detach_base)
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/residual.py registers the same functions on pygan_triton::residual_add.)
 
 
@@ -126,7 +127,7 @@ def fake_residual_add_backward(grad, out, activation):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``residual_add`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward calls
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward calls
     ``bwd``, whose own formula calls ``bwd`` again, so gradients of any order go through the kernel."""
 
     def setup_context(ctx, inputs, output):

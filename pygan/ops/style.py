@@ -167,7 +167,8 @@ def style_loss(
     return d.square().mean() if reduction == "mean" else d.square().sum()
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/style.py registers the same functions on pygan_triton::gram_diff.)
 
 
@@ -184,7 +185,7 @@ def fake_gram_diff_backward(grad, fx, fy, normalize, need_x, need_y):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``gram_diff`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward op
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward op
     has its own formula, which calls it again, so double backward through a style loss is exact."""
 
     def setup_context(ctx, inputs, output):
