@@ -8,6 +8,13 @@ variable, then the default for the tensors' device. Backends:
 * ``cuda``      - the CUDA C++ kernels (``torch.ops.pygan.*`` on CUDA tensors).
 * ``triton``    - the Triton kernels (CUDA tensors; CPU tensors under ``TRITON_INTERPRET=1``).
 
+Ops call :func:`resolve`, which memoises each successful decision per (op, device, ``backend=``,
+``PYGAN_BACKEND``) for the backends whose availability is fixed once pygan is imported (``reference``,
+``cpp``, ``cuda``): a call then costs one dict lookup instead of re-deriving the answer (pygan
+issue 13). Size-dependent CUDA defaults (the Gram) and ``triton`` (whose CPU probe reads
+``TRITON_INTERPRET`` at call time) are re-derived on every call; so is everything while
+``torch.compile`` traces (the uncached path is the traceable one).
+
 An unknown name, or a backend that cannot run on the tensors' device here, raises ``ValueError``
 saying why and what to use instead. Defaults: ``cpp`` on CPU when the native extension is built
 and has the op's kernel (``reference`` otherwise); on CUDA the per-op default in
@@ -35,7 +42,9 @@ __all__ = [
     "available",
     "cuda_default",
     "has_kernel",
+    "named",
     "register",
+    "resolve",
     "select",
 ]
 
@@ -153,16 +162,69 @@ def _device_of(tensors: Iterable[torch.Tensor]) -> torch.device:
 
 
 def select(op: str, tensors: Iterable[torch.Tensor], backend: str | None = None) -> str:
-    """Resolves the backend for one call of ``op`` on ``tensors``."""
-    device = _device_of(tensors)
+    """Resolves the backend for one call of ``op`` on ``tensors`` (not memoised; see :func:`resolve`)."""
+    tensors = tuple(tensors)
+    return _select(op, _device_of(tensors), tensors, backend, _env_plain(backend))
+
+
+# os.environ keeps its raw entries in a dict (`_data`, POSIX: bytes -> bytes); reading that dict costs
+# a sixth of os.environ.get, and os.environ's own setters (monkeypatch.setenv included) update it.
+_ENV_DATA = getattr(os.environ, "_data", None)
+try:
+    _ENV_KEY = os.environ.encodekey(ENV_VAR)  # type: ignore[attr-defined]
+    _ENV_DECODE = os.environ.decodevalue  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - not CPython's os._Environ
+    _ENV_DATA = None
+
+
+def _env_plain(backend) -> str | None:
+    """``PYGAN_BACKEND`` when ``backend`` is None (the plain read, for the uncached paths)."""
+    return None if backend is not None else os.environ.get(ENV_VAR)
+
+
+# (op, device, backend=, raw PYGAN_BACKEND) -> backend, for decisions that cannot change in this
+# process: backends in _FIXED, and not a size-dependent default.
+_CACHE: dict[tuple, str] = {}
+_FIXED = frozenset(("reference", "cpp", "cuda"))
+# Ops whose CUDA default depends on the tensors' size and dtype (see cuda_default).
+_SIZED = frozenset(("gram_diff",))
+_is_compiling = torch.compiler.is_compiling
+
+
+def named(backend: str | None) -> bool:
+    """Whether this call names its backend: ``backend=`` or a non-empty ``PYGAN_BACKEND``. Ops whose
+    default runs plain PyTorch for some arguments (``residual_add`` without activation) ask this."""
+    if backend is not None:
+        return True
+    if _ENV_DATA is None or _is_compiling():
+        return bool(os.environ.get(ENV_VAR))
+    return bool(_ENV_DATA.get(_ENV_KEY))
+
+
+def resolve(op: str, device: torch.device, tensors: tuple = (), backend: str | None = None) -> str:
+    """:func:`select` for a call of ``op`` on tensors on ``device`` (``tensors`` are read only by the
+    size-dependent CUDA defaults), memoised: see the module docstring."""
+    if _ENV_DATA is None or _is_compiling() or (backend is not None and not isinstance(backend, str)):
+        return _select(op, device, tensors, backend, _env_plain(backend))
+    raw = None if backend is not None else _ENV_DATA.get(_ENV_KEY)
+    key = (op, device, backend, raw)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    env = None if raw is None else _ENV_DECODE(raw)
+    name = _select(op, device, tensors, backend, env)
+    sized = backend is None and not env and device.type == "cuda" and op in _SIZED
+    if name in _FIXED and not sized:
+        _CACHE[key] = name
+    return name
+
+
+def _select(op: str, device: torch.device, tensors: tuple, backend: str | None, env: str | None) -> str:
     source = "backend"
     name = backend
+    if name is None and env:
+        name, source = env.strip().lower(), ENV_VAR
     if name is None:
-        env = os.environ.get(ENV_VAR)
-        if env:
-            name, source = env.strip().lower(), ENV_VAR
-    if name is None:
-        tensors = tuple(tensors)
         default = "cpp" if device.type == "cpu" else cuda_default(op, tensors)
         return default if _why_not(default, device, op) is None else "reference"
     if not isinstance(name, str) or name not in BACKENDS:

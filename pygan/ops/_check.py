@@ -8,7 +8,9 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-__all__ = ["choice", "same", "tensor", "tensor_list"]
+__all__ = ["choice", "pair", "same", "tensor", "tensor_list"]
+
+Tensor = torch.Tensor
 
 
 def tensor(name: str, x, *, ndim: Iterable[int] | None = None, min_ndim: int | None = None) -> torch.Tensor:
@@ -46,6 +48,25 @@ def same(
         raise ValueError(
             f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def pair(name_a: str, a, name_b: str, b, *, min_ndim: int = 0) -> None:
+    """``a`` and ``b`` must be floating-point tensors of one shape, dtype and device (and at least
+    ``min_ndim`` dimensions): :func:`tensor` on each and :func:`same`, with a fast path for the valid
+    case (a handful of attribute reads; the full checks run, and raise, only when it fails)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        dt = a.dtype
+        if (
+            dt is b.dtype
+            and dt.is_floating_point
+            and a.shape == b.shape
+            and a.device == b.device
+            and a.dim() >= min_ndim
+        ):
+            return
+    tensor(name_a, a, min_ndim=min_ndim or None)
+    tensor(name_b, b, min_ndim=min_ndim or None)
+    same(name_a, a, name_b, b)
 
 
 def tensor_list(name: str, xs, *, min_len: int = 1) -> list[torch.Tensor]:

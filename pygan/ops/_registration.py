@@ -1,11 +1,13 @@
 """Registration shared by every fused op's two implementations.
 
-Each op module (:mod:`pygan.ops.residual`, ...) defines its fake kernels and its autograd formulas
-once, as functions of the op handles (``register_autograd_rules(fwd, bwd)``), and both namespaces use
-them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++ library is
+Each op module (:mod:`pygan.ops.residual`, ...) defines its fake kernels once, and both namespaces
+use them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++ library is
 loaded) and the Triton ``pygan_triton::`` ops in :mod:`pygan.ops._triton` (fake kernel given to
-``_common.op``, the same rules on the custom ops). So the two cannot drift apart: a fix to a formula
-or to a fake kernel's strides applies to both.
+``_common.op``), so a fix to a fake kernel's strides applies to both. The autograd formulas exist
+twice: in C++ for the native ops (``csrc/autograd.cpp``, registered at the Autograd key, so a call
+costs no Python autograd.Function) and in Python for the Triton ops (``register_autograd_rules(fwd,
+bwd)`` in each op module, registered on the custom ops). Both follow the same equations (written
+beside each), and the tests hold both to the references with gradcheck/gradgradcheck.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ def register_autograd_pair(fwd, bwd, rule: Rule, rule_bwd: Rule) -> None:
     torch.library.register_autograd(bwd, rule_bwd[0], setup_context=rule_bwd[1])
 
 
-def register_native(name: str, fake: Callable, fake_backward: Callable, register_rules: Callable) -> None:
-    """Fake kernels and autograd of the native ops ``pygan::<name>`` and ``pygan::<name>_backward``
-    (``register_rules(fwd, bwd)`` registers the autograd formulas); nothing when the C++ library is
-    not loaded (the ops do not exist then)."""
+def register_native(name: str, fake: Callable, fake_backward: Callable) -> None:
+    """Fake kernels of the native ops ``pygan::<name>`` and ``pygan::<name>_backward``; nothing when the
+    C++ library is not loaded (the ops do not exist then). Their autograd is C++ (csrc/autograd.cpp,
+    at the Autograd key): a Python formula here cost more host time per call than the models' ops
+    themselves (pygan issue 13). The Triton ops keep the Python formulas of the op modules."""
     if not _ext.native_loaded():
         return
     torch.library.register_fake(f"pygan::{name}", fake)
     torch.library.register_fake(f"pygan::{name}_backward", fake_backward)
-    register_rules(
-        getattr(torch.ops.pygan, name).default, getattr(torch.ops.pygan, f"{name}_backward").default
-    )

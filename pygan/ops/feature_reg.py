@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops._layout import empty_like_layout, same_dense_layout
 from pygan.ops._registration import register_autograd_pair, register_native
@@ -43,17 +44,55 @@ __all__ = ["feature_regularizer", "feature_regularizer_ref"]
 
 REDUCTIONS = ("mean", "sum")
 
+# The native op, looked up once (None without the C++ library: calls then run the reference).
+_OP = torch.ops.pygan.feature_regularizer.default if _ext.native_loaded() else None
+_SEQ = (list, tuple)
+Tensor = torch.Tensor
+
+
+def _layers_fast(feats_a, feats_b) -> bool:
+    """The common valid case of the layer lists, in a handful of attribute reads per layer: two
+    lists/tuples of one length >= 1 of floating-point tensors, pairwise of one shape, all of one
+    dtype and device. False sends the call through the full checks (which name what is wrong)."""
+    if not (isinstance(feats_a, _SEQ) and isinstance(feats_b, _SEQ)):
+        return False
+    k = len(feats_a)
+    if k == 0 or len(feats_b) != k:
+        return False
+    x0 = feats_a[0]
+    if not isinstance(x0, Tensor):
+        return False
+    dt, dev = x0.dtype, x0.device
+    if not dt.is_floating_point:
+        return False
+    for x, y in zip(feats_a, feats_b):
+        if not (
+            isinstance(x, Tensor)
+            and isinstance(y, Tensor)
+            and x.dtype is dt
+            and y.dtype is dt
+            and x.shape == y.shape
+            and x.device == dev
+            and y.device == dev
+        ):
+            return False
+    return True
+
 
 def _validate(feats_a, feats_b, p, reduction, weights, detach_b):
-    a = _check.tensor_list("feats_a", feats_a)
-    b = _check.tensor_list("feats_b", feats_b)
-    if len(a) != len(b):
-        raise ValueError(
-            f"feats_a and feats_b must hold the same number of layers, got {len(a)} and {len(b)}"
-        )
-    for i, (x, y) in enumerate(zip(a, b)):
-        _check.same(f"feats_a[{i}]", x, f"feats_b[{i}]", y)
-        _check.same("feats_a[0]", a[0], f"feats_a[{i}]", x, shape=False)
+    if _layers_fast(feats_a, feats_b):
+        a = feats_a if isinstance(feats_a, list) else list(feats_a)
+        b = feats_b if isinstance(feats_b, list) else list(feats_b)
+    else:
+        a = _check.tensor_list("feats_a", feats_a)
+        b = _check.tensor_list("feats_b", feats_b)
+        if len(a) != len(b):
+            raise ValueError(
+                f"feats_a and feats_b must hold the same number of layers, got {len(a)} and {len(b)}"
+            )
+        for i, (x, y) in enumerate(zip(a, b)):
+            _check.same(f"feats_a[{i}]", x, f"feats_b[{i}]", y)
+            _check.same("feats_a[0]", a[0], f"feats_a[{i}]", x, shape=False)
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     _check.choice("reduction", reduction, REDUCTIONS)
@@ -61,6 +100,8 @@ def _validate(feats_a, feats_b, p, reduction, weights, detach_b):
         w = [1.0] * len(a)
     else:
         if isinstance(weights, torch.Tensor):
+            # The schema takes float[]: a tensor is read to the host (a device sync on CUDA; pass
+            # floats inside a captured CUDA-graph step).
             weights = weights.tolist()
         if not isinstance(weights, Sequence) or isinstance(weights, str):
             raise TypeError(f"weights must be a sequence of floats, got {type(weights).__name__}")
@@ -120,7 +161,7 @@ def feature_regularizer(
         A 0-dim tensor in the features' dtype (accumulated in float32, float64 for float64).
     """
     a, b, p, w = _validate(feats_a, feats_b, p, reduction, weights, detach_b)
-    impl = _backend.select("feature_regularizer", a + b, backend)
+    impl = _backend.resolve("feature_regularizer", a[0].device, (a[0],), backend)
     if impl == "reference":
         return feature_regularizer_ref(a, b, p, reduction, w, detach_b)
     if detach_b:
@@ -129,10 +170,11 @@ def feature_regularizer(
         from pygan.ops._triton import feature_reg as _tk
 
         return _tk.feature_regularizer(a, b, p, reduction, w)
-    return torch.ops.pygan.feature_regularizer(a, b, p, reduction, w)
+    return _OP(a, b, p, reduction, w)
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/feature_reg.py registers the same functions on pygan_triton::feature_regularizer.)
 
 
@@ -150,7 +192,7 @@ def fake_feature_regularizer_backward(grad, a, b, p, reduction, weights, need_a,
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``feature_regularizer`` on the op ``fwd`` and of its
-    backward on ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops)."""
+    backward on ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp)."""
 
     def setup_context(ctx, inputs, output):
         a, b, p, reduction, weights = inputs
@@ -224,9 +266,4 @@ def register_autograd_rules(fwd, bwd) -> None:
     register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-register_native(
-    "feature_regularizer",
-    fake_feature_regularizer,
-    fake_feature_regularizer_backward,
-    register_autograd_rules,
-)
+register_native("feature_regularizer", fake_feature_regularizer, fake_feature_regularizer_backward)

@@ -52,6 +52,7 @@ from collections.abc import Callable
 
 import torch
 
+from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops._layout import empty_like_layout, same_dense_layout
 from pygan.ops._registration import register_autograd_pair, register_native
@@ -69,7 +70,14 @@ __all__ = [
 KINDS = ("wgan-gp", "one-sided", "r1")
 
 
+# The native ops, looked up once (None without the C++ library: calls then run the references).
+_INTERPOLATE = torch.ops.pygan.interpolate.default if _ext.native_loaded() else None
+_GRAD_NORM_PENALTY = torch.ops.pygan.grad_norm_penalty.default if _ext.native_loaded() else None
+
+
 def _check_float(name: str, value) -> float:
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     return float(value)
@@ -77,20 +85,20 @@ def _check_float(name: str, value) -> float:
 
 def _alpha_rows(alpha, real: torch.Tensor) -> torch.Tensor:
     """alpha as a [B] tensor (accepts [B] or [B, 1, ..., 1])."""
-    _check.tensor("alpha", alpha)
-    _check.same("real", real, "alpha", alpha, shape=False)
+    if not (isinstance(alpha, torch.Tensor) and alpha.dtype is real.dtype and alpha.device == real.device):
+        _check.tensor("alpha", alpha)
+        _check.same("real", real, "alpha", alpha, shape=False)
     b = real.shape[0]
-    if alpha.numel() != b or (alpha.dim() > 1 and alpha.shape[0] != b) or (alpha.dim() == 0 and b != 1):
+    dim = alpha.dim()
+    if alpha.numel() != b or (dim > 1 and alpha.shape[0] != b) or (dim == 0 and b != 1):
         raise ValueError(
             f"alpha must hold one value per sample: shape [{b}] or [{b}, 1, ...], got {tuple(alpha.shape)}"
         )
-    return alpha.reshape(b)
+    return alpha if dim == 1 else alpha.reshape(b)
 
 
 def _validate_pair(real, fake):
-    _check.tensor("real", real, min_ndim=1)
-    _check.tensor("fake", fake, min_ndim=1)
-    _check.same("real", real, "fake", fake)
+    _check.pair("real", real, "fake", fake, min_ndim=1)
 
 
 def interpolate_ref(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -106,14 +114,14 @@ def interpolate(
     """``real + alpha_b * (fake - real)`` per sample ``b``, in one pass."""
     _validate_pair(real, fake)
     a = _alpha_rows(alpha, real)
-    impl = _backend.select("interpolate", (real, fake), backend)
+    impl = _backend.resolve("interpolate", real.device, (real,), backend)
+    if impl == "cpp" or impl == "cuda":
+        return _INTERPOLATE(real, fake, a)
     if impl == "reference":
         return interpolate_ref(real, fake, a)
-    if impl == "triton":
-        from pygan.ops._triton import gradient_penalty as _tk
+    from pygan.ops._triton import gradient_penalty as _tk
 
-        return _tk.interpolate(real, fake, a)
-    return torch.ops.pygan.interpolate(real, fake, a)
+    return _tk.interpolate(real, fake, a)
 
 
 def _validate_penalty_args(grads, target, weight, one_sided):
@@ -158,15 +166,15 @@ def grad_norm_penalty(
     ``[B]`` (float32; float64 for float64 grads; reference: grads' dtype).
     """
     target, weight = _validate_penalty_args(grads, target, weight, one_sided)
-    impl = _backend.select("grad_norm_penalty", (grads,), backend)
-    if impl == "reference":
+    impl = _backend.resolve("grad_norm_penalty", grads.device, (grads,), backend)
+    if impl == "cpp" or impl == "cuda":
+        penalty, norms = _GRAD_NORM_PENALTY(grads, target, weight, one_sided)
+    elif impl == "reference":
         return grad_norm_penalty_ref(grads, target, weight, one_sided, return_norms=return_norms)
-    if impl == "triton":
+    else:
         from pygan.ops._triton import gradient_penalty as _tk
 
         penalty, norms = _tk.grad_norm_penalty(grads, target, weight, one_sided)
-    else:
-        penalty, norms = torch.ops.pygan.grad_norm_penalty(grads, target, weight, one_sided)
     return (penalty, norms) if return_norms else penalty
 
 
@@ -278,7 +286,8 @@ def gradient_penalty(
     )
 
 
-# ---- fake kernels and autograd, shared by the native ops and the Triton ops ------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/gradient_penalty.py registers the same functions on its pygan_triton:: ops.)
 
 
@@ -316,7 +325,7 @@ def fake_grad_norm_penalty_backward(grad_penalty, grad_norms, grads, norms, targ
 
 def register_interpolate_autograd(fwd, bwd) -> None:
     """Registers the autograd formulas of ``interpolate`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). Every backward is
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). Every backward is
     made of these ops (or torch ops), so gradients of any order are exact.
 
     ``out = real + alpha_b (fake - real)``: ``d real = (1 - alpha_b) g`` and ``d fake = alpha_b g`` in
@@ -431,10 +440,5 @@ def register_grad_norm_penalty_autograd(fwd, bwd) -> None:
     register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-register_native("interpolate", fake_interpolate, fake_interpolate_backward, register_interpolate_autograd)
-register_native(
-    "grad_norm_penalty",
-    fake_grad_norm_penalty,
-    fake_grad_norm_penalty_backward,
-    register_grad_norm_penalty_autograd,
-)
+register_native("interpolate", fake_interpolate, fake_interpolate_backward)
+register_native("grad_norm_penalty", fake_grad_norm_penalty, fake_grad_norm_penalty_backward)

@@ -15,6 +15,14 @@ The fused kernel reads each input once and writes once; the backward reads the i
 and (for tanh/clamp) the saved output, and writes one gradient shared by both inputs. Double
 backward is supported (a residual block can sit inside a critic that a gradient penalty
 differentiates twice): the backward is itself a registered op with its own autograd formula.
+
+Without an activation there is nothing to fuse: the op is one add, which torch's own add does in the
+same single pass (and its backward passes the gradient through, as the kernel's does). So the
+default (no ``backend=``, no ``PYGAN_BACKEND``) runs ``base.detach() + residual`` (``base +
+residual`` without ``detach_base``) on every device: an op call's fixed cost (argument checks, the
+dispatcher's boxed call from Python, the graph node) is then not paid for nothing, and at the models'
+tiny sizes it would show (``bench/overhead.py``; pygan issue 13). A named backend (``"cpp"``,
+``"cuda"``, ``"triton"``) runs its kernel for every activation.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops._layout import empty_like_layout, same_dense_layout
 from pygan.ops._registration import register_autograd_pair, register_native
@@ -29,10 +38,21 @@ from pygan.ops._registration import register_autograd_pair, register_native
 __all__ = ["ACTIVATIONS", "residual_add", "residual_add_ref"]
 
 ACTIVATIONS = (None, "none", "tanh", "clamp")
+_ACT_NAME = {None: "none", "none": "none", "tanh": "tanh", "clamp": "clamp"}
 
 
 def _activation(activation) -> str:
-    return "none" if _check.choice("activation", activation, ACTIVATIONS) is None else activation
+    try:
+        return _ACT_NAME[activation]
+    except (KeyError, TypeError):  # TypeError: unhashable
+        _check.choice("activation", activation, ACTIVATIONS)
+        raise
+
+
+# The native op, looked up once (None without the C++ library: every call then runs the reference).
+_OP = torch.ops.pygan.residual_add.default if _ext.native_loaded() else None
+_NATIVE = ("cpp", "cuda")
+Tensor = torch.Tensor
 
 
 def residual_add_ref(
@@ -66,23 +86,34 @@ def residual_add(
         backend: ``"reference"``, ``"cpp"``, ``"cuda"`` or ``"triton"``; default from
             ``PYGAN_BACKEND`` or the device (see :mod:`pygan.ops._backend`).
     """
-    _check.tensor("base", base)
-    _check.tensor("residual", residual)
-    _check.same("base", base, "residual", residual)
+    # The checks of _check.pair inlined (this op's plain form is one add: every 0.1 us shows).
+    if not (
+        isinstance(base, Tensor)
+        and isinstance(residual, Tensor)
+        and (dtype := base.dtype) is residual.dtype
+        and dtype.is_floating_point
+        and base.shape == residual.shape
+        and (device := base.device) == residual.device
+    ):
+        _check.pair("base", base, "residual", residual)  # raises, naming the argument
+        device = base.device
     act = _activation(activation)
     if not isinstance(detach_base, bool):
         raise TypeError(f"detach_base must be a bool, got {type(detach_base).__name__}")
-    impl = _backend.select("residual_add", (base, residual), backend)
+    if act == "none" and not _backend.named(backend):
+        return (base.detach() if detach_base else base) + residual
+    impl = _backend.resolve("residual_add", device, (base,), backend)
+    if impl in _NATIVE:
+        return _OP(base, residual, act, detach_base)
     if impl == "reference":
         return residual_add_ref(base, residual, act, detach_base)
-    if impl == "triton":
-        from pygan.ops._triton import residual as _tk
+    from pygan.ops._triton import residual as _tk
 
-        return _tk.residual_add(base, residual, act, detach_base)
-    return torch.ops.pygan.residual_add(base, residual, act, detach_base)
+    return _tk.residual_add(base, residual, act, detach_base)
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/residual.py registers the same functions on pygan_triton::residual_add.)
 
 
@@ -96,7 +127,7 @@ def fake_residual_add_backward(grad, out, activation):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``residual_add`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward calls
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward calls
     ``bwd``, whose own formula calls ``bwd`` again, so gradients of any order go through the kernel."""
 
     def setup_context(ctx, inputs, output):
@@ -129,4 +160,4 @@ def register_autograd_rules(fwd, bwd) -> None:
     register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-register_native("residual_add", fake_residual_add, fake_residual_add_backward, register_autograd_rules)
+register_native("residual_add", fake_residual_add, fake_residual_add_backward)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import torch
 
+from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops._registration import register_autograd_pair, register_native
 
@@ -42,6 +43,9 @@ __all__ = ["gram_matrix", "gram_matrix_ref", "style_loss", "style_loss_ref"]
 
 NORMALIZE = ("chw", "hw")
 REDUCTIONS = ("mean", "sum")
+
+# The native op, looked up once (None without the C++ library: calls then run the references).
+_GRAM_DIFF = torch.ops.pygan.gram_diff.default if _ext.native_loaded() else None
 
 
 def gram_norm(c: int, k: int, normalize: str) -> int:
@@ -58,6 +62,8 @@ def _norm(f: torch.Tensor, normalize: str) -> int:
 
 
 def _validate_features(name: str, f) -> torch.Tensor:
+    if isinstance(f, torch.Tensor) and f.dtype.is_floating_point and 3 <= f.dim() <= 4:
+        return f
     return _check.tensor(name, f, ndim=(3, 4))
 
 
@@ -114,14 +120,14 @@ def gram_matrix(f: torch.Tensor, normalize: str = "chw", *, backend: str | None 
     """Per-sample Gram matrices ``[B, C, C]`` of ``f`` (``[B, C, H, W]`` or ``[B, C, N]``)."""
     _validate_features("f", f)
     _check.choice("normalize", normalize, NORMALIZE)
-    impl = _backend.select("gram_diff", (f,), backend)
+    impl = _backend.resolve("gram_diff", f.device, (f,), backend)
+    if impl == "cpp" or impl == "cuda":
+        return _GRAM_DIFF(f, None, normalize)
     if impl == "reference":
         return gram_matrix_ref(f, normalize)
-    if impl == "triton":
-        from pygan.ops._triton import style as _tk
+    from pygan.ops._triton import style as _tk
 
-        return _tk.gram_diff(f, None, normalize)
-    return torch.ops.pygan.gram_diff(f, None, normalize)
+    return _tk.gram_diff(f, None, normalize)
 
 
 def style_loss(
@@ -147,21 +153,22 @@ def style_loss(
     _check.choice("normalize", normalize, NORMALIZE)
     _check.choice("reduction", reduction, REDUCTIONS)
     fy, gram = _split_target(fx, target, target_is_gram)
-    impl = _backend.select("gram_diff", (fx,), backend)
-    if impl == "reference":
+    impl = _backend.resolve("gram_diff", fx.device, (fx,), backend)
+    if impl == "cpp" or impl == "cuda":
+        d = _GRAM_DIFF(fx, fy, normalize)
+    elif impl == "reference":
         return style_loss_ref(fx, target, normalize, reduction, target_is_gram=gram is not None)
-    if impl == "triton":
+    else:
         from pygan.ops._triton import style as _tk
 
         d = _tk.gram_diff(fx, fy, normalize)
-    else:
-        d = torch.ops.pygan.gram_diff(fx, fy, normalize)
     if gram is not None:
         d = d - gram
     return d.square().mean() if reduction == "mean" else d.square().sum()
 
 
-# ---- fake kernels and autograd, shared by the native op and the Triton op -------------------
+# ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------
+# (csrc/autograd.cpp holds the native ops' autograd: the same formulas, in C++.)
 # (pygan/ops/_triton/style.py registers the same functions on pygan_triton::gram_diff.)
 
 
@@ -178,7 +185,7 @@ def fake_gram_diff_backward(grad, fx, fy, normalize, need_x, need_y):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``gram_diff`` on the op ``fwd`` and of its backward on
-    ``bwd`` (op handles: the ``pygan::`` OpOverloads or the Triton custom ops). The backward op
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward op
     has its own formula, which calls it again, so double backward through a style loss is exact."""
 
     def setup_context(ctx, inputs, output):
@@ -238,4 +245,4 @@ def register_autograd_rules(fwd, bwd) -> None:
     register_autograd_pair(fwd, bwd, (backward, setup_context), (backward_bwd, setup_context_bwd))
 
 
-register_native("gram_diff", fake_gram_diff, fake_gram_diff_backward, register_autograd_rules)
+register_native("gram_diff", fake_gram_diff, fake_gram_diff_backward)

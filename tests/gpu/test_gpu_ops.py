@@ -3,8 +3,9 @@ on a lent GPU; skipped with a reason elsewhere).
 
 * ``cuda``: the CUDA C++ kernels. The kernel-contract tests call ``torch.ops.pygan.<op>`` and
   ``<op>_backward`` directly (values, strides, empty outputs for unneeded gradients), so they test the
-  kernels whether or not the Python autograd registration of that op is present; the end-to-end tests
-  go through the public API and autograd and need that registration (skipped with a reason if absent).
+  kernels whether or not the autograd registration of that op is present; the end-to-end tests go
+  through the public API and autograd (C++, csrc/autograd.cpp, one registration for CPU and CUDA)
+  and need that registration (skipped with a reason if absent).
 * ``triton``: the Triton kernels (``torch.ops.pygan_triton.*``, triton_op on a GPU) end to end, plus
   opcheck and torch.compile of the triton_op registrations (the interpreter tests on CPU cannot cover
   those: there the ops are registered with custom_op).

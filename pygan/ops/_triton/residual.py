@@ -1,7 +1,8 @@
 """Triton kernels for ``residual_add``: ``out = act(base + residual)`` and its backward
 ``grad * act'(out)`` from the saved output, as ``torch.ops.pygan_triton.residual_add`` /
-``residual_add_backward`` with autograd: the same fake kernels and autograd formulas as the C++ op's
-(:func:`pygan.ops.residual.register_autograd_rules`; double backward included).
+``residual_add_backward`` with autograd: the same fake kernels as the C++ op's and the same autograd
+formulas (:func:`pygan.ops.residual.register_autograd_rules`, in Python; the C++ op's are in
+csrc/autograd.cpp; double backward included).
 
 Same contract as ``pygan::residual_add`` (csrc/cpu/residual.cpp): operands with one dense layout
 (contiguous / channels_last / channels_last_3d, equal strides) are walked linearly and the output
