@@ -14,7 +14,7 @@
 # Everything goes under $OUT (at most 8 files come back): gpu.log (all printed output, tables
 # included), build.log, tests-gpu.log, graphs.jsonl (the graph tests' measured differences),
 # ts-default.json, ts-paper.json, overhead-cuda.json, data-cuda.json.
-# Each step has a time limit inside PYGAN_GPU_BUDGET_S (default 540 s, inside the tool's 600 s);
+# Each step has a time limit inside PYGAN_GPU_BUDGET_S (default 560 s, inside the tool's 600 s);
 # a step that no longer fits is skipped and says so. PYGAN_GPU_STEPS picks steps
 # (default build,tests,steps,overhead,data).
 #
@@ -27,7 +27,7 @@ DRY=0
 OUT=${OUT:-$PWD/bench/results/gpu-step-run}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-BUDGET=${PYGAN_GPU_BUDGET_S:-540}
+BUDGET=${PYGAN_GPU_BUDGET_S:-560}
 START=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -69,7 +69,7 @@ main() {
     if [ $DRY = 1 ] && [ -f pygan/_C.abi3.so ]; then
       step "build: the dry run reuses the existing build"
     else
-      run build 200 300 60 $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1
+      run build 200 330 60 $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1
       tail -3 "$OUT/build.log"
     fi
   fi
@@ -85,7 +85,7 @@ main() {
       run "tests (dry: the CPU graph tests)" 200 200 30 \
         $PY -m pytest -q -p no:cacheprovider -x tests/test_graphs.py > "$OUT/tests-gpu.log" 2>&1
     else
-      run "tests/gpu (ops + graphs, 8 workers)" 210 280 60 \
+      run "tests/gpu (ops + graphs, 8 workers)" 150 230 60 \
         $PY -m pytest -q -p no:cacheprovider -p no:benchmark -rfEs --durations=10 -n 8 tests/gpu \
         tests/data/test_workers.py::test_cuda_batches_equal_the_cpu_ones > "$OUT/tests-gpu.log" 2>&1
     fi
@@ -110,26 +110,27 @@ EOF
   local modes=eager,graph
   [ $DRY = 1 ] && modes=eager
   if want steps; then
-    run "train steps, default configs ($modes)" 170 160 40 \
+    run "train steps, default configs ($modes)" 130 110 40 \
       $PY bench/train_step.py --device "$dev" --models "$models_default" --modes "$modes" --reps "$reps" \
       --warmup "$warm" ${extra[@]+"${extra[@]}"} --out "$OUT/ts-default.json"
-    run "train steps, paper sizes ($modes)" 90 70 30 \
+    run "train steps, paper sizes ($modes)" 60 75 30 \
       $PY bench/train_step.py --device "$dev" --models "$paper" --sizes paper --modes "$modes" --reps "$reps" \
       --warmup "$warm" ${extra[@]+"${extra[@]}"} --out "$OUT/ts-paper.json"
-    run "WGAN-GP paper size, compile" 60 60 45 \
+    run "WGAN-GP paper size, compile" 45 75 40 \
       $PY bench/train_step.py --device "$dev" --models wgan-gp --sizes paper --modes eager,compile \
       --reps "$reps" --warmup "$warm" ${extra[@]+"${extra[@]}"} --out /tmp/ts-paper-compile.json  # table in gpu.log
   fi
   if want overhead; then
     if [ -f bench/overhead.py ]; then
-      run "op-call overhead" 50 20 20 $PY bench/overhead.py --device "$dev" --quick --out "$OUT/overhead-$dev.json"
+      run "op-call overhead" 45 30 20 $PY bench/overhead.py --device "$dev" --quick --out /tmp/overhead-$dev
+      cp /tmp/overhead-$dev.json "$OUT/" 2>/dev/null && cat /tmp/overhead-$dev.txt 2>/dev/null
     else
       step "overhead: bench/overhead.py not in this tree"
     fi
   fi
   if want data; then
     if [ -f bench/data.py ]; then
-      run "data loading" 60 5 20 $PY bench/data.py --device "$dev" --reps 1 --out /tmp/data-$dev
+      run "data loading" 30 0 20 $PY bench/data.py --device "$dev" --reps 1 --out /tmp/data-$dev
       cp /tmp/data-$dev.json "$OUT/" 2>/dev/null && cat /tmp/data-$dev.md 2>/dev/null
     else
       step "data: bench/data.py not in this tree"

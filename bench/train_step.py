@@ -438,10 +438,19 @@ def main(argv=None) -> int:
         f"load avg {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    out = args.out or os.path.join(HERE, "results", f"train_step-{device.type}.json")
     rows = []
-    for name in names:
-        rows += bench_model(name, args, device)
-    print(_table(rows))
+    for i, name in enumerate(names):  # rows stream as each model finishes; the JSON is rewritten too
+        new = bench_model(name, args, device)
+        rows += new
+        table = _table(new).splitlines()
+        print("\n".join(table if i == 0 else table[2:]), flush=True)
+        _write(out, args, device, kernels, rows)
+    print(f"# wrote {out}")
+    return 0
+
+
+def _write(out: str, args, device: torch.device, kernels: dict, rows: list[dict]) -> None:
     result = {
         "bench": "train_step",
         "pygan": pygan.__version__,
@@ -459,13 +468,10 @@ def main(argv=None) -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "results": rows,
     }
-    out = args.out or os.path.join(HERE, "results", f"train_step-{device.type}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    print(f"# wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":
