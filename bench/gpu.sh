@@ -28,26 +28,11 @@ DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 OUT=${OUT:-$PWD/bench/results/gpu-run}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-BUDGET=${PYGAN_GPU_BUDGET_S:-560}
-START=$(date +%s)
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-# pygan is built in place, not installed: scripts (bench/*.py) import it from the checkout; the
-# interpreter's own bin (ninja for parallel builds) comes first on PATH.
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PATH="$(dirname "$($PY -c 'import sys; print(sys.executable)')"):$PATH"
-export PATH
 TMP=$(mktemp -d)
 GPU_STATUS=()
-STEPS=",${PYGAN_GPU_STEPS:-build,smoke,tests,bench},"
-want() { [[ "$STEPS" == *",$1,"* ]]; }
-
-elapsed() { echo $(( $(date +%s) - START )); }
-left() { echo $(( BUDGET - $(elapsed) )); }
-step() { echo; echo "== [$(elapsed)s] $*"; }
-# limit WANT RESERVE: seconds a step may take: WANT, or what is left minus RESERVE if less (>= 1;
-# never 0, which would mean "no limit" to timeout).
-limit() { local l=$(( $(left) - $2 )); [ "$l" -lt "$1" ] && echo $(( l > 1 ? l : 1 )) || echo "$1"; }
+DEFAULT_STEPS=build,smoke,tests,bench
+# shellcheck source=bench/gpu_lib.sh
+. bench/gpu_lib.sh
 
 main() {
   step "environment ($([ $DRY = 1 ] && echo 'DRY RUN on CPU' || echo GPU))"

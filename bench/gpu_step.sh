@@ -26,20 +26,9 @@ DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 OUT=${OUT:-$PWD/bench/results/gpu-step-run}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-BUDGET=${PYGAN_GPU_BUDGET_S:-560}
-START=$(date +%s)
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PATH="$(dirname "$($PY -c 'import sys; print(sys.executable)')"):$PATH"
-export PATH
-STEPS=",${PYGAN_GPU_STEPS:-build,tests,steps,overhead,data},"
-want() { [[ "$STEPS" == *",$1,"* ]]; }
-elapsed() { echo $(( $(date +%s) - START )); }
-left() { echo $(( BUDGET - $(elapsed) )); }
-step() { echo; echo "== [$(elapsed)s] $*"; }
-# limit WANT RESERVE: seconds a step may take: WANT, or what is left minus RESERVE if less (>= 1)
-limit() { local l=$(( $(left) - $2 )); [ "$l" -lt "$1" ] && echo $(( l > 1 ? l : 1 )) || echo "$1"; }
+DEFAULT_STEPS=build,tests,steps,overhead,data
+# shellcheck source=bench/gpu_lib.sh
+. bench/gpu_lib.sh
 # run NAME WANT RESERVE MIN cmd...: runs cmd under its limit unless fewer than MIN seconds remain
 run() {
   local name=$1 want=$2 reserve=$3 min=$4; shift 4
