@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from pygan.amp import grad_scaling
 from pygan.data.core import Batch
 
 __all__ = [
@@ -268,19 +269,30 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None, cache: bool =
     return torch.autocast(device.type, dtype=amp_dtype, cache_enabled=cache)
 
 
+def _after_step(model) -> None:
+    """What follows every ``training_step`` inside the step body (so inside the graph when there is
+    one): the generator EMA's update (device ops only; :class:`pygan.models.EMA`)."""
+    ema = getattr(model, "ema", None)
+    if ema is not None:
+        ema.update()
+
+
 class EagerStep:
-    """The plain path: ``model.training_step(batch)`` under autocast, losses to the monitor."""
+    """The plain path: ``model.training_step(batch)`` under autocast (and the float16 gradient scaler
+    ``scaler``, :mod:`pygan.amp`), the generator EMA's update, losses to the monitor."""
 
     mode = "eager"
 
-    def __init__(self, model, monitor: LossMonitor, device: torch.device, amp_dtype=None):
+    def __init__(self, model, monitor: LossMonitor, device: torch.device, amp_dtype=None, scaler=None):
         self.model, self.monitor, self.device, self.amp_dtype = model, monitor, device, amp_dtype
+        self.scaler = scaler
         self.reason: str | None = None
 
     def __call__(self, batch: Batch, iteration: int) -> None:
         self.model.iteration = iteration
-        with _autocast(self.device, self.amp_dtype):
+        with _autocast(self.device, self.amp_dtype), grad_scaling(self.scaler):
             logs = self.model.training_step(batch)
+        _after_step(self.model)
         self.monitor.observe(logs)
         self.monitor.advance()
 
@@ -347,6 +359,8 @@ class GraphedStep(EagerStep):
         monitor: the :class:`LossMonitor` the step's losses go to (inside the graph).
         device: the CUDA device.
         amp_dtype: autocast dtype (e.g. ``torch.bfloat16``) or None.
+        scaler: the float16 ``GradScaler`` (``--amp fp16``) or None; with one the model runs
+            eagerly (its ``step`` reads the overflow flag on the host).
         warmup: eager iterations of the first phase before its capture (later phases: one each).
         max_phases: more distinct :meth:`~pygan.models.Model.graph_phase` values than this make
             the model run eagerly (each phase is a graph to capture).
@@ -369,8 +383,9 @@ class GraphedStep(EagerStep):
         say: Callable[[str], Any] = print,
         capture: bool = True,
         api=None,
+        scaler=None,
     ):
-        super().__init__(model, monitor, device, amp_dtype)
+        super().__init__(model, monitor, device, amp_dtype, scaler)
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         self.warmup, self.max_phases, self.say, self.capture = warmup, max_phases, say, capture
@@ -381,6 +396,11 @@ class GraphedStep(EagerStep):
         self.replays = 0
         self.first_phase = None
         self.reason = model.cuda_graph_blocker()
+        if self.reason is None and scaler is not None:
+            self.reason = (
+                "--amp fp16 needs a GradScaler, whose step() reads its overflow flag on the host "
+                "(.item()), which a CUDA graph cannot replay (use --amp bf16 to keep the graphs)"
+            )
         if self.reason is None:
             self.reason = next(
                 (r for n, o in model.optimizers.items() if (r := _capture_problem(n, o)) is not None), None
@@ -421,8 +441,9 @@ class GraphedStep(EagerStep):
 
     def _body(self, batch: Batch) -> Callable[[], None]:
         def run():
-            with _autocast(self.device, self.amp_dtype, cache=False):
+            with _autocast(self.device, self.amp_dtype, cache=False), grad_scaling(self.scaler):
                 logs = self.model.training_step(batch)
+            _after_step(self.model)  # the generator EMA: captured with the step
             self.monitor.observe(logs)
 
         return run
