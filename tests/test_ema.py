@@ -5,6 +5,7 @@ it) and the CUDA-graph runner's step body (on the CPU stand-in of tests/test_gra
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -70,7 +71,7 @@ def test_ramp_reaches_the_decay_and_stays_there():
         ema.updates.fill_(t)
         seen.append(float(ema.beta()))
     assert seen[0] == 0.0
-    assert all(a <= b for a, b in zip(seen, seen[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(seen))
     # half-life of 0.99: ln 0.5 / ln 0.99 = 69 updates = 0.05 t at t = 1379
     assert seen[5] == pytest.approx(0.5 ** (1 / (0.05 * 1250)))
     assert seen[-1] == pytest.approx(0.99)
