@@ -25,6 +25,11 @@ How a model is captured (the recipe PyTorch documents for whole-network capture)
    drawn inside the graph from the default CUDA generator, which replays advance like eager calls do,
    so a graphed run draws the same random numbers as an eager one.
 
+The generator EMA's update (:class:`pygan.models.EMA`: device ops, its warm-up ramp computed on the
+device from an update counter) runs in the step body after ``training_step``, so it is captured with
+the step and replayed with it. ``--amp fp16``'s gradient scaler is not capturable (``step`` reads
+its overflow flag on the host): with a scaler the model runs eagerly, saying so in one line.
+
 A model whose host code differs between iterations (lazy regularisation: the penalty every k-th
 critic step) names the variants with :meth:`pygan.models.Model.graph_phase`; one graph is captured per
 phase (all in one memory pool) and the loop replays the one the iteration needs.

@@ -1,5 +1,6 @@
-"""The one training loop: device, seed, bf16 autocast, DDP, checkpoints, logging, sample grids and
-evaluation hooks, for every model that follows :mod:`pygan.models`' contract.
+"""The one training loop: device, seed, autocast (bf16, or fp16 with a gradient scaler), DDP,
+checkpoints, the generator EMA, logging, sample grids and evaluation hooks, for every model that
+follows :mod:`pygan.models`' contract.
 
 Run directory (``--out RUN``)
 =============================
@@ -10,12 +11,14 @@ Run directory (``--out RUN``)
       config.json            what the run is (written once, at the start; see below)
       checkpoints/last.pt    the latest checkpoint (atomic: temp file, fsync, rename)
       checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
-      samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise)
+      samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise;
+                             the generator EMA's weights when the model keeps one)
       samples/last.png       the latest grid
       metrics.jsonl          one JSON object per line: {"step", "time" (s since this process began
                              training), <losses>, "img_per_s"} every --log-every steps and
                              {"step", "eval/<name>": ...} every --eval-every steps
-      tb/                    TensorBoard scalars (when tensorboard is installed)
+      tb/                    TensorBoard scalars and the sample grids (when tensorboard is installed;
+                             when it is not, one line on stderr says so and how to install it)
       metrics.json           written by ``pygan eval RUN`` (pygan.metrics.evaluate_run)
 
 ``config.json``::
@@ -28,7 +31,14 @@ Run directory (``--out RUN``)
 A checkpoint (``torch.load(path, weights_only=True)`` reads it) is a dict: ``format``, ``step``,
 ``model`` (the model's ``state_dict``; the same keys with or without DDP), ``optimizers`` (name ->
 ``state_dict``), ``loader`` (the data stream position), ``rng`` (one entry per rank: torch CPU and
-CUDA, numpy and python states), ``world_size``, ``model_name``, ``time``.
+CUDA, numpy and python states), ``world_size``, ``model_name``, ``time``; with ``ema_decay > 0``
+also ``ema`` (:meth:`pygan.models.EMA.state_dict`: the averaged parameters under their state-dict
+names and the update count), with ``--amp fp16`` also ``grad_scaler`` (the scaler's scale and growth
+counter).
+
+``config.json`` is also a config file: ``pygan train --config RUN/config.json --out NEW`` replays the
+run (:func:`load_config_file`; on CPU the losses are bitwise the same at the same ``--threads``,
+which is a process setting and not recorded).
 
 :func:`load_run` rebuilds the trained model from a run directory without loading the data (the
 DataInfo is in ``config.json``): ``model, config, data = load_run(RUN)``; ``data.load("test")``
@@ -61,6 +71,19 @@ A model that breaks the contract runs eagerly and the loop says why in one line.
 same as an eager run's (optimizer step counters back on the CPU, ``capturable`` as configured), so a
 graphed run resumes eagerly and vice versa. bf16 autocast runs inside the graph. Not with ``compile``
 or DDP.
+
+Mixed precision and determinism
+===============================
+
+``amp="bf16"`` (``--amp``; ``amp=True`` is the same) runs the step under bfloat16 autocast.
+``amp="fp16"`` (``--amp fp16``, for GPUs without bf16) adds a ``torch.amp.GradScaler`` that the
+models' updates and the gradient penalty go through (:mod:`pygan.amp`); its state is checkpointed.
+With ``cuda_graphs`` it runs eagerly (the scaler reads its overflow flag on the host) and says so.
+
+``deterministic=True`` (``--deterministic``) turns on ``torch.use_deterministic_algorithms``, cuDNN's
+deterministic mode without autotuning, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` for the run (the torch
+flags are restored afterwards). pygan's own kernels are outside torch's switch; on CPU every run is
+repeatable anyway.
 
 DDP
 ===
