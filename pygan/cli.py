@@ -4,8 +4,11 @@
 
     pygan list                                   models (with their Config defaults) and datasets
     pygan train MODEL --data NAME|PATH --steps N --out DIR [--set key=value ...]
+    pygan train --config RUN/config.json --out NEW   replay a run (or any JSON/YAML config file)
     pygan sample RUN [--n 64] [--out FILE.png]   a grid from a trained run
-    pygan eval RUN [--option key=value ...]      metrics JSON (pygan.metrics.evaluate_run)
+    pygan sample RUN --png-dir DIR --n N         N individual PNGs (for pytorch-fid, torch-fidelity, ...)
+    pygan eval RUN [--metrics fid,kid,is,pr,dc] [--option key=value ...]   metrics JSON
+    pygan export RUN --out G.safetensors         the generator (EMA weights by default), no pickle
     pygan bench [--quick]                        bench/train_step.py and bench/ops.py
 
 Multi-process: ``torchrun --nproc_per_node 2 -m pygan train ...`` (gloo on CPU, nccl on GPU).
@@ -31,8 +34,11 @@ EPILOG_TRAIN = """examples:
   pygan train wgan-gp --data digits64 --steps 20000 --out runs/gpu --device cuda --cuda-graphs
   torchrun --nproc_per_node 2 -m pygan train wgan-gp --data digits32 --steps 1000 --out runs/ddp
 
-Model settings are the model's Config fields (pygan list shows them and their defaults, the paper's
-numbers where the paper states them); --set key=value overrides one, typed from the field."""
+Model settings are the model's Config fields (pygan train MODEL --help lists them with their types,
+defaults and docs; the defaults are the paper's numbers where the paper states them); --set
+key=value overrides one, typed from the field. --config FILE reads a JSON (or, with PyYAML, YAML)
+file with the keys of a run's config.json (model, model_config, data, train): flags given on the
+command line override its train settings, --set its model settings."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train MODEL on a dataset, writing samples, metrics and checkpoints to --out.",
         epilog=EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
-    t.add_argument("model", help="registered model name (pygan list)")
+    t.add_argument(
+        "-h", "--help", action=_TrainHelp, help="show this help (with MODEL: its settings) and exit"
+    )
+    t.add_argument("model", nargs="?", help="registered model name (pygan list); optional with --config")
+    t.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a run configuration (JSON, or YAML with PyYAML) with config.json's keys; "
+        "RUN/config.json replays RUN",
+    )
     t.add_argument("--data", help="dataset name or path (pygan list data); default: the model's own")
     t.add_argument("--data-b", help="a second dataset: domain B of a two-domain set (e.g. MNIST -> SVHN)")
-    t.add_argument("--steps", type=int, required=True, help="training iterations in total (resume counts on)")
+    t.add_argument(
+        "--steps", type=int, help="training iterations in total (resume counts on); required without --config"
+    )
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument(
         "--set",
@@ -74,7 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    t.add_argument("--amp", action="store_true", help="bf16 autocast (off by default)")
+    t.add_argument(
+        "--amp",
+        nargs="?",
+        const="bf16",
+        default=False,
+        choices=("bf16", "fp16"),
+        help="autocast: bf16 (--amp alone), or fp16 with a gradient scaler (GPUs without bf16: V100, T4); "
+        "off by default",
+    )
+    t.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms (torch.use_deterministic_algorithms, cuDNN deterministic, "
+        "CUBLAS_WORKSPACE_CONFIG): bitwise-repeatable GPU runs, at some speed (docs/training.md)",
+    )
     t.add_argument("--log-every", type=int, default=10, help="metrics.jsonl line every N steps")
     t.add_argument(
         "--sample-every", type=int, default=500, help="sample grid every N steps (0: only at the end)"
@@ -90,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="capture each training iteration once as a CUDA graph and replay it (CUDA, one process)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars")
+    t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars and sample grids")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument(
         "--workers",
@@ -112,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", help="a checkpoint file (default RUN/checkpoints/last.pt)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--save-tensor", action="store_true", help="also save the samples as a .pt tensor")
+    s.add_argument(
+        "--png-dir",
+        metavar="DIR",
+        help="write --n individual PNG files to DIR (8-bit, what FID tools read) instead of a grid",
+    )
+    s.add_argument("--overwrite", action="store_true", help="--png-dir: replace the PNG files already in DIR")
+    s.add_argument("--batch-size", type=int, default=256, help="--png-dir: samples drawn per batch")
+    s.add_argument("--no-ema", action="store_true", help="the trained weights, not the generator EMA's")
 
     e = sub.add_parser(
         "eval",
@@ -127,6 +167,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="passed to evaluate_run (value parsed as JSON when it can be)",
     )
     e.add_argument("--out", help="output JSON (default RUN/metrics.json)")
+    e.add_argument(
+        "--metrics",
+        help="comma-separated metrics to compute (default: all that apply): fid, kid, is "
+        "(inception_score), pr (precision_recall), dc (density_coverage), reconstruction, translation, "
+        "mode_coverage, semantic_agreement, fid_per_domain",
+    )
+    e.add_argument(
+        "--extractor", help="feature network: digits or inception (default: digits for digit data)"
+    )
+    e.add_argument(
+        "--inception-weights",
+        metavar="PATH",
+        help="pt_inception-2015-12-05-6726825d.pth (default: $PYGAN_INCEPTION_WEIGHTS, then the torch "
+        "hub cache)",
+    )
+    e.add_argument(
+        "--quantize",
+        choices=("uint8", "float"),
+        help="round images to 8 bits before the extractor, as pytorch-fid/torch-fidelity see PNG files "
+        "(default for inception), or feed floats (default for other extractors)",
+    )
+    e.add_argument("--no-ema", action="store_true", help="score the trained weights, not the generator EMA's")
+
+    x = sub.add_parser(
+        "export",
+        help="export a run's generator as safetensors",
+        description="Write RUN's output networks (generator/decoder; the EMA weights when the run kept an "
+        "EMA) to a .safetensors file with the run's config in its metadata; pygan.load_generator(FILE) "
+        "rebuilds them. No pickle.",
+    )
+    x.add_argument("run", help="run directory")
+    x.add_argument("--out", required=True, help="output file (.safetensors)")
+    x.add_argument("--checkpoint", help="a checkpoint file (default RUN/checkpoints/last.pt)")
+    x.add_argument("--no-ema", action="store_true", help="the trained weights, not the generator EMA's")
 
     b = sub.add_parser(
         "bench",
@@ -173,38 +247,123 @@ def _cmd_list(args) -> int:
     return 0
 
 
+class _TrainHelp(argparse.Action):
+    """``pygan train [MODEL] --help``: the usual help, then MODEL's settings (Config fields: type,
+    default, one-line doc) when a model is named before ``--help``."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        model = getattr(namespace, "model", None)
+        if model:
+            try:
+                print("\n" + _model_settings_help(model))
+            except ValueError as exc:
+                print(f"\n{exc}")
+        else:
+            print("\npygan train MODEL --help lists MODEL's settings (--set key=value).")
+        parser.exit()
+
+
+def _model_settings_help(name: str) -> str:
+    from pygan.models import config_field_docs, get_model
+
+    cls = get_model(name)
+    rows = config_field_docs(cls.Config)
+    lines = [f"{name} settings (--set key=value; {cls.Config.__name__}):"]
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        head = f"  {r['name']:<{width}}  {r['type']} = {r['default']!r}"
+        lines.append(head + (f"\n      {r['doc']}" if r["doc"] else ""))
+    return "\n".join(lines)
+
+
+# --config: which train flags override the file (dest -> TrainOptions field; "no_*" flags negate)
+_TRAIN_FLAGS = {
+    "steps": "steps",
+    "seed": "seed",
+    "device": "device",
+    "amp": "amp",
+    "deterministic": "deterministic",
+    "log_every": "log_every",
+    "sample_every": "sample_every",
+    "ckpt_every": "ckpt_every",
+    "eval_every": "eval_every",
+    "n_samples": "n_samples",
+    "keep_checkpoints": "keep_checkpoints",
+    "compile": "compile",
+    "cuda_graphs": "cuda_graphs",
+    "workers": "workers",
+    "no_progress": "progress",
+    "no_tensorboard": "tensorboard",
+}
+
+
+def _given_flags(argv: list[str] | None) -> set[str]:
+    """The ``pygan train`` options the command line actually gave (their dests): the arguments are
+    parsed again with every default suppressed."""
+    if argv is None:
+        return set(_TRAIN_FLAGS)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["train"]._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
+def _train_settings(args) -> dict:
+    """The model, data, model overrides and TrainOptions of ``pygan train``: the defaults, then the
+    ``--config`` file, then the flags given on the command line (``--set`` over the file's
+    ``model_config``)."""
+    from pygan.models import get_model, parse_overrides
+
+    options = {
+        field: (not getattr(args, dest)) if dest.startswith("no_") else getattr(args, dest)
+        for dest, field in _TRAIN_FLAGS.items()
+    }
+    model, data, data_b, overrides = args.model, args.data, args.data_b, args.overrides
+    if args.config:
+        from pygan.train import load_config_file
+
+        cfg = load_config_file(args.config, args.model)
+        model = cfg["model"]
+        given = _given_flags(getattr(args, "argv", None))
+        flag_of = {field: dest for dest, field in _TRAIN_FLAGS.items()}
+        for field, value in cfg["train"].items():
+            if flag_of.get(field) not in given:
+                options[field] = value
+        data = data or cfg["data"]
+        data_b = data_b if data_b is not None else cfg["data_b"]
+        overrides = {**cfg["model_config"], **parse_overrides(get_model(model).Config, args.overrides)}
+    if model is None:
+        raise ValueError("name a MODEL (pygan list) or give --config FILE")
+    if options.get("steps") is None:
+        raise ValueError("--steps is required (or a --config file with train.steps)")
+    data = data or get_model(model).default_data
+    return {"model": model, "data": data, "data_b": data_b, "overrides": overrides, "options": options}
+
+
 def _cmd_train(args) -> int:
     import torch
 
-    from pygan.models import get_model
     from pygan.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cls = get_model(args.model)
-    data = args.data or cls.default_data
+    st = _train_settings(args)
+    options = dict(st["options"])
+    steps = options.pop("steps")
     train(
-        args.model,
-        data,
+        st["model"],
+        st["data"],
         args.out,
-        args.steps,
-        data_b=args.data_b,
-        overrides=args.overrides,
+        steps,
+        data_b=st["data_b"],
+        overrides=st["overrides"],
         resume=args.resume,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        log_every=args.log_every,
-        sample_every=args.sample_every,
-        ckpt_every=args.ckpt_every,
-        eval_every=args.eval_every,
-        n_samples=args.n_samples,
-        keep_checkpoints=args.keep_checkpoints,
-        compile=args.compile,
-        cuda_graphs=args.cuda_graphs,
-        progress=not args.no_progress,
-        tensorboard=not args.no_tensorboard,
-        workers=args.workers,
+        **options,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {args.out} (samples/last.png, metrics.jsonl, checkpoints/last.pt)")
@@ -218,7 +377,21 @@ def _cmd_sample(args) -> int:
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    model, _, data = load_run(args.run, device=args.device, checkpoint=args.checkpoint)
+    model, _, data = load_run(args.run, device=args.device, checkpoint=args.checkpoint, ema=not args.no_ema)
+    if args.png_dir:
+        from pygan.export import write_png_samples
+
+        files = write_png_samples(
+            model,
+            data,
+            args.png_dir,
+            args.n,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            batch_size=args.batch_size,
+        )
+        print(f"{args.png_dir}: {len(files)} PNG files ({model.weights} weights)")
+        return 0
     fixed = None  # held-out rows for conditional / image-to-image models (as the loop's grids use)
     try:
         fixed = data.load("test").fixed(args.n)
@@ -262,11 +435,29 @@ def _cmd_eval(args) -> int:
         print("pygan eval: pygan.metrics has no evaluate_run(run_dir, **options)", file=sys.stderr)
         return 2
     options = dict(_parse_option(o) for o in args.option)
+    for key, value in (
+        ("metrics", args.metrics),
+        ("extractor", args.extractor),
+        ("inception_weights", args.inception_weights),
+        ("quantize", args.quantize),
+    ):
+        if value is not None:
+            options[key] = value
+    if args.no_ema:
+        options["ema"] = False
     result = metrics.evaluate_run(args.run, **options)
     out = args.out or run_paths(args.run)["eval"]
     _write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from pygan.export import export_run
+
+    out, weights = export_run(args.run, args.out, ema=not args.no_ema, checkpoint=args.checkpoint)
+    print(f"{out} ({weights} weights); load it with pygan.load_generator({out!r})")
     return 0
 
 
@@ -305,6 +496,7 @@ COMMANDS = {
     "train": _cmd_train,
     "sample": _cmd_sample,
     "eval": _cmd_eval,
+    "export": _cmd_export,
     "bench": _cmd_bench,
 }
 
@@ -312,6 +504,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one line, status 1; usage errors 2)."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

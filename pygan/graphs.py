@@ -26,6 +26,11 @@ How a model is captured (the recipe PyTorch documents for whole-network capture)
    drawn inside the graph from the default CUDA generator, which replays advance like eager calls do,
    so a graphed run draws the same random numbers as an eager one.
 
+The generator EMA's update (:class:`pygan.models.EMA`: device ops, its warm-up ramp computed on the
+device from an update counter) runs in the step body after ``training_step``, so it is captured with
+the step and replayed with it. ``--amp fp16``'s gradient scaler is not capturable (``step`` reads
+its overflow flag on the host): with a scaler the model runs eagerly, saying so in one line.
+
 A model whose host code differs between iterations (lazy regularisation: the penalty every k-th
 critic step) names the variants with :meth:`pygan.models.Model.graph_phase`; one graph is captured per
 phase (all in one memory pool) and the loop replays the one the iteration needs.
@@ -48,6 +53,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from pygan.amp import grad_scaling
 from pygan.data.core import Batch
 
 __all__ = [
@@ -269,8 +275,17 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None, cache: bool =
     return torch.autocast(device.type, dtype=amp_dtype, cache_enabled=cache)
 
 
+def _after_step(model) -> None:
+    """What follows every ``training_step`` inside the step body (so inside the graph when there is
+    one): the generator EMA's update (device ops only; :class:`pygan.models.EMA`)."""
+    ema = getattr(model, "ema", None)
+    if ema is not None:
+        ema.update()
+
+
 class EagerStep:
-    """The plain path: ``model.training_step(batch)`` under autocast, losses to the monitor.
+    """The plain path: ``model.training_step(batch)`` under autocast (and the float16 gradient scaler
+    ``scaler``, :mod:`pygan.amp`), the generator EMA's update, losses to the monitor.
 
     On CUDA the optimizers run in their ``capturable`` mode here too (step counters on the device,
     Adam's bias correction computed there in float32 rather than in Python doubles): the eager and the
@@ -279,16 +294,18 @@ class EagerStep:
 
     mode = "eager"
 
-    def __init__(self, model, monitor: LossMonitor, device: torch.device, amp_dtype=None):
+    def __init__(self, model, monitor: LossMonitor, device: torch.device, amp_dtype=None, scaler=None):
         self.model, self.monitor, self.device, self.amp_dtype = model, monitor, device, amp_dtype
+        self.scaler = scaler
         self.reason: str | None = None
         if device.type == "cuda":
             make_capturable(model.optimizers, True)
 
     def __call__(self, batch: Batch, iteration: int) -> None:
         self.model.iteration = iteration
-        with _autocast(self.device, self.amp_dtype):
+        with _autocast(self.device, self.amp_dtype), grad_scaling(self.scaler):
             logs = self.model.training_step(batch)
+        _after_step(self.model)
         self.monitor.observe(logs)
         self.monitor.advance()
 
@@ -355,6 +372,8 @@ class GraphedStep(EagerStep):
         monitor: the :class:`LossMonitor` the step's losses go to (inside the graph).
         device: the CUDA device.
         amp_dtype: autocast dtype (e.g. ``torch.bfloat16``) or None.
+        scaler: the float16 ``GradScaler`` (``--amp fp16``) or None; with one the model runs
+            eagerly (its ``step`` reads the overflow flag on the host).
         warmup: eager iterations of the first phase before its capture (later phases: one each).
         max_phases: more distinct :meth:`~pygan.models.Model.graph_phase` values than this make
             the model run eagerly (each phase is a graph to capture).
@@ -377,8 +396,9 @@ class GraphedStep(EagerStep):
         say: Callable[[str], Any] = print,
         capture: bool = True,
         api=None,
+        scaler=None,
     ):
-        super().__init__(model, monitor, device, amp_dtype)
+        super().__init__(model, monitor, device, amp_dtype, scaler)
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         self.warmup, self.max_phases, self.say, self.capture = warmup, max_phases, say, capture
@@ -389,6 +409,11 @@ class GraphedStep(EagerStep):
         self.replays = 0
         self.first_phase = None
         self.reason = model.cuda_graph_blocker()
+        if self.reason is None and scaler is not None:
+            self.reason = (
+                "--amp fp16 needs a GradScaler, whose step() reads its overflow flag on the host "
+                "(.item()), which a CUDA graph cannot replay (use --amp bf16 to keep the graphs)"
+            )
         if self.reason is None:
             self.reason = next(
                 (r for n, o in model.optimizers.items() if (r := _capture_problem(n, o)) is not None), None
@@ -425,8 +450,9 @@ class GraphedStep(EagerStep):
 
     def _body(self, batch: Batch) -> Callable[[], None]:
         def run():
-            with _autocast(self.device, self.amp_dtype, cache=False):
+            with _autocast(self.device, self.amp_dtype, cache=False), grad_scaling(self.scaler):
                 logs = self.model.training_step(batch)
+            _after_step(self.model)  # the generator EMA: captured with the step
             self.monitor.observe(logs)
 
         return run

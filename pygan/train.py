@@ -1,5 +1,6 @@
-"""The one training loop: device, seed, bf16 autocast, DDP, checkpoints, logging, sample grids and
-evaluation hooks, for every model that follows :mod:`pygan.models`' contract.
+"""The one training loop: device, seed, autocast (bf16, or fp16 with a gradient scaler), DDP,
+checkpoints, the generator EMA, logging, sample grids and evaluation hooks, for every model that
+follows :mod:`pygan.models`' contract.
 
 Run directory (``--out RUN``)
 =============================
@@ -10,12 +11,14 @@ Run directory (``--out RUN``)
       config.json            what the run is (written once, at the start; see below)
       checkpoints/last.pt    the latest checkpoint (atomic: temp file, fsync, rename)
       checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
-      samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise)
+      samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise;
+                             the generator EMA's weights when the model keeps one)
       samples/last.png       the latest grid
       metrics.jsonl          one JSON object per line: {"step", "time" (s since this process began
                              training), <losses>, "img_per_s"} every --log-every steps and
                              {"step", "eval/<name>": ...} every --eval-every steps
-      tb/                    TensorBoard scalars (when tensorboard is installed)
+      tb/                    TensorBoard scalars and the sample grids (when tensorboard is installed;
+                             when it is not, one line on stderr says so and how to install it)
       metrics.json           written by ``pygan eval RUN`` (pygan.metrics.evaluate_run)
 
 ``config.json``::
@@ -28,7 +31,14 @@ Run directory (``--out RUN``)
 A checkpoint (``torch.load(path, weights_only=True)`` reads it) is a dict: ``format``, ``step``,
 ``model`` (the model's ``state_dict``; the same keys with or without DDP), ``optimizers`` (name ->
 ``state_dict``), ``loader`` (the data stream position), ``rng`` (one entry per rank: torch CPU and
-CUDA, numpy and python states), ``world_size``, ``model_name``, ``time``.
+CUDA, numpy and python states), ``world_size``, ``model_name``, ``time``; with ``ema_decay > 0``
+also ``ema`` (:meth:`pygan.models.EMA.state_dict`: the averaged parameters under their state-dict
+names and the update count), with ``--amp fp16`` also ``grad_scaler`` (the scaler's scale and growth
+counter).
+
+``config.json`` is also a config file: ``pygan train --config RUN/config.json --out NEW`` replays the
+run (:func:`load_config_file`; on CPU the losses are bitwise the same at the same ``--threads``,
+which is a process setting and not recorded).
 
 :func:`load_run` rebuilds the trained model from a run directory without loading the data (the
 DataInfo is in ``config.json``): ``model, config, data = load_run(RUN)``; ``data.load("test")``
@@ -62,6 +72,19 @@ same as an eager run's (optimizer step counters back on the CPU, ``capturable`` 
 graphed run resumes eagerly and vice versa. bf16 autocast runs inside the graph. Not with ``compile``
 or DDP.
 
+Mixed precision and determinism
+===============================
+
+``amp="bf16"`` (``--amp``; ``amp=True`` is the same) runs the step under bfloat16 autocast.
+``amp="fp16"`` (``--amp fp16``, for GPUs without bf16) adds a ``torch.amp.GradScaler`` that the
+models' updates and the gradient penalty go through (:mod:`pygan.amp`); its state is checkpointed.
+With ``cuda_graphs`` it runs eagerly (the scaler reads its overflow flag on the host) and says so.
+
+``deterministic=True`` (``--deterministic``) turns on ``torch.use_deterministic_algorithms``, cuDNN's
+deterministic mode without autotuning, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` for the run (the torch
+flags are restored afterwards). pygan's own kernels are outside torch's switch; on CPU every run is
+repeatable anyway.
+
 DDP
 ===
 
@@ -74,6 +97,7 @@ write everything. ``batch_size`` is per process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import glob
@@ -89,6 +113,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pygan.amp import amp_dtype, check_amp, make_grad_scaler
 from pygan.data.core import Batch, DataInfo, Dataset, Loader, check_workers
 from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
@@ -102,6 +127,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainOptions",
     "load_checkpoint",
+    "load_config_file",
     "load_run",
     "render_samples",
     "run_paths",
@@ -123,7 +149,7 @@ class TrainOptions:
     steps: int
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
+    amp: bool | str = False  # False, "bf16" (True means the same) or "fp16" (pygan.amp)
     log_every: int = 10
     sample_every: int = 500  # 0: only at the end
     ckpt_every: int = 500  # 0: only at the end
@@ -135,9 +161,11 @@ class TrainOptions:
     progress: bool = True
     tensorboard: bool = True
     workers: int | None = None  # image-decoding processes (None: pygan.data.default_workers())
+    deterministic: bool = False
 
     def __post_init__(self):
         check_workers(self.workers)
+        self.amp = check_amp(self.amp)
         for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
@@ -300,13 +328,153 @@ def read_config(run_dir: str) -> dict:
     return cfg
 
 
-def load_run(run_dir: str, device: str | torch.device = "cpu", checkpoint: str | None = None):
+# ---- config files (pygan train --config) ------------------------------------------------------------
+
+# config.json keys that describe a run but are not settings (accepted in a config file and ignored)
+_INFO_KEYS = ("format", "pygan_version", "data_info", "world_size", "created")
+_CONFIG_KEYS = ("model", "model_config", "data", "train", *_INFO_KEYS)
+
+
+def _read_mapping(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} not found")
+    with open(path) as f:
+        text = f.read()
+    if path.lower().endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ImportError(
+                f"config file {path}: reading YAML needs PyYAML (pip install pyyaml, or "
+                "pip install 'pygan[yaml]'); or write the file as JSON"
+            ) from exc
+        try:
+            obj = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
+    else:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path}: not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"config file {path}: expected a mapping at the top level, got {type(obj).__name__}")
+    return obj
+
+
+def _config_value(path: str, model: str, key: str, value, tp):
+    """A config file's ``value`` for the Config field ``key`` of type ``tp``, checked (lists become
+    tuples; strings are parsed as ``--set`` would)."""
+    import typing
+
+    from pygan.models import _is_optional, _parse_value
+
+    optional, inner = _is_optional(tp)
+    where = f"config file {path}: model {model!r} setting {key}"
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where} cannot be null")
+    if isinstance(value, str) and inner is not str and typing.get_origin(inner) is not typing.Literal:
+        return _parse_value(key, value, tp)
+    if typing.get_origin(inner) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(inner)
+        if len(args) == 2 and args[1] is Ellipsis:
+            types_ = [args[0]] * len(value)
+        elif len(args) == len(value):
+            types_ = list(args)
+        else:
+            raise ValueError(f"{where} must have {len(args)} items, got {value!r}")
+        return tuple(_config_value(path, model, key, v, t) for v, t in zip(value, types_))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(inner, True)
+    if not ok:
+        raise ValueError(f"{where} must be {getattr(inner, '__name__', inner)}, got {value!r}")
+    return float(value) if inner is float else value
+
+
+def load_config_file(path: str, model: str | None = None) -> dict:
+    """Reads a run configuration for ``pygan train --config FILE``: a JSON file (YAML when the name
+    ends in ``.yaml``/``.yml`` and PyYAML is installed) with the keys of a run's ``config.json`` —
+    ``model``, ``model_config`` (the model's Config fields), ``data`` (``{"spec", "spec_b"}`` or a
+    spec string) and ``train`` (:class:`TrainOptions` fields) — any of which may be left out;
+    ``format``, ``pygan_version``, ``data_info``, ``world_size`` and ``created`` are accepted and
+    ignored. A run's own ``config.json`` therefore replays that run.
+
+    Returns ``{"model", "model_config" (typed values), "data", "data_b", "train"}``. ``model`` (the
+    name the command line gives) must match the file's when both are given. Unknown keys, settings
+    the model does not have and values of the wrong type raise ``ValueError`` naming them.
+    """
+    import typing
+
+    cfg = _read_mapping(path)
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"config file {path}: unknown key(s) {unknown}; expected {list(_CONFIG_KEYS)}")
+    name = cfg.get("model")
+    if name is not None and model is not None and name != model:
+        raise ValueError(f"config file {path} is for model {name!r}, not {model!r}")
+    name = name if name is not None else model
+    if name is None:
+        raise ValueError(f'config file {path} names no model: add "model" or give it on the command line')
+    cls = get_model(name)
+    mc = cfg.get("model_config") or {}
+    if not isinstance(mc, dict):
+        raise ValueError(f"config file {path}: model_config must be a mapping, got {type(mc).__name__}")
+    hints = typing.get_type_hints(cls.Config)
+    fields = [f.name for f in dataclasses.fields(cls.Config)]
+    for key in mc:
+        if key not in fields:
+            raise ValueError(
+                f"config file {path}: model {name!r} has no setting {key!r} (its Config fields: {fields})"
+            )
+    model_config = {k: _config_value(path, name, k, v, hints[k]) for k, v in mc.items()}
+    data = cfg.get("data")
+    spec = spec_b = None
+    if isinstance(data, str):
+        spec = data
+    elif isinstance(data, dict):
+        bad = sorted(set(data) - {"spec", "spec_b"})
+        if bad:
+            raise ValueError(f"config file {path}: unknown data key(s) {bad}; expected 'spec', 'spec_b'")
+        spec, spec_b = data.get("spec"), data.get("spec_b")
+    elif data is not None:
+        raise ValueError(f"config file {path}: data must be a spec string or {{'spec', 'spec_b'}}")
+    train_opts = cfg.get("train") or {}
+    if not isinstance(train_opts, dict):
+        raise ValueError(f"config file {path}: train must be a mapping, got {type(train_opts).__name__}")
+    known = [f.name for f in dataclasses.fields(TrainOptions)]
+    bad = sorted(set(train_opts) - set(known))
+    if bad:
+        raise ValueError(f"config file {path}: unknown train option(s) {bad}; TrainOptions fields: {known}")
+    return {
+        "model": name,
+        "model_config": model_config,
+        "data": spec,
+        "data_b": spec_b,
+        "train": dict(train_opts),
+    }
+
+
+def load_run(
+    run_dir: str, device: str | torch.device = "cpu", checkpoint: str | None = None, ema: bool = True
+):
     """Rebuilds a run's trained model: returns ``(model, config, data)``.
 
     ``model`` is the registered model class built from ``config.json`` with the checkpoint's weights
     (``checkpoints/last.pt`` unless ``checkpoint`` names another file), on ``device``, in eval mode;
     ``config`` its ``Config`` dataclass; ``data`` a :class:`DataSpec` (``data.load("test")`` loads the
     test split; ``data.info`` is the DataInfo the model was built for). Optimizers are not restored.
+
+    With ``ema=True`` (the default) and a checkpoint that holds a generator EMA (``ema_decay > 0``),
+    the output networks get the averaged weights; ``ema=False`` keeps the trained (raw) ones.
+    ``model.weights`` says which (``"ema"`` or ``"raw"``).
     """
     cfg = read_config(run_dir)
     cls = get_model(cfg["model"])
@@ -317,9 +485,27 @@ def load_run(run_dir: str, device: str | torch.device = "cpu", checkpoint: str |
     path = checkpoint or run_paths(run_dir)["last"]
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
+    model.weights = _apply_checkpoint_ema(model, ckpt, path) if ema else "raw"
     model.to(torch.device(device)).eval()
     model.trained_steps = int(ckpt["step"])
     return model, config, DataSpec(cfg["data"]["spec"], cfg["data"].get("spec_b"), info)
+
+
+def _apply_checkpoint_ema(model: Model, ckpt: dict, path: str) -> str:
+    """Copies a checkpoint's generator-EMA weights into ``model``'s output networks; returns
+    ``"ema"``, or ``"raw"`` when the checkpoint holds no EMA."""
+    state = ckpt.get("ema")
+    if not state:
+        return "raw"
+    sd = model.state_dict()
+    params = state.get("params", {}) if isinstance(state, dict) else {}
+    unknown = sorted(set(params) - set(sd))
+    if unknown:
+        raise ValueError(f"{path}: the EMA weights name parameters the model does not have: {unknown[:3]}")
+    with torch.no_grad():
+        for k, v in params.items():
+            sd[k].copy_(v)
+    return "ema"
 
 
 def render_samples(model: Model, path: str, n: int, generator: torch.Generator, fixed: Batch | None) -> str:
@@ -418,12 +604,7 @@ class _Log:
                 f.writelines(keep)
         self.file = open(self.path, "a")
         if opts.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(paths["tb"], purge_step=start + 1 if start else None)
-            except ImportError:
-                self.tb = None
+            self.tb = _tensorboard_writer(paths["tb"], start)
         if opts.progress:
             try:
                 from tqdm.auto import tqdm
@@ -448,6 +629,18 @@ class _Log:
                 {k: f"{v:.4g}" for k, v in values.items() if k != "img_per_s"}, refresh=False
             )
 
+    def image(self, step: int, png_path: str, tag: str = "samples") -> None:
+        """The sample grid just written to ``png_path``, as a TensorBoard image (what is on disk:
+        the same pixels, a scatter plot for points)."""
+        if not self.enabled or self.tb is None:
+            return
+        from PIL import Image
+
+        with Image.open(png_path) as im:
+            a = np.asarray(im.convert("RGB"))
+        self.tb.add_image(tag, a, step, dataformats="HWC")
+        self.tb.flush()
+
     def tick(self, n: int = 1) -> None:
         if self.bar is not None:
             self.bar.update(n)
@@ -460,6 +653,24 @@ class _Log:
             self.tb.close()
         if self.bar is not None:
             self.bar.close()
+
+
+TENSORBOARD_MISSING = (
+    "TensorBoard logging is on (the default) but the tensorboard package is not installed: "
+    "pip install tensorboard (or pip install 'pygan[tensorboard]'); --no-tensorboard turns this off. "
+    "metrics.jsonl and samples/ are written either way."
+)
+
+
+def _tensorboard_writer(path: str, start: int):
+    """A ``SummaryWriter`` on ``path`` (events past ``start`` purged on resume), or None after one
+    line on stderr saying that tensorboard is missing and how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        _say(TENSORBOARD_MISSING)
+        return None
+    return SummaryWriter(path, purge_step=start + 1 if start else None)
 
 
 def _make_config(model_name, model, data: DataSpec, opts: TrainOptions, world: int) -> dict:
@@ -517,10 +728,37 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         joined = True
     try:
-        return _train(model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device)
+        with _deterministic(opts.deterministic):
+            return _train(model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device)
     finally:
         if joined:
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool):
+    """``deterministic=True`` (``--deterministic``): ``torch.use_deterministic_algorithms(True)``
+    (an op without a deterministic implementation raises, naming itself), cuDNN deterministic with
+    autotuning off, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS needs it for reproducible GEMMs on
+    CUDA >= 10.2; it must be set before the process's first cuBLAS call: the CLI sets it before
+    torch touches CUDA, a library caller should export it). The torch flags are restored afterwards."""
+    if not on:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[2], old[3]
 
 
 def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resume, world, rank, device):
@@ -561,6 +799,8 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     _seed_everything(opts.seed)
     model = cls(config, train_data.info).to(device)
     model.optimizers = model.configure_optimizers()
+    model.make_ema()  # the generator EMA when config.ema_decay > 0 (None otherwise)
+    scaler = make_grad_scaler(opts.amp, device)  # --amp fp16 only
     loader = Loader(
         train_data,
         model.batch_size * model.batches_per_step,
@@ -579,6 +819,7 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
         for k, opt in model.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
         loader.load_state_dict(ckpt["loader"])
+        _resume_extras(model, scaler, ckpt, paths["last"])
         start = int(ckpt["step"])
         rng_states = ckpt["rng"]
     elif main:
@@ -606,12 +847,14 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     last_good = paths["last"] if resume else None
     window = min(k for k in (opts.log_every, opts.ckpt_every, MAX_READ_INTERVAL) if k)
     monitor = LossMonitor(window, start)
-    amp_dtype = torch.bfloat16 if opts.amp else None
+    autocast_dtype = amp_dtype(opts.amp)
     model.train()
     if opts.cuda_graphs:
-        runner = GraphedStep(model, monitor, device, amp_dtype, say=_say if main else lambda _: None)
+        runner = GraphedStep(
+            model, monitor, device, autocast_dtype, say=_say if main else lambda _: None, scaler=scaler
+        )
     else:
-        runner = EagerStep(model, monitor, device, amp_dtype)
+        runner = EagerStep(model, monitor, device, autocast_dtype, scaler=scaler)
     step = start
     t_last, n_last = time.perf_counter(), 0
     t0 = t_last
@@ -635,17 +878,23 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                     t_last, n_last = now, 0
             if main and (final or (opts.sample_every and step % opts.sample_every == 0)):
                 g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 2))
-                p = render_samples(
-                    model, os.path.join(paths["samples"], f"step_{step:07d}.png"), opts.n_samples, g, fixed
-                )
+                with model.ema_applied():  # the grid shows the EMA weights when there is an EMA
+                    p = render_samples(
+                        model,
+                        os.path.join(paths["samples"], f"step_{step:07d}.png"),
+                        opts.n_samples,
+                        g,
+                        fixed,
+                    )
                 _copy(p, os.path.join(paths["samples"], "last.png"))
+                log.image(step, p)
             if main and opts.eval_every and (step % opts.eval_every == 0 or final) and test_data is not None:
                 g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 3, step))
                 res = model.evaluate(test_data, g)
                 if res:
                     log.write(step, {f"eval/{k}": float(v) for k, v in res.items()})
             if ckpt_now:
-                _checkpoint(model, loader, step, paths, opts, world, main)
+                _checkpoint(model, loader, step, paths, opts, world, main, scaler)
                 last_good = paths["last"]
     finally:
         log.close()
@@ -677,8 +926,29 @@ def _copy(src: str, dst: str) -> None:
     os.replace(tmp, dst)
 
 
+def _resume_extras(model: Model, scaler, ckpt: dict, path: str) -> None:
+    """Restores what a checkpoint holds beside the model and optimizers: the generator EMA and the
+    float16 gradient scaler's state (its scale and growth counter), so a resumed run continues both
+    exactly."""
+    if model.ema is not None:
+        if "ema" not in ckpt:
+            raise ValueError(
+                f"--resume: {path} holds no generator EMA, but the run's config has ema_decay > 0"
+            )
+        model.ema.load_state_dict(ckpt["ema"])
+    if scaler is not None and ckpt.get("grad_scaler"):
+        scaler.load_state_dict(ckpt["grad_scaler"])
+
+
 def _checkpoint(
-    model: Model, loader: Loader, step: int, paths: dict, opts: TrainOptions, world: int, main: bool
+    model: Model,
+    loader: Loader,
+    step: int,
+    paths: dict,
+    opts: TrainOptions,
+    world: int,
+    main: bool,
+    scaler=None,
 ):
     states = [_rng_state()]
     if world > 1:
@@ -696,6 +966,10 @@ def _checkpoint(
             "model_name": model.name,
             "time": time.time(),
         }
+        if model.ema is not None:
+            state["ema"] = model.ema.state_dict()
+        if scaler is not None:
+            state["grad_scaler"] = scaler.state_dict()
         save_checkpoint(state, paths["last"])
         if opts.keep_checkpoints:
             _copy(paths["last"], os.path.join(paths["checkpoints"], f"step_{step:07d}.pt"))

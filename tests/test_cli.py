@@ -20,7 +20,7 @@ TINY = ["--set", "width=4", "--set", "batch_size=4", "--set", "n_critic=2"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("cmd", [[], ["list"], ["train"], ["sample"], ["eval"], ["bench"]])
+@pytest.mark.parametrize("cmd", [[], ["list"], ["train"], ["sample"], ["eval"], ["export"], ["bench"]])
 def test_help_everywhere(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])

@@ -1,8 +1,10 @@
-"""Metrics: NRDS, Fréchet distance / KID with pluggable extractors, image quality (MSE, PSNR, SSIM,
-LPIPS-style), mode coverage for 2-D mixtures, semantic agreement for coupled generators, and
-``evaluate_run`` for ``pygan eval``. Nothing here downloads: weights come with pygan (the digits
+"""Metrics: NRDS, Fréchet distance / KID with pluggable extractors, Inception Score,
+precision/recall and density/coverage, image quality (MSE, PSNR, SSIM, LPIPS-style), mode coverage
+for 2-D mixtures, semantic agreement for coupled generators, and ``evaluate_run`` for
+``pygan eval``. Nothing here downloads: weights come with pygan (the digits
 classifier) or from local paths the user gives (Inception, AlexNet/VGG, LPIPS heads)."""
 
+from pygan.metrics._util import quantize_uint8
 from pygan.metrics.agreement import AgreementResult, per_domain_fid, semantic_agreement
 from pygan.metrics.classifier import (
     DigitsClassifier,
@@ -11,6 +13,13 @@ from pygan.metrics.classifier import (
     train_domain_classifier,
 )
 from pygan.metrics.evaluate import compare_runs_nrds, evaluate_run, select_metrics
+from pygan.metrics.fidelity import (
+    classifier_logits,
+    density_coverage,
+    inception_score,
+    knn_radii,
+    precision_recall,
+)
 from pygan.metrics.frechet import (
     FeatureStats,
     extract_features,
@@ -29,7 +38,7 @@ from pygan.metrics.image_quality import (
     psnr_from_mse,
     ssim,
 )
-from pygan.metrics.inception import FIDInceptionV3, load_fid_inception
+from pygan.metrics.inception import FIDInceptionV3, find_inception_weights, load_fid_inception
 from pygan.metrics.modes import ModeCoverage, mode_coverage
 from pygan.metrics.nrds import NRDSResult, nrds, plot_curves, trapezoid
 
@@ -41,13 +50,18 @@ __all__ = [
     "ModeCoverage",
     "NRDSResult",
     "PerceptualDistance",
+    "classifier_logits",
     "compare_runs_nrds",
+    "density_coverage",
     "evaluate_run",
     "extract_features",
     "fid",
+    "find_inception_weights",
     "frechet_distance",
     "gaussian_stats",
+    "inception_score",
     "kid",
+    "knn_radii",
     "load_digits_classifier",
     "load_fid_inception",
     "mmd2_unbiased",
@@ -57,8 +71,10 @@ __all__ = [
     "per_domain_fid",
     "perceptual_distance",
     "plot_curves",
+    "precision_recall",
     "psnr",
     "psnr_from_mse",
+    "quantize_uint8",
     "resolve_extractor",
     "select_metrics",
     "semantic_agreement",

@@ -17,8 +17,12 @@ __all__ = [
     "batches",
     "check_images",
     "load_image_folder",
+    "quantize",
+    "quantize_uint8",
     "resolve_samples",
 ]
+
+QUANTIZE = ("uint8", "float")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -48,6 +52,24 @@ def check_images(x: Any, name: str, *, channels: tuple[int, ...] | None = None) 
     if channels is not None and x.shape[1] not in channels:
         raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels, got {x.shape[1]}")
     return x
+
+
+def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as an 8-bit PNG holds them, back in [-1, 1]: ``round((clip(x) + 1) * 127.5)
+    / 127.5 - 1`` — exactly the pixels ``pygan sample --png-dir`` (and every pygan PNG) writes and
+    :func:`load_image_folder` reads back, so features of quantized samples equal features of their PNG
+    files. The FID tools people trust (pytorch-fid, torch-fidelity, clean-fid) read 8-bit image files,
+    so this is what makes pygan's numbers comparable with theirs."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def quantize(x: torch.Tensor, mode: str | None) -> torch.Tensor:
+    """``mode="uint8"``: :func:`quantize_uint8`; ``"float"``/None: ``x`` unchanged."""
+    if mode in (None, "float"):
+        return x
+    if mode == "uint8":
+        return quantize_uint8(x)
+    raise ValueError(f"quantize must be 'uint8' or 'float', got {mode!r}")
 
 
 def batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:

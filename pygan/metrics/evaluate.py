@@ -27,11 +27,22 @@ may pass ``loader=`` instead), where
 Metric selection (:func:`select_metrics`):
 
 * points: ``mode_coverage`` (needs ``centres`` and ``std``);
-* images: ``fid`` and ``kid`` against ``real`` — extractor: ``extractor=`` option, else Inception when
-  ``inception_weights=`` is given, else the digits classifier for digit data, else skipped;
+* images: ``fid``, ``kid``, ``precision_recall`` (k = 3) and ``density_coverage`` (k = 5) on the
+  same features of ``real`` and the samples — extractor: ``extractor=`` option, else Inception when
+  ``inception_weights=`` is given, else the digits classifier for digit data, else Inception when its
+  weights are found (``$PYGAN_INCEPTION_WEIGHTS`` or pytorch-fid's file in the torch hub cache), else
+  skipped; ``inception_score`` on the classifier behind the extractor (Inception's unbiased 1008-way
+  logits, the digits classifier's 10-way ones; another extractor needs ``is_classifier=``);
   ``reconstruction`` (MSE, PSNR, SSIM, LPIPS-style on ``real``) when the model has ``reconstruct``;
   ``translation`` (the same on ``pairs``) when the model has ``translate``;
 * coupled: ``semantic_agreement`` and ``fid_per_domain``.
+
+``metrics=`` picks among these (``is``, ``pr`` and ``dc`` are short for ``inception_score``,
+``precision_recall`` and ``density_coverage``); a name that does not exist is a ``ValueError``, one
+that does not apply to the run's kind is listed under ``"skipped"``. Images are rounded to 8 bits
+before the extractor when ``quantize="uint8"`` (the default for Inception, as pytorch-fid,
+torch-fidelity and clean-fid see PNG files; see :mod:`pygan.metrics.frechet`), fed as floats with
+``"float"`` (the default for other extractors); the result records which.
 
 Every metric that is not computed is listed under ``"skipped"`` with the reason. NRDS compares several
 runs, so it is :func:`compare_runs_nrds`, not part of a single run's evaluation.
@@ -50,7 +61,7 @@ import torch
 
 from pygan.metrics._util import _sample_model
 
-__all__ = ["compare_runs_nrds", "evaluate_run", "run_data", "select_metrics"]
+__all__ = ["METRIC_NAMES", "compare_runs_nrds", "evaluate_run", "metric_names", "run_data", "select_metrics"]
 
 METRICS_FILE = "metrics.json"
 
@@ -63,7 +74,7 @@ def _get(spec: Any, key: str, default: Any = None) -> Any:
     return getattr(spec, key, default)
 
 
-def _default_loader(run_dir: str):
+def _default_loader(run_dir: str, ema: bool = True):
     try:
         from pygan.train import load_run
     except ImportError as exc:
@@ -71,8 +82,42 @@ def _default_loader(run_dir: str):
             "evaluate_run needs pygan.train.load_run(run_dir) -> (model, config, data); it is not available "
             f"in this installation ({exc}). Pass loader= to use another loader."
         ) from exc
-    model, config, data = load_run(run_dir)
+    model, config, data = load_run(run_dir, ema=ema)
     return model, config, run_data(data)
+
+
+METRIC_NAMES = (
+    "mode_coverage",
+    "fid",
+    "kid",
+    "inception_score",
+    "precision_recall",
+    "density_coverage",
+    "reconstruction",
+    "translation",
+    "semantic_agreement",
+    "fid_per_domain",
+)
+METRIC_ALIASES = {"is": "inception_score", "pr": "precision_recall", "dc": "density_coverage"}
+
+
+def metric_names(wanted: Any) -> list[str] | None:
+    """``metrics=`` as a list of full metric names (aliases resolved; a comma-separated string is
+    accepted); ``ValueError`` naming any unknown one. None: all that apply."""
+    if wanted is None:
+        return None
+    if isinstance(wanted, str):
+        wanted = [w for w in wanted.split(",") if w.strip()]
+    out = []
+    for w in wanted:
+        name = METRIC_ALIASES.get(str(w).strip(), str(w).strip())
+        if name not in METRIC_NAMES:
+            raise ValueError(
+                f"metrics: unknown metric {w!r}; choose from {list(METRIC_NAMES)} "
+                f"(short: {', '.join(f'{a}={b}' for a, b in METRIC_ALIASES.items())})"
+            )
+        out.append(name)
+    return out
 
 
 def run_data(data: Any) -> Any:
@@ -188,7 +233,19 @@ def _extractor(options: Mapping, data: Any) -> Any:
         return _get(data, "extractor")
     if _is_digits(data):
         return "digits"
+    from pygan.metrics.inception import find_inception_weights
+
+    if find_inception_weights() is not None:  # $PYGAN_INCEPTION_WEIGHTS or the torch hub cache
+        return "inception"
     return None
+
+
+def _is_classifier(options: Mapping, ext: Any) -> Any:
+    """The classifier whose logits the Inception Score uses: ``is_classifier=``, else the one behind
+    the FID extractor (``"inception"``, ``"digits"``), else None."""
+    if options.get("is_classifier") is not None:
+        return options["is_classifier"]
+    return ext if ext in ("inception", "digits") else None
 
 
 def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[str, Any]:
@@ -196,7 +253,7 @@ def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[s
     kind = _kind(model, data)
     run: list[str] = []
     skipped: dict[str, str] = {}
-    wanted = options.get("metrics")
+    wanted = metric_names(options.get("metrics"))
 
     def want(name: str, ok: bool, reason: str) -> None:
         if wanted is not None and name not in wanted:
@@ -220,6 +277,15 @@ def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[s
         )
         want("fid", has_real and ext is not None, reason)
         want("kid", has_real and ext is not None, reason)
+        has_clf = _is_classifier(options, ext) is not None
+        want(
+            "inception_score",
+            has_clf,
+            "no classifier for the Inception Score: use extractor 'digits' or 'inception', or pass "
+            "is_classifier= (a module mapping images to logits)",
+        )
+        want("precision_recall", has_real and ext is not None, reason)
+        want("density_coverage", has_real and ext is not None, reason)
         want(
             "reconstruction",
             hasattr(model, "reconstruct") and has_real,
@@ -240,6 +306,9 @@ def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[s
         want("semantic_agreement", ok, "the data spec gives no 2 domains")
         has_reals = ok and all(_get(d, "real") is not None for d in domains)
         want("fid_per_domain", has_reals, "the data spec gives no real samples per domain")
+    for name in wanted or ():
+        if name not in run and name not in skipped:
+            skipped[name] = f"not defined for {kind} data"
     return {"kind": kind, "run": run, "skipped": skipped}
 
 
@@ -286,6 +355,88 @@ def _quality(x: torch.Tensor, y: torch.Tensor, options: Mapping) -> dict:
     return out
 
 
+class _FeatureCache:
+    """The extractor's features of the real images and of the samples, computed once for FID, KID,
+    precision/recall, density/coverage and the Inception Score."""
+
+    def __init__(self, data: Any, samples: Any, options: Mapping, batch_size: int, device: Any):
+        self.data, self.samples, self.options = data, samples, options
+        self.bs, self.device = batch_size, device
+        self._done: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        if self._done is None:
+            from pygan.metrics.frechet import default_quantize, extract_features, resolve_extractor
+
+            ext = _extractor(self.options, self.data)
+            weights = self.options.get("inception_weights") if ext == "inception" else None
+            q = default_quantize(ext, self.options.get("quantize"))
+            fn = resolve_extractor(ext, weights_path=weights, device=self.device)
+            real = _real(self.data, self.samples)
+            kw = dict(batch_size=self.bs, device=self.device, quantize_mode=q)
+            self._done = {
+                "extractor": ext,
+                "fn": fn,
+                "quantize": q,
+                "real": extract_features(real, fn, **kw),
+                "fake": extract_features(self.samples, fn, **kw),
+            }
+        return self._done
+
+
+def _is_logits(feats: dict, options: Mapping, samples: Any, bs: int, device: Any) -> tuple[torch.Tensor, str]:
+    """The samples' logits for the Inception Score, from the cached features when the classifier is
+    the one behind the extractor (Inception: unbiased head on pool3; digits: ``fc2`` on its
+    features), else by running ``is_classifier`` on the samples."""
+    ext = feats["extractor"]
+    clf = _is_classifier(options, ext)
+    if clf == ext and ext in ("inception", "digits"):
+        fn = feats["fn"]
+        with torch.no_grad():
+            if ext == "inception":
+                logits = fn.head_unbiased(feats["fake"].to(fn.fc.weight.device)).cpu()
+            else:
+                head = fn.__self__.fc2  # extractor = DigitsClassifier.features
+                logits = head(feats["fake"].to(head.weight.device)).cpu()
+        return logits, str(ext)
+    from pygan.metrics.fidelity import classifier_logits
+
+    q = feats["quantize"] if clf == ext else options.get("quantize")
+    name = clf if isinstance(clf, str) else type(clf).__name__
+    return classifier_logits(samples, clf, batch_size=bs, device=device, quantize_mode=q), name
+
+
+def _feature_metric(name: str, cache: _FeatureCache, options: Mapping, seed: int) -> dict:
+    from pygan.metrics.fidelity import density_coverage, inception_score, precision_recall
+    from pygan.metrics.frechet import frechet_distance, gaussian_stats, kid
+
+    if name == "inception_score":
+        f = cache.get() if _extractor(options, cache.data) is not None else {"extractor": None}
+        logits, clf = _is_logits(f, options, cache.samples, cache.bs, cache.device)
+        splits = int(options.get("is_splits", 10))
+        m, s = inception_score(logits, splits=splits)
+        return {"mean": m, "std": s, "splits": splits, "classifier": clf, "num_samples": len(logits)}
+    f = cache.get()
+    fr, ff = f["real"], f["fake"]
+    common = {"extractor": str(f["extractor"]), "quantize": f["quantize"]}
+    if name == "fid":
+        value = frechet_distance(*gaussian_stats(fr), *gaussian_stats(ff))
+        return {"value": value, **common, "num_real": len(fr)}
+    if name == "kid":
+        m, s = kid(
+            fr,
+            ff,
+            subsets=int(options.get("kid_subsets", 100)),
+            subset_size=int(options.get("kid_subset_size", 1000)),
+            seed=seed,
+            features=True,
+        )
+        return {"mean": m, "std": s, **common}
+    if name == "precision_recall":
+        return {**precision_recall(fr, ff, k=int(options.get("pr_k", 3))), **common}
+    return {**density_coverage(fr, ff, k=int(options.get("dc_k", 5))), **common}
+
+
 def _apply(fn: Callable, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([fn(x[i : i + batch_size]).detach().cpu() for i in range(0, x.shape[0], batch_size)])
@@ -307,16 +458,22 @@ def evaluate_run(
     """Evaluates the run in ``run_dir`` and (``write=True``) writes ``run_dir/metrics.json``.
 
     Options: ``n_samples`` (default 1000), ``seed`` (0), ``batch_size`` (256), ``device`` ("cpu"),
-    ``metrics`` (restrict to these names), ``extractor`` (FID/KID features: "digits", "inception", a
-    module), ``inception_weights`` (local path), ``lpips`` (a :class:`PerceptualDistance`),
-    ``data_range`` (2.0), ``kid_subsets`` (100), ``kid_subset_size`` (1000), ``min_count`` (mode
-    coverage). Returns the dict that is written."""
+    ``metrics`` (restrict to these names; see :func:`metric_names`), ``extractor`` (FID/KID/PR/DC
+    features: "digits", "inception", a module), ``inception_weights`` (local path), ``quantize``
+    ("uint8" or "float"; default uint8 for Inception, float otherwise), ``ema`` (True: the generator
+    EMA's weights when the run kept one; False: the trained ones), ``is_classifier`` (a module for
+    the Inception Score when the extractor has no classifier), ``is_splits`` (10), ``pr_k`` (3),
+    ``dc_k`` (5), ``lpips`` (a :class:`PerceptualDistance`), ``data_range`` (2.0), ``kid_subsets``
+    (100), ``kid_subset_size`` (1000), ``min_count`` (mode coverage). Returns the dict that is
+    written."""
     from pygan.metrics.agreement import per_domain_fid, semantic_agreement
-    from pygan.metrics.frechet import fid, kid
     from pygan.metrics.modes import mode_coverage
 
     run_dir = Path(run_dir)
-    model, config, data = (loader or _default_loader)(str(run_dir))
+    if loader is None:
+        model, config, data = _default_loader(str(run_dir), ema=bool(options.get("ema", True)))
+    else:
+        model, config, data = loader(str(run_dir))
     if hasattr(model, "eval"):
         model.eval()
     n = int(options.get("n_samples", 1000))
@@ -330,6 +487,7 @@ def evaluate_run(
     # sample() needs held-out inputs) is not asked for any unless another metric needs them.
     needs_samples = set(plan["run"]) - {"reconstruction", "translation"}
     samples = _sample_model(model, n, torch.Generator().manual_seed(seed), bs) if needs_samples else None
+    features = _FeatureCache(data, samples, options, bs, device)
 
     for name in plan["run"]:
         if name == "mode_coverage":
@@ -340,27 +498,8 @@ def evaluate_run(
                 min_count=options.get("min_count"),
             )
             results[name] = mc.to_dict()
-        elif name in ("fid", "kid"):
-            real = _real(data, samples)
-            ext = _extractor(options, data)
-            weights = options.get("inception_weights") if ext == "inception" else None
-            common = dict(extractor=ext, weights_path=weights, batch_size=bs, device=device)
-            if name == "fid":
-                results[name] = {
-                    "value": fid(real, samples, **common),
-                    "extractor": str(ext),
-                    "num_real": len(real),
-                }
-            else:
-                m, s = kid(
-                    real,
-                    samples,
-                    subsets=int(options.get("kid_subsets", 100)),
-                    subset_size=int(options.get("kid_subset_size", 1000)),
-                    seed=seed,
-                    **common,
-                )
-                results[name] = {"mean": m, "std": s, "extractor": str(ext)}
+        elif name in ("fid", "kid", "precision_recall", "density_coverage", "inception_score"):
+            results[name] = _feature_metric(name, features, options, seed)
         elif name == "reconstruction":
             like = samples
             if like is None and _get(data, "real") is None:  # digits by name: size from a probe
@@ -400,6 +539,7 @@ def evaluate_run(
         "kind": plan["kind"],
         "metrics": _finite(results),
         "skipped": skipped,
+        "weights": getattr(model, "weights", "raw"),
         "options": _finite(
             {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}
         ),

@@ -7,8 +7,20 @@ Extractors (``extractor=``):
   pygan runs only — they are *not* FID values in the published (Inception) sense.
 * ``"inception"``: the FID Inception-v3 (pool3, 2048-d) of :mod:`pygan.metrics.inception`, with the
   standard ``pt_inception-2015-12-05-6726825d.pth`` weights loaded from a local path
-  (``weights_path=`` or ``PYGAN_INCEPTION_WEIGHTS``). Never downloads: without a path it fails with
-  a message saying which file to get and where to pass it.
+  (``weights_path=``, ``PYGAN_INCEPTION_WEIGHTS``, or pytorch-fid's copy in
+  ``$TORCH_HOME/hub/checkpoints/``). Never downloads: without the file it fails with a message
+  saying which file to get and where to put it.
+
+Quantization (``quantize=``). pytorch-fid, torch-fidelity and clean-fid read 8-bit image files, so
+the images their Inception sees are quantized to 256 levels; a generator's float output is not.
+``quantize="uint8"`` rounds both sides to 8 bits first (:func:`pygan.metrics._util.quantize_uint8`:
+exactly what ``pygan sample --png-dir`` writes), ``"float"`` feeds the floats as they are. The default
+(``None``) is ``"uint8"`` for the Inception extractor — comparable with those tools' numbers — and
+``"float"`` otherwise (the digits FD of the docs; quantizing moves it only slightly). Resizing to 299
+px follows pytorch-fid (bilinear, ``align_corners=False``); torch-fidelity resizes like TensorFlow 1
+and clean-fid with PIL's bicubic filter, so their FIDs differ from pytorch-fid's (and pygan's) by
+the resize alone; for their exact numbers, write PNGs (``pygan sample RUN --png-dir DIR --n N``) and
+run the tool on the folder.
 * any ``nn.Module`` (or callable) mapping an image batch to ``[N, d]`` features (extra dimensions
   are flattened).
 
@@ -28,10 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pygan.metrics._util import as_float_tensor, batches, check_images
+from pygan.metrics._util import as_float_tensor, batches, check_images, quantize
 
 __all__ = [
     "FeatureStats",
+    "default_quantize",
     "extract_features",
     "fid",
     "frechet_distance",
@@ -165,19 +178,33 @@ def resolve_extractor(
     raise TypeError(f"extractor must be a str, nn.Module or callable, got {type(extractor).__name__}")
 
 
+def default_quantize(extractor: Any, quantize_mode: str | None) -> str:
+    """``quantize_mode`` when given, else ``"uint8"`` for the Inception extractor, ``"float"`` for any
+    other (see the module docstring)."""
+    if quantize_mode is not None:
+        if quantize_mode not in ("uint8", "float"):
+            raise ValueError(f"quantize must be 'uint8' or 'float', got {quantize_mode!r}")
+        return quantize_mode
+    is_inception = extractor == "inception" or type(extractor).__name__ == "FIDInceptionV3"
+    return "uint8" if is_inception else "float"
+
+
 def extract_features(
     images: Any,
     extractor: Callable[[torch.Tensor], torch.Tensor],
     *,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    quantize_mode: str | None = "float",
 ) -> torch.Tensor:
     """Runs ``extractor`` over ``images`` ``[N, C, H, W]`` in batches without gradients; returns
-    ``[N, d]`` float32 features on the CPU."""
+    ``[N, d]`` float32 features on the CPU. ``quantize_mode="uint8"`` rounds the images to 8 bits
+    first."""
     x = check_images(images, "images")
     out = []
     with torch.no_grad():
         for b in batches(x, batch_size):
+            b = quantize(b, quantize_mode)
             f = extractor(b.to(device=device, dtype=torch.float32))
             if isinstance(f, (tuple, list)):
                 f = f[-1]
@@ -185,10 +212,12 @@ def extract_features(
     return torch.cat(out)
 
 
-def _features(x: Any, name: str, extractor: Any, batch_size: int, device: Any) -> torch.Tensor:
+def _features(
+    x: Any, name: str, extractor: Any, batch_size: int, device: Any, quantize_mode: str = "float"
+) -> torch.Tensor:
     if isinstance(x, FeatureStats):
         raise TypeError(f"{name}: pass raw images or features, not FeatureStats, to kid()")
-    return extract_features(x, extractor, batch_size=batch_size, device=device)
+    return extract_features(x, extractor, batch_size=batch_size, device=device, quantize_mode=quantize_mode)
 
 
 def fid(
@@ -199,9 +228,11 @@ def fid(
     weights_path: str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    quantize: str | None = None,
 ) -> float:
     """Fréchet distance between the features of ``real`` and ``fake`` image batches ``[N, C, H, W]``
     in [-1, 1] (either side may also be precomputed ``(mu, sigma)`` or a :class:`FeatureStats`).
+    ``quantize``: ``"uint8"``, ``"float"`` or None (uint8 for Inception; see the module docstring).
 
     With ``extractor="digits"`` this is an FID-like number in the digits classifier's feature space
     (comparable between pygan runs, not with published FIDs); ``"inception"`` gives the standard FID
@@ -209,6 +240,7 @@ def fid(
     a full-rank covariance (``d`` = 128 for ``"digits"``, 2048 for Inception); fewer still gives a
     number, but a biased one."""
     ext = None
+    q = default_quantize(extractor, quantize)
 
     def stats(x: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         nonlocal ext
@@ -218,7 +250,7 @@ def fid(
             return x
         if ext is None:
             ext = resolve_extractor(extractor, weights_path=weights_path, device=device)
-        return FeatureStats().update(_features(x, name, ext, batch_size, device)).mean_cov()
+        return FeatureStats().update(_features(x, name, ext, batch_size, device, q)).mean_cov()
 
     mu1, s1 = stats(real, "real")
     mu2, s2 = stats(fake, "fake")
@@ -255,12 +287,13 @@ def kid(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     features: bool = False,
+    quantize: str | None = None,
 ) -> tuple[float, float]:
     """Kernel Inception Distance: the unbiased MMD² (cubic polynomial kernel) averaged over
     ``subsets`` random subsets of ``min(subset_size, N_real, N_fake)`` samples per side (drawn
     without replacement within a subset, with a ``torch.Generator`` seeded by ``seed``). Returns
     ``(mean, std)`` over the subsets. ``features=True`` means ``real``/``fake`` already are ``[N, d]``
-    features (no extractor runs)."""
+    features (no extractor runs). ``quantize`` as for :func:`fid`."""
     if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
         raise ValueError(f"subsets must be a positive int, got {subsets!r}")
     if isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 2:
@@ -270,8 +303,9 @@ def kid(
         ff = as_float_tensor(fake, "fake", dtype=torch.float64)
     else:
         ext = resolve_extractor(extractor, weights_path=weights_path, device=device)
-        fr = _features(real, "real", ext, batch_size, device).double()
-        ff = _features(fake, "fake", ext, batch_size, device).double()
+        q = default_quantize(extractor, quantize)
+        fr = _features(real, "real", ext, batch_size, device, q).double()
+        ff = _features(fake, "fake", ext, batch_size, device, q).double()
     if fr.shape[1] != ff.shape[1]:
         raise ValueError(f"real and fake features differ in dimension: {fr.shape[1]} vs {ff.shape[1]}")
     s = min(subset_size, fr.shape[0], ff.shape[0])

@@ -18,9 +18,16 @@ Features are the 2048-d global average pool after ``Mixed_7c`` ("pool3"). Inputs
 (``align_corners=False``) to 299 x 299 like pytorch-fid (which resizes [0, 1] images and then maps
 them to [-1, 1]; both steps are linear, so the order does not matter).
 
-pygan never downloads the weights. :func:`load_fid_inception` loads them from a local path
-(``weights_path=`` or the ``PYGAN_INCEPTION_WEIGHTS`` environment variable) and otherwise fails with
-a message naming the file.
+pygan never downloads the weights. :func:`load_fid_inception` loads them from a local path:
+``weights_path=``, else the ``PYGAN_INCEPTION_WEIGHTS`` environment variable, else
+``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` — where pytorch-fid's own
+download puts the file (``torch.hub.get_dir()``: ``~/.cache/torch/hub`` unless ``TORCH_HOME`` or
+``XDG_CACHE_HOME`` say otherwise), so a machine that ran pytorch-fid once needs nothing more — and
+otherwise fails with a message naming the file and those places (:func:`find_inception_weights`).
+
+Inception Score uses :meth:`FIDInceptionV3.logits_unbiased`: pool3 times the classifier's weights
+*without* its bias, which is what Salimans et al.'s original TensorFlow code computes (it reads the
+``MatMul`` before the bias add) and torch-fidelity's ``logits_unbiased`` reproduces.
 """
 
 from __future__ import annotations
@@ -32,7 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FID_WEIGHTS_FILE", "FIDInceptionV3", "load_fid_inception"]
+__all__ = [
+    "FID_WEIGHTS_FILE",
+    "FIDInceptionV3",
+    "find_inception_weights",
+    "hub_weights_path",
+    "load_fid_inception",
+]
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 _ENV = "PYGAN_INCEPTION_WEIGHTS"
@@ -205,25 +218,54 @@ class FIDInceptionV3(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward(x))
 
+    def logits_unbiased(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1008-way logits without the classifier's bias (the Inception Score's input)."""
+        return self.head_unbiased(self.forward(x))
+
+    def head_unbiased(self, features: torch.Tensor) -> torch.Tensor:
+        """pool3 features ``[N, 2048]`` -> unbiased logits ``[N, 1008]``."""
+        return features @ self.fc.weight.T.to(features.dtype)
+
+
+def hub_weights_path() -> Path:
+    """Where pytorch-fid's download leaves the weights: ``torch.hub.get_dir()/checkpoints/`` +
+    :data:`FID_WEIGHTS_FILE` (``$TORCH_HOME/hub/checkpoints/...``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
+
+
+def find_inception_weights(weights_path: str | os.PathLike | None = None) -> Path | None:
+    """The weights file to use: ``weights_path``, else ``$PYGAN_INCEPTION_WEIGHTS``, else
+    :func:`hub_weights_path` when that file exists; None when there is none. (An explicit path or
+    the environment variable is returned even if it does not exist, so that the loader can say so.)"""
+    if weights_path is not None:
+        return Path(weights_path)
+    env = os.environ.get(_ENV)
+    if env:
+        return Path(env)
+    hub = hub_weights_path()
+    return hub if hub.is_file() else None
+
 
 def load_fid_inception(weights_path: str | os.PathLike | None = None) -> FIDInceptionV3:
-    """The FID Inception with weights from a local file (``weights_path`` or ``$PYGAN_INCEPTION_WEIGHTS``).
+    """The FID Inception with weights from a local file (``weights_path``, ``$PYGAN_INCEPTION_WEIGHTS``
+    or pytorch-fid's copy in the torch hub cache: :func:`find_inception_weights`).
 
     The file is a state dict with torchvision ``Inception3`` key names — the standard
     ``pt_inception-2015-12-05-6726825d.pth``. Loading is strict, except that BatchNorm
     ``num_batches_tracked`` counters may be absent (they do not affect inference). Raises
-    ``FileNotFoundError`` (with instructions) when no file is given or it does not exist; pygan never
-    downloads it."""
-    path = weights_path if weights_path is not None else os.environ.get(_ENV)
-    if not path:
+    ``FileNotFoundError`` (with instructions) when there is no file; pygan never downloads it."""
+    p = find_inception_weights(weights_path)
+    if p is None:
         raise FileNotFoundError(
             "the FID Inception-v3 weights are not bundled with pygan and pygan never downloads them. "
             f"Get the file {FID_WEIGHTS_FILE} (~91 MB: TensorFlow's 2015-12-05 Inception ported to "
-            "PyTorch, published in the pytorch-fid project's GitHub releases) and pass its local path: "
-            "fid(real, fake, extractor='inception', weights_path='/path/to/" + FID_WEIGHTS_FILE + "'), "
-            f"or set {_ENV}=/path/to/{FID_WEIGHTS_FILE}. Or use extractor='digits' for digit data."
+            "PyTorch, published in the pytorch-fid project's GitHub releases; pytorch-fid's own "
+            f"download puts it there) and put it at {hub_weights_path()} (the torch hub cache, "
+            "$TORCH_HOME/hub/checkpoints/), or pass its local path: "
+            "fid(real, fake, extractor='inception', weights_path='/path/to/" + FID_WEIGHTS_FILE + "') / "
+            f"pygan eval RUN --inception-weights PATH, or set {_ENV}=/path/to/{FID_WEIGHTS_FILE}. "
+            "Or use extractor='digits' for digit data."
         )
-    p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(
             f"Inception weights file {str(p)!r} does not exist (expected {FID_WEIGHTS_FILE}); pass the "

@@ -78,6 +78,25 @@ Capturable steps (``--cuda-graphs``)
     configuration says why in :meth:`Model.cuda_graph_blocker`. Either way the run continues eagerly
     with one line saying why.
 
+``generator_networks`` (class attribute)
+    Names (dotted for nested modules, e.g. ``"acl.code_generator"``) of the networks that make the
+    model's outputs — what ``sample``, ``reconstruct`` and ``translate`` run; never a critic or
+    discriminator. Names a configuration does not build are skipped. Their parameters are what the
+    generator EMA averages (``ema_decay``, below) and what ``pygan export`` writes.
+
+Generator EMA (``ema_decay``, ``ema_rampup`` Config fields)
+    A model whose ``Config`` has ``ema_decay > 0`` gets an exponential moving average of the
+    parameters of its ``generator_networks`` (:class:`EMA`), updated by the loop after every
+    iteration, checkpointed and restored with ``--resume``; sample grids, ``pygan sample``,
+    ``pygan eval`` and ``pygan export`` use the averaged weights unless told ``--no-ema``.
+    ``ema_decay = 0`` (the papers' setting, the default) keeps no average.
+
+Mixed precision
+    Under ``--amp fp16`` the loop installs a gradient scaler (:mod:`pygan.amp`);
+    :meth:`Model.update` goes through it. A model that runs its own ``backward``/``step`` uses
+    :func:`pygan.amp.scaled_backward`, :func:`pygan.amp.unscale_grads` (before reading gradients) and
+    :func:`pygan.amp.optimizer_step` instead (no-ops without a scaler).
+
 Randomness comes from torch's global RNG (or from generators the model checkpoints itself through
 ``get_extra_state``), which the loop seeds per rank and checkpoints, so ``--resume`` continues the
 exact loss curve on CPU.
@@ -88,22 +107,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
 
 __all__ = [
+    "EMA",
     "MODELS",
     "LazyPenalty",
     "Model",
     "as_floats",
     "build_model",
+    "check_ema_config",
+    "config_field_docs",
     "config_from_dict",
     "config_to_dict",
     "frozen",
@@ -252,6 +277,83 @@ def config_from_dict(config_cls: type, d: dict):
     return config_cls(**kw)
 
 
+# Docs of fields many Configs share, for configs whose docstring does not describe them.
+COMMON_FIELD_DOCS = {
+    "batch_size": "rows per training batch (per process under DDP).",
+    "lr": "Adam learning rate.",
+    "betas": "Adam betas.",
+    "n_critic": "critic (discriminator) steps per generator step.",
+    "gp_weight": "gradient-penalty weight (lambda).",
+    "z_dim": "latent (noise) size.",
+    "width": "base channel width of the networks (channels of the first conv layer).",
+    "ema_decay": "generator EMA decay per iteration, in [0, 1); 0 keeps no EMA (e.g. 0.999).",
+    "ema_rampup": "EMA warm-up: the average's half-life is at most ema_rampup * iterations "
+    "(StyleGAN2-ADA; 0: none).",
+}
+
+
+def _attribute_docs(doc: str) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a Google-style docstring (entries
+    ``name: text`` or ``a, b, c: text`` at the section's indent, continuation lines deeper)."""
+    lines = (doc or "").expandtabs().splitlines()
+    out: dict[str, str] = {}
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return out
+    indent = None
+    names: list[str] = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        ind = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = ind
+        if ind < indent:
+            break
+        head, sep, text = line.strip().partition(":")
+        parts = [p.strip() for p in head.split(",")]
+        if ind == indent and sep and all(p.isidentifier() for p in parts):
+            names = parts
+            for n in names:
+                out[n] = text.strip()
+        else:
+            for n in names:
+                out[n] = f"{out[n]} {line.strip()}".strip()
+    return out
+
+
+_SENTENCE_END = re.compile(r"(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bcf)(?<!\bvs)\.\s+(?=[A-Z(])")
+
+
+def _one_line(text: str, limit: int = 110) -> str:
+    """The first sentence of ``text`` (not cut at "et al.", "e.g.", ...), at most ``limit`` chars."""
+    text = " ".join(re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "").split())
+    m = _SENTENCE_END.search(text)
+    if m is not None and m.start() < limit:
+        return text[: m.start() + 1]
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
+    """One row per field of a model ``Config``: ``name``, ``type`` (as ``--set`` parses it),
+    ``default`` and a one-line ``doc`` (from the class's ``Attributes:`` docstring section, its bases',
+    or :data:`COMMON_FIELD_DOCS`; empty when none says anything)."""
+    hints = typing.get_type_hints(config_cls)
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        docs.update(_attribute_docs(klass.__doc__ or ""))
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        tp = hints[f.name]
+        name = str(tp).replace("typing.", "")
+        if "[" not in name and "|" not in name:
+            name = getattr(tp, "__name__", name)
+        doc = docs.get(f.name) or COMMON_FIELD_DOCS.get(f.name, "")
+        rows.append({"name": f.name, "type": name, "default": f.default, "doc": _one_line(doc)})
+    return rows
+
+
 def build_model(name: str, info: DataInfo, overrides: list[str] | dict | None = None, config=None) -> Model:
     """Builds model ``name`` for data ``info``, from ``config`` or the defaults plus ``overrides``."""
     cls = get_model(name)
@@ -260,6 +362,145 @@ def build_model(name: str, info: DataInfo, overrides: list[str] | dict | None = 
     elif overrides:
         config = dataclasses.replace(config, **parse_overrides(cls.Config, overrides))
     return cls(config, info)
+
+
+# ---- generator EMA ---------------------------------------------------------------------------------
+
+
+def check_ema_config(config) -> None:
+    """``ValueError`` unless ``config.ema_decay`` is in [0, 1) and ``config.ema_rampup`` is a finite
+    number >= 0 (configs without the fields pass)."""
+    decay = getattr(config, "ema_decay", 0.0)
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema_decay must be a number in [0, 1) (0: no EMA), got {decay!r}")
+    rampup = getattr(config, "ema_rampup", 0.0)
+    if (
+        isinstance(rampup, bool)
+        or not isinstance(rampup, (int, float))
+        or not math.isfinite(rampup)
+        or rampup < 0
+    ):
+        raise ValueError(f"ema_rampup must be a finite number >= 0 (0: no ramp), got {rampup!r}")
+
+
+class EMA:
+    """An exponential moving average of some networks' parameters (the generator EMA of StyleGAN and
+    PyTorch-StudioGAN), updated with device ops only, so that a CUDA graph can capture the update.
+
+    After update ``t`` (0-based: the ``t``-th call of :meth:`update`) the average is
+    ``ema <- beta_t * ema + (1 - beta_t) * param`` with
+
+    * ``beta_t = decay`` without a ramp (``rampup = 0``);
+    * ``beta_t = min(decay, 0.5 ** (1 / (rampup * t)))`` with one (StyleGAN2-ADA's warm-up: the
+      average's half-life, ``rampup * t`` updates, grows with training until it reaches the one of
+      ``decay``; ``beta_0 = 0``, so the first update copies the weights). ``rampup = 0.05``:
+      StyleGAN2-ADA's default.
+
+    ``t`` lives in a device buffer and ``beta_t`` is computed on the device (no Python value that
+    changes per step, no host read). Only parameters are averaged; buffers (BatchNorm statistics) are
+    the live network's, as in StyleGAN2-ADA, which copies them. The averages are float32 copies
+    of float32 parameters (the parameters' dtype in general).
+
+    Args:
+        model: the module that holds the networks.
+        names: the networks to average (dotted names of submodules of ``model``).
+        decay: ``beta`` in [0, 1).
+        rampup: the warm-up's slope (>= 0; 0: no warm-up).
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], decay: float, rampup: float = 0.05):
+        check_ema_config(types.SimpleNamespace(ema_decay=decay, ema_rampup=rampup))
+        if isinstance(names, str) or not names:
+            raise ValueError(f"names must be a non-empty sequence of network names, got {names!r}")
+        self.names = tuple(names)
+        self.decay, self.rampup = float(decay), float(rampup)
+        self.keys: list[str] = []
+        self.params: list[torch.Tensor] = []
+        seen: set[int] = set()
+        for name in self.names:
+            net = model.get_submodule(name)
+            for pname, p in net.named_parameters():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                self.keys.append(f"{name}.{pname}" if name else pname)
+                self.params.append(p)
+        if not self.params:
+            raise ValueError(f"the networks {list(self.names)} have no parameters to average")
+        with torch.no_grad():
+            self.shadow = [p.detach().clone() for p in self.params]
+        dev = self.params[0].device
+        self.updates = torch.zeros((), dtype=torch.float64, device=dev)
+        self._decay = torch.tensor(self.decay, dtype=torch.float64, device=dev)
+
+    def beta(self) -> torch.Tensor:
+        """This update's ``beta_t`` (a 0-dim float64 device tensor)."""
+        if self.rampup == 0:
+            return self._decay
+        ramp = torch.pow(0.5, 1.0 / (self.updates * self.rampup).clamp_min(1e-8))
+        return torch.minimum(ramp, self._decay)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One step of the average (device ops only; graph-safe)."""
+        beta = self.beta()
+        keep = beta.to(self.shadow[0].dtype)
+        take = (1.0 - beta).to(self.shadow[0].dtype)
+        torch._foreach_mul_(self.shadow, keep)
+        torch._foreach_add_(self.shadow, torch._foreach_mul(self.params, take))
+        self.updates.add_(1.0)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        """Overwrites the live parameters with the averages (for a model that is only sampled)."""
+        for p, e in zip(self.params, self.shadow):
+            p.copy_(e)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block the networks hold the averaged weights (copied in place, so the tensors
+        keep their addresses); the live weights are put back afterwards."""
+        with torch.no_grad():
+            saved = [p.detach().clone() for p in self.params]
+            self.copy_to_params()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """``{state-dict key: averaged tensor}`` (keys as in the model's ``state_dict``)."""
+        return dict(zip(self.keys, self.shadow))
+
+    def state_dict(self) -> dict:
+        return {
+            "names": list(self.names),
+            "decay": self.decay,
+            "rampup": self.rampup,
+            "updates": self.updates.detach().cpu().clone(),
+            "params": {k: e.detach().cpu().clone() for k, e in zip(self.keys, self.shadow)},
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        params = state.get("params") if isinstance(state, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError("not an EMA state (expected a dict with 'params')")
+        missing, unexpected = sorted(set(self.keys) - set(params)), sorted(set(params) - set(self.keys))
+        if missing or unexpected:
+            raise ValueError(
+                f"EMA state does not match the networks {list(self.names)}: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
+        for k, e in zip(self.keys, self.shadow):
+            if tuple(params[k].shape) != tuple(e.shape):
+                raise ValueError(
+                    f"EMA state: {k} has shape {tuple(params[k].shape)}, expected {tuple(e.shape)}"
+                )
+            e.copy_(params[k])
+        self.updates.copy_(torch.as_tensor(state["updates"], dtype=torch.float64))
 
 
 # ---- the base class --------------------------------------------------------------------------------
@@ -337,6 +578,7 @@ class Model(nn.Module):
     Config: ClassVar[type]
     default_data: ClassVar[str] = "digits32"
     data_kinds: ClassVar[tuple[str, ...]] = ("images",)
+    generator_networks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config, info: DataInfo):
         super().__init__()
@@ -349,8 +591,10 @@ class Model(nn.Module):
                 f"{type(self).__name__} trains on {' or '.join(self.data_kinds)} data, got {info.kind} "
                 f"data (try --data {self.default_data})"
             )
+        check_ema_config(config)
         self.config = config
         self.info = info
+        self.ema: EMA | None = None  # set by make_ema() (the loop calls it)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._wrapped: dict[str, nn.Module] = {}
         self.iteration = 0  # the 0-based iteration training_step runs (set by the loop)
@@ -414,13 +658,48 @@ class Model(nn.Module):
         wrapped = self._wrapped.get(name)
         return wrapped if wrapped is not None else getattr(self, name)
 
+    # -- generator EMA
+    def output_networks(self) -> list[str]:
+        """The :attr:`generator_networks` this configuration builds."""
+        out = []
+        for name in self.generator_networks:
+            try:
+                net = self.get_submodule(name)
+            except AttributeError:
+                continue
+            if net is not None:
+                out.append(name)
+        return out
+
+    def make_ema(self) -> EMA | None:
+        """Starts the generator EMA from the current weights when ``config.ema_decay > 0`` (sets and
+        returns ``self.ema``); None otherwise. Call it after the model is on its device."""
+        decay = getattr(self.config, "ema_decay", 0.0)
+        if not decay:
+            self.ema = None
+            return None
+        names = self.output_networks()
+        if not names:
+            raise ValueError(
+                f"ema_decay={decay}: model {self.name or type(self).__name__} names no generator "
+                "networks to average (generator_networks)"
+            )
+        self.ema = EMA(self, names, decay, getattr(self.config, "ema_rampup", 0.0))
+        return self.ema
+
+    def ema_applied(self, use: bool = True):
+        """A context in which the output networks hold the EMA weights (no-op without an EMA or with
+        ``use=False``)."""
+        return self.ema.applied() if (use and self.ema is not None) else contextlib.nullcontext()
+
     # -- helpers for training_step
     def update(self, optimizer: str, loss: torch.Tensor) -> None:
-        """``zero_grad``, ``loss.backward()``, ``step`` on the optimizer named ``optimizer``."""
+        """``zero_grad``, ``loss.backward()``, ``step`` on the optimizer named ``optimizer`` (through
+        the float16 gradient scaler when the loop runs ``--amp fp16``: :mod:`pygan.amp`)."""
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaled_backward(loss)
+        optimizer_step(opt)
 
     def state_summary(self) -> dict[str, int]:
         """Parameter counts per child network (for logs and ``pygan list``)."""

@@ -114,6 +114,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.models import LazyPenalty, Model, frozen, register
 from pygan.models.dcgan import d_loss_bce, g_loss_bce
@@ -396,8 +397,8 @@ class ACLAttachment:
 
 def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    scaled_backward(loss)  # through the float16 gradient scaler under --amp fp16 (pygan.amp)
+    optimizer_step(opt)
 
 
 # ---- shared model plumbing ------------------------------------------------------------------------
@@ -406,6 +407,9 @@ def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 class _ACLModel(Model):
     """Plumbing shared by the ACL models: the ACL child's two networks are DDP-wrapped and looked up
     by dotted name (``"acl.code_generator"``), sampling through ``acl.sample``."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("acl.code_generator", "generator", "encoder", "decoder")
 
     acl: ACL
 
@@ -523,6 +527,8 @@ class ACLAEConfig:
     acl_lr_d: float = 2e-4
     acl_g_steps: int = 2
     lambda_z: float = 1.0
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 def _mlp_dropout(d_in: int, d_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
@@ -712,6 +718,8 @@ class ACLGANConfig:
     lambda_rec: float = 1.0
     lambda_gan: float = 1.0
     lambda_z: float = 1.0
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -861,9 +869,8 @@ class ACLGAN(_ACLModel):
                 loss = loss + extra
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        loss.backward()
-        for n in names:
-            self.optimizers[n].step()
+        scaled_backward(loss)
+        optimizer_step(*(self.optimizers[n] for n in names))
         return codes.detach(), logs
 
     def _inference_extra_loss(self, codes, y, logs) -> torch.Tensor | None:

@@ -145,6 +145,8 @@ class CoGANConfig:
     g_first_conv: bool = True
     g_unshared: int | None = None
     d_unshared: int = 1
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 # ---- networks ----------------------------------------------------------------------------------
@@ -359,6 +361,9 @@ class CoupledGAN(Model):
     networks, optimisers, the discriminator step, the generator step's adversarial part, sampling.
     Subclasses decide the sharing (:meth:`_sharing`) and add generator-loss terms
     (:meth:`generator_losses`)."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("generators",)
 
     data_kinds = ("two-domain",)
     default_data = "digits32-edge"

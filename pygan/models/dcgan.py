@@ -64,11 +64,16 @@ class DCGANConfig:
     width: int = 64
     mlp_hidden: int = 512
     mlp_layers: int = 3
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @register("dcgan")
 class DCGAN(Model):
     """Unconditional DCGAN (the "GAN" baseline of seed 001); see the module docstring."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("generator",)
 
     Config = DCGANConfig
     default_data = "digits32"

@@ -162,6 +162,8 @@ class EDGANConfig:
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -200,6 +202,8 @@ class Pix2PixConfig:
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -240,6 +244,8 @@ class CAAEConfig:
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -305,6 +311,9 @@ class ZDiscriminator(nn.Module):
 class _EDGANBase(Model):
     """Update rules shared by every variant; subclasses build the networks and define :meth:`_ed`,
     :meth:`_residual` and :meth:`_disc`. ``coupled`` selects ED+GAN (Eq. 1) over ED//GAN (Eq. 9)."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("encoder", "decoder", "generator")
 
     coupled: ClassVar[bool] = False
     #: networks updated by L_const (the "ed" optimizer)

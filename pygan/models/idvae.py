@@ -153,6 +153,8 @@ class VAEConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     alpha: float = 1.0
     beta: float = 1.0
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -284,6 +286,9 @@ class _DisHead(nn.Module):
 class _VAEBase(Model):
     """Encoder trunk + Gaussian heads + decoder, the helpers and the public API (``encode``,
     ``decode``, ``reconstruct``, ``sample``, ``evaluate``) shared by every model in this module."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("trunk", "enc_head", "decoder")
 
     Config = VAEConfig
     default_data = "digits16"

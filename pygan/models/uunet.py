@@ -84,6 +84,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pygan.amp import optimizer_step, scaled_backward, unscale_grads
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.models import Model, frozen, register
 from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
@@ -237,6 +238,8 @@ class Pix2PixConfig:
     rec_loss: str = "l1"
     rec_weight: float = 100.0
     adv_weight: float = 1.0
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -299,6 +302,8 @@ class UUNetConfig:
     rec_loss: str = "l2"
     rec_weight: float = 1.0
     adv_weight: float = 1.0
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -334,6 +339,9 @@ class UUVAEGANConfig(UUNetConfig):
 
 class _Translator(Model):
     """A U-Net generator ``x -> y`` for paired data (shared by every model of this file)."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("generator",)
 
     data_kinds = ("paired",)
     default_data = "photo-edges32"
@@ -704,16 +712,17 @@ class UUNet(_Translator):
         opt.zero_grad(set_to_none=True)
         mode = self.config.g_in_d_step
         if mode == "none":
-            loss_d.backward(inputs=[p for p in self.discriminator.parameters() if p.requires_grad])
-            opt.step()
+            scaled_backward(loss_d, inputs=[p for p in self.discriminator.parameters() if p.requires_grad])
+            optimizer_step(opt)
             return {"g_grad_norm": 0.0, "g_moved": False}
-        loss_d.backward()
+        scaled_backward(loss_d)
+        unscale_grads(opt)  # --amp fp16: the norm and the sign flip below see true gradients
         g_params = [p for p in opt.param_groups[1]["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g_params])) if g_params else None
         if mode == "adversarial":
             for p in g_params:
                 p.grad.neg_()
-        opt.step()
+        optimizer_step(opt)
         norm = norm.detach() if norm is not None else loss_d.detach().new_zeros(())
         return {"g_grad_norm": norm, "g_moved": bool(g_params)}
 

@@ -74,6 +74,8 @@ class WGANGPConfig:
     mlp_hidden: int = 512
     mlp_layers: int = 3
     gp_every: int = 1
+    ema_decay: float = 0.0
+    ema_rampup: float = 0.05
 
 
 def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
@@ -90,6 +92,9 @@ def ConvCritic(channels: int, size: int, width: int, norm: str) -> ConvEncoder:
 @register("wgan-gp")
 class WGANGP(Model):
     """Unconditional WGAN-GP; see the module docstring."""
+
+    #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
+    generator_networks = ("generator",)
 
     Config = WGANGPConfig
     default_data = "digits32"

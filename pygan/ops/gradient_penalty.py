@@ -190,6 +190,7 @@ def _penalty(
     return_norms: bool,
     interp: Callable,
     norm_penalty: Callable,
+    grad_scale=None,
 ):
     _check.choice("kind", kind, KINDS)
     if not callable(critic):
@@ -216,8 +217,30 @@ def _penalty(
         raise ValueError(
             f"critic must return one score per sample (shape [{x.shape[0]}, ...]), got {tuple(out.shape)}"
         )
-    (grads,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    grads = _inner_grad(out, x, grad_scale)
     return norm_penalty(grads, target, weight, kind == "one-sided", return_norms=return_norms)
+
+
+def _inner_grad(out: torch.Tensor, x: torch.Tensor, grad_scale) -> torch.Tensor:
+    """``d out.sum() / d x`` with ``create_graph=True``. Under float16 autocast with a gradient scaler
+    (``grad_scale``: a float or 0-dim tensor; ``None`` reads :func:`pygan.amp.penalty_grad_scale`,
+    set by the training loop for ``--amp fp16``) the backward pass starts from ``grad_scale *
+    mean(out)`` — each score's gradient is ``grad_scale / B``, so that small gradients survive float16
+    while the seed itself stays below float16's maximum (``grad_scale * sum(out)`` would seed 65536,
+    which is inf in float16) — and the gradient is multiplied back by ``B / grad_scale`` in float32
+    before the norm (PyTorch's AMP recipe for gradient penalties)."""
+    if grad_scale is None:
+        from pygan.amp import penalty_grad_scale
+
+        grad_scale = penalty_grad_scale(x.device)
+    if grad_scale is None:
+        (grads,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return grads
+    if not isinstance(grad_scale, torch.Tensor):
+        grad_scale = torch.tensor(_check_float("grad_scale", grad_scale), device=x.device)
+    grad_scale = grad_scale.to(device=x.device, dtype=torch.float32)
+    (grads,) = torch.autograd.grad(out.float().mean() * grad_scale, x, create_graph=True)
+    return (grads.float() * (out.shape[0] / grad_scale)).to(grads.dtype)
 
 
 def gradient_penalty_ref(
@@ -231,6 +254,7 @@ def gradient_penalty_ref(
     alpha: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     return_norms: bool = False,
+    grad_scale=None,
 ):
     """Pure-PyTorch reference of :func:`gradient_penalty`."""
     return _penalty(
@@ -245,6 +269,7 @@ def gradient_penalty_ref(
         return_norms,
         interpolate_ref,
         grad_norm_penalty_ref,
+        grad_scale,
     )
 
 
@@ -260,6 +285,7 @@ def gradient_penalty(
     generator: torch.Generator | None = None,
     return_norms: bool = False,
     backend: str | None = None,
+    grad_scale=None,
 ):
     """The gradient penalty of ``critic``; see the module docstring.
 
@@ -273,6 +299,8 @@ def gradient_penalty(
         alpha: per-sample interpolation weights ``[B]`` (default ``U[0, 1)`` from ``generator``).
         return_norms: also return the per-sample gradient norms ``[B]`` (for logging).
         backend: for the fused pieces; see :mod:`pygan.ops._backend`.
+        grad_scale: float16 loss scale for the inner gradient (see :func:`_inner_grad`); None uses
+            the training loop's scaler when one is active (``--amp fp16``), else no scaling.
     """
 
     def interp(r, f, a):
@@ -282,8 +310,9 @@ def gradient_penalty(
         return grad_norm_penalty(g, t, w, one_sided, return_norms=return_norms, backend=backend)
 
     return _penalty(
-        critic, real, fake, weight, target, kind, alpha, generator, return_norms, interp, norm_penalty
-    )
+        critic, real, fake, weight, target, kind, alpha, generator, return_norms, interp, norm_penalty,
+        grad_scale,
+    )  # fmt: skip
 
 
 # ---- fake kernels (native and Triton ops) and the Triton ops' autograd ---------------------------

@@ -214,3 +214,124 @@ def test_a_host_read_falls_back_on_cuda(monkeypatch):
     assert runner.reason is not None and len(said) == 1 and "reads device values on the host" in said[0]
     assert "called a synchronizing CUDA operation" in said[0] or "bool() in tests." in said[0]
     assert len(mon.read()) == 6
+
+
+# ---- issue 15: the generator EMA under graphs, fp16's fall-back, --deterministic -------------------
+
+EMA_CASES = ["wgan-gp", "wgan-gp-lazy", "dcgan", "cogan", "edgan", "idvae", "acl-gan", "uunet"]
+
+
+@pytest.mark.parametrize("case", EMA_CASES)
+def test_graphed_ema_equals_eager_ema(case, tmp_path):
+    """The EMA update is captured with the step: a graphed run's averages equal an eager run's
+    (bitwise, as the parameters) and its never-captured twin's (bitwise, below)."""
+    name, spec, overrides = CASES[case]
+    ema = [*overrides, "ema_decay=0.9", "ema_rampup=0.5"]
+    runs = {}
+    for mode in ("graph", "eager"):
+        m = train(name, spec, str(tmp_path / mode), K, overrides=ema, device="cuda", sample_every=0,
+                  ckpt_every=K, progress=False, tensorboard=False, log_every=1,
+                  cuda_graphs=mode == "graph")  # fmt: skip
+        runs[mode] = m
+    g, e = runs["graph"], runs["eager"]
+    assert g.train_stats["step_mode"] == "graph", g.train_stats["eager_reason"]
+    assert float(g.ema.updates) == float(e.ema.updates) == K
+    a, b = g.ema.averaged_state(), e.ema.averaged_state()
+    _report(test="ema_graph_vs_eager", case=case, ema_abs=_max_diff(a, b)[0])
+    _assert_equal_dicts(a, b, f"{case} EMA")
+    ck = load_checkpoint(run_paths(str(tmp_path / "graph"))["last"])
+    for k, v in ck["ema"]["params"].items():
+        assert torch.equal(v, a[k].cpu()), k
+
+
+@pytest.mark.parametrize("case", ["wgan-gp", "cogan", "edgan"])
+def test_graphed_ema_equals_its_twin_bitwise(case):
+    name, spec, overrides = CASES[case]
+    out = {}
+    for kind in ("graph", "twin"):
+        data = load_data(spec, "train")
+        data.to("cuda")
+        torch.manual_seed(0)
+        model = build_model(name, data.info, [*overrides, "ema_decay=0.9", "ema_rampup=0.5"]).cuda()
+        model.optimizers = model.configure_optimizers()
+        model.make_ema()
+        model.train()
+        loader = Loader(data, model.batch_size * model.batches_per_step, seed=0, device="cuda")
+        torch.manual_seed(1)
+        runner = GraphedStep(model, LossMonitor(K), torch.device("cuda"), say=pytest.fail,
+                             capture=kind == "graph")  # fmt: skip
+        for i in range(K):
+            runner(loader.next(), i)
+        torch.cuda.synchronize()
+        out[kind] = (model.ema.averaged_state(), runner.replays)
+    assert out["graph"][1] >= 1 and out["twin"][1] == 0
+    for k, v in out["graph"][0].items():
+        assert torch.equal(v, out["twin"][0][k]), k
+
+
+def test_fp16_with_cuda_graphs_runs_eagerly_and_finite(tmp_path, capsys):
+    name, spec, overrides = CASES["wgan-gp"]
+    m = train(name, spec, str(tmp_path / "h"), K, overrides=overrides, device="cuda", cuda_graphs=True,
+              amp="fp16", sample_every=0, progress=False, tensorboard=False, log_every=1)  # fmt: skip
+    assert m.train_stats["step_mode"] == "eager" and "GradScaler" in m.train_stats["eager_reason"]
+    assert capsys.readouterr().err.count("--amp fp16 needs a GradScaler") == 1
+    rows = _rows(tmp_path / "h")
+    assert len(rows) == K and all(v == v and abs(v) != float("inf") for r in rows for v in r.values())
+    ck = load_checkpoint(run_paths(str(tmp_path / "h"))["last"])
+    assert ck["grad_scaler"]["scale"] > 0
+
+
+def test_fp16_penalty_equals_fp32_on_cuda():
+    from pygan.amp import grad_scaling, scaled_backward, unscale_grads
+    from pygan.ops import gradient_penalty
+
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+                                 torch.nn.Conv2d(16, 32, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+                                 torch.nn.Flatten(), torch.nn.Linear(32 * 8 * 8, 1)).cuda()  # fmt: skip
+    real, fake = torch.randn(32, 3, 32, 32, device="cuda"), torch.randn(32, 3, 32, 32, device="cuda")
+    alpha = torch.rand(32, device="cuda")
+    p32 = gradient_penalty(critic, real, fake, alpha=alpha)
+    p32.backward()
+    g32 = [p.grad.clone() for p in critic.parameters() if p.grad is not None]
+    critic.zero_grad()
+    scaler = torch.amp.GradScaler("cuda")
+    opt = torch.optim.SGD(critic.parameters(), lr=0)
+    with grad_scaling(scaler):
+        with torch.autocast("cuda", dtype=torch.float16):
+            p16 = gradient_penalty(critic, real, fake, alpha=alpha)
+        scaled_backward(p16)
+        unscale_grads(opt)
+    torch.testing.assert_close(p16.float(), p32, rtol=5e-3, atol=1e-5)
+    g16 = [p.grad for p in critic.parameters() if p.grad is not None]
+    rel = max(float((b - a).norm() / a.norm()) for a, b in zip(g32, g16))
+    _report(test="fp16_penalty_cuda", penalty_rel=float((p16.float() - p32).abs() / p32), grad_rel=rel)
+    assert rel < 2e-2
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_deterministic_runs_are_bitwise_repeatable(case, tmp_path):
+    """--deterministic: two runs of the same seed are bitwise equal (an op without a deterministic
+    CUDA implementation makes torch raise, naming it). The step times of a deterministic and a
+    default run go to the report (the switch's cost)."""
+    import time
+
+    name, spec, overrides = CASES[case]
+    runs, times = [], {}
+    for i, det in enumerate((True, True, False)):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        try:
+            m = train(name, spec, str(tmp_path / f"r{i}"), 2 * K, overrides=overrides, device="cuda",
+                      deterministic=det, sample_every=0, progress=False, tensorboard=False,
+                      log_every=1)  # fmt: skip
+        except RuntimeError as exc:
+            pytest.fail(f"{case}: --deterministic: {str(exc).splitlines()[0]}")
+        torch.cuda.synchronize()
+        times[f"det={det}#{i}"] = time.perf_counter() - t0
+        runs.append(m)
+    _report(test="deterministic", case=case, **{k: round(v, 3) for k, v in times.items()})
+    assert _rows(tmp_path / "r0") == _rows(tmp_path / "r1")
+    a, b = runs[0].state_dict(), runs[1].state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

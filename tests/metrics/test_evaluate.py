@@ -87,8 +87,16 @@ def test_digits_run_fid_kid_reconstruction(tmp_path):
     out = evaluate_run(tmp_path, loader=loader_for(model, {"name": "digits"}), n_samples=400, kid_subsets=5)
     assert model.evaluated
     m = out["metrics"]
-    assert set(m) == {"fid", "kid", "reconstruction"}
+    assert set(m) == {
+        "fid",
+        "kid",
+        "inception_score",
+        "precision_recall",
+        "density_coverage",
+        "reconstruction",
+    }
     assert out["skipped"] == {"translation": "the model has no translate(x)"}
+    assert out["weights"] == "raw"  # a loader without EMA weights
     # Samples are drawn from the real test set: FID/KID small compared with noise.
     noise = evaluate_run(
         tmp_path,
@@ -106,6 +114,21 @@ def test_digits_run_fid_kid_reconstruction(tmp_path):
     assert rec["lpips_style"] == pytest.approx(0.0, abs=1e-6) and rec["data_range"] == 2.0
     # metrics= restricts what runs; the json on disk is the first call's.
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["fid"] == m["fid"]
+    # real digits as samples: the classifier is confident and sees all classes (IS near its max of 10),
+    # the samples lie on the real manifold (precision, recall, coverage high); noise is nowhere near.
+    noise_q = evaluate_run(
+        tmp_path,
+        loader=loader_for(_Noise(), {"name": "digits"}),
+        n_samples=400,
+        metrics="is,pr,dc",
+        write=False,
+    )["metrics"]
+    assert m["inception_score"]["mean"] > 7 and m["inception_score"]["classifier"] == "digits"
+    assert noise_q["inception_score"]["mean"] < 0.5 * m["inception_score"]["mean"]
+    assert m["precision_recall"]["precision"] > 0.9 and m["precision_recall"]["recall"] > 0.9
+    assert noise_q["precision_recall"]["precision"] < 0.1 and m["precision_recall"]["k"] == 3
+    assert m["density_coverage"]["coverage"] > 0.9 and noise_q["density_coverage"]["coverage"] < 0.1
+    assert m["fid"]["quantize"] == "float"  # the digits extractor's default
 
 
 class _Noise:
@@ -113,7 +136,9 @@ class _Noise:
         return torch.rand(n, 1, 32, 32, generator=generator) * 2 - 1
 
 
-def test_image_run_without_extractor_is_skipped_with_instructions():
+def test_image_run_without_extractor_is_skipped_with_instructions(monkeypatch, tmp_path):
+    monkeypatch.delenv("PYGAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no pytorch-fid weights in this hub cache
     plan = select_metrics(_Noise(), {}, {"name": "faces", "real": torch.zeros(4, 1, 32, 32)})
     assert plan["kind"] == "images" and "fid" not in plan["run"]
     assert "inception_weights" in plan["skipped"]["fid"]
