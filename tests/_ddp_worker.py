@@ -27,6 +27,16 @@ def init_env(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
 
 
+def _teardown(dist) -> None:
+    """Leave the process group together: a barrier first, so that no rank destroys its gloo pairs
+    while the other is still sending on them (a rank torn down early could abort the other with
+    "terminate called without an active exception" on a loaded machine)."""
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
     init_env(rank, world, port)
     import torch.distributed as dist
@@ -77,4 +87,4 @@ def run(rank: int, world: int, port: int, out: str, steps: int) -> None:
         with open(os.path.join(out, f"logs{rank}.json"), "w") as f:
             json.dump(logs, f)
     finally:
-        dist.destroy_process_group()
+        _teardown(dist)

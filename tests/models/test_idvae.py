@@ -25,7 +25,7 @@ from pygan.models.idvae import (
     reparameterize,
     sum_sq,
 )
-from tests._ddp_worker import free_port, init_env
+from tests._ddp_worker import _teardown, free_port, init_env
 from tests.models.helpers import loss_floats
 
 TINY = ["width=4", "z_dim=6", "batch_size=4"]
@@ -478,7 +478,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         )
         torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        _teardown(dist)
 
 
 def test_ddp_shared_trunk_two_processes(tmp_path):
