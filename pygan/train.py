@@ -104,6 +104,7 @@ import glob
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -117,6 +118,7 @@ from pygan.amp import amp_dtype, check_amp, make_grad_scaler
 from pygan.data.core import Batch, DataInfo, Dataset, Loader, check_workers
 from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
+from pygan.errors import ConfigError
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor, NonFiniteLossError, portable_optimizer_state
 from pygan.models import Model, config_from_dict, config_to_dict, get_model
 
@@ -166,12 +168,27 @@ class TrainOptions:
     def __post_init__(self):
         check_workers(self.workers)
         self.amp = check_amp(self.amp)
+        check_device(self.device, "device")
         for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
-                raise ValueError(
+                raise ConfigError(
                     f"{k} must be an int >= {1 if k in ('steps', 'n_samples') else 0}, got {v!r}"
                 )
+        for k in ("keep_checkpoints", "compile", "cuda_graphs", "progress", "tensorboard", "deterministic"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
+
+
+_DEVICE_FORM = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device, what: str = "--device") -> str:
+    """A device name of the forms pygan runs on: ``auto`` (cuda when available, else cpu), ``cpu``,
+    ``cuda``, ``cuda:N``; :class:`~pygan.errors.ConfigError` naming ``what`` otherwise. Returns it."""
+    if not isinstance(device, str) or not _DEVICE_FORM.fullmatch(device):
+        raise ConfigError(f"{what} must be one of auto, cpu, cuda, cuda:N (N: a GPU index), got {device!r}")
+    return device
 
 
 @dataclass
@@ -544,12 +561,14 @@ def _dist_env() -> tuple[int, int, int]:
 def _pick_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(name)
+    dev = torch.device(check_device(name))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: CUDA is not available here")
+            raise ConfigError(f"--device {name}: CUDA is not available here (use --device cpu or auto)")
         if dev.index is None:
             dev = torch.device(f"cuda:{local_rank}")
+        if dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
