@@ -597,7 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status: 0 done, 1 a failure (one line on stderr), 2 bad input
     (argparse usage errors and :class:`~pygan.errors.ConfigError`: one line naming the flag or
     setting), 130 interrupted. No traceback unless ``PYGAN_TRACEBACK=1``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser, so that the line names the command
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)

@@ -112,7 +112,9 @@ def metric_names(wanted: Any) -> list[str] | None:
     for w in wanted:
         name = METRIC_ALIASES.get(str(w).strip(), str(w).strip())
         if name not in METRIC_NAMES:
-            raise ValueError(
+            from pygan.errors import ConfigError
+
+            raise ConfigError(
                 f"metrics: unknown metric {w!r}; choose from {list(METRIC_NAMES)} "
                 f"(short: {', '.join(f'{a}={b}' for a, b in METRIC_ALIASES.items())})"
             )

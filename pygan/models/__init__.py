@@ -741,7 +741,7 @@ class Model(nn.Module):
         if not isinstance(info, DataInfo):
             raise TypeError(f"info must be a pygan.data.DataInfo, got {type(info).__name__}")
         if info.kind not in self.data_kinds:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} trains on {' or '.join(self.data_kinds)} data, got {info.kind} "
                 f"data (try --data {self.default_data})"
             )
