@@ -492,8 +492,8 @@ def check_config(config) -> None:
         value, tp = getattr(config, f.name), hints[f.name]
         if not _type_ok(value, tp):
             raise ConfigError(
-                f"{f.name}={value!r} ({cls.__name__}.{f.name}): must be {_type_text(tp)}, "
-                f"got {type(value).__name__}"
+                f"{f.name} must be {_type_text(tp)}, got {value!r} ({type(value).__name__}; "
+                f"{cls.__name__}.{f.name})"
             )
         if value is None:
             continue
@@ -504,9 +504,7 @@ def check_config(config) -> None:
                 continue
             if (isinstance(v, float) and not math.isfinite(v)) or (rule is not None and not rule.ok(v)):
                 what = rule.describe() if rule is not None else "a finite number"
-                raise ConfigError(
-                    f"{f.name}={value!r} ({cls.__name__}.{f.name}) is out of range: must be {what}"
-                )
+                raise ConfigError(f"{f.name} must be {what}, got {value!r} ({cls.__name__}.{f.name})")
     check_ema_config(config)
 
 
