@@ -729,17 +729,17 @@ def train(
     world, rank, local = _dist_env()
     device = _pick_device(opts.device, local)
     if opts.compile and world > 1:
-        raise ValueError("compile=True is not supported with DDP yet; drop --compile or run one process")
+        raise ConfigError("compile=True is not supported with DDP yet; drop --compile or run one process")
     if opts.cuda_graphs:
         if device.type != "cuda":
-            raise ValueError(
+            raise ConfigError(
                 f"cuda_graphs=True (--cuda-graphs) needs a CUDA device; this run is on {device} "
                 "(drop --cuda-graphs, or use --device cuda)"
             )
         if opts.compile:
-            raise ValueError("cuda_graphs=True and compile=True do not combine; choose one")
+            raise ConfigError("cuda_graphs=True and compile=True do not combine; choose one")
         if world > 1:
-            raise ValueError(
+            raise ConfigError(
                 "cuda_graphs=True is not supported with DDP yet; drop --cuda-graphs or run one process"
             )
     joined = False

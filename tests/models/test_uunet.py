@@ -548,7 +548,7 @@ def test_cli_train_uunet(tmp_path, capsys):
         main([*args, "--set", "width=4", "--set", "d_width=4", "--set", "connect=v2", "--set", "tail=false"])
         == 0
     )
-    assert main(["train", "uunet", "--data", "digits16", "--steps", "1", "--out", str(tmp_path / "x")]) == 1
+    assert main(["train", "uunet", "--data", "digits16", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
     assert "paired" in capsys.readouterr().err
 
 
