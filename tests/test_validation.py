@@ -207,6 +207,7 @@ def _flag_cases():
         (["--data", "ring8?size=x"], "size", "int"),
         (["--data", "ring8?colour=1"], "colour", "unknown data option"),
         (["--data", "photo-gray16?sources=sklearn"], "--data digits32", "points data, got paired"),
+        (["--data", "digits16?size=10"], "?size=32", "need an image side"),
         (["--bogus"], "--bogus", "unrecognized"),
     ]
     for extra, name, what in cases:
