@@ -39,6 +39,8 @@ from collections.abc import Iterator
 
 import torch
 
+from pygan.errors import ConfigError
+
 __all__ = [
     "AMP_MODES",
     "amp_dtype",
@@ -61,7 +63,8 @@ _SCALER: contextvars.ContextVar[torch.amp.GradScaler | None] = contextvars.Conte
 
 def check_amp(value) -> str | bool:
     """Normalises an ``amp`` setting: ``False``/``None``/``"none"``/``"off"`` -> ``False``;
-    ``True``/``"bf16"`` -> ``"bf16"``; ``"fp16"`` -> ``"fp16"``. Anything else: ``ValueError``."""
+    ``True``/``"bf16"`` -> ``"bf16"``; ``"fp16"`` -> ``"fp16"``. Anything else:
+    :class:`~pygan.errors.ConfigError`."""
     if value is None or value is False:
         return False
     if value is True:
@@ -74,7 +77,7 @@ def check_amp(value) -> str | bool:
             return "bf16"
         if v in ("fp16", "float16", "half"):
             return "fp16"
-    raise ValueError(f"amp must be False, 'bf16' (or True) or 'fp16', got {value!r}")
+    raise ConfigError(f"amp must be False, 'bf16' (or True) or 'fp16', got {value!r}")
 
 
 def amp_dtype(value) -> torch.dtype | None:

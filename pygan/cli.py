@@ -20,9 +20,12 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import typing
+
+from pygan.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -41,8 +44,45 @@ file with the keys of a run's config.json (model, model_config, data, train): fl
 command line override its train settings, --set its model settings."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``pygan CMD: error: ... (pygan CMD --help)``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(lo: int):
+    """An argparse ``type``: an int >= ``lo`` (the message names the flag through argparse)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < lo:
+            raise argparse.ArgumentTypeError(f"must be an int >= {lo}, got {text!r}")
+        return v
+
+    parse.__name__ = f"int >= {lo}"
+    return parse
+
+
+def _device():
+    """An argparse ``type``: auto, cpu, cuda, cuda:N."""
+
+    def parse(text: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+            raise argparse.ArgumentTypeError(
+                f"must be one of auto, cpu, cuda, cuda:N (N: a GPU index), got {text!r}"
+            )
+        return text
+
+    parse.__name__ = "device"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pygan",
         description="Hybrid autoencoder/GAN systems on fused kernels: train, sample, evaluate, benchmark.",
     )
@@ -78,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="dataset name or path (pygan list data); default: the model's own")
     t.add_argument("--data-b", help="a second dataset: domain B of a two-domain set (e.g. MNIST -> SVHN)")
     t.add_argument(
-        "--steps", type=int, help="training iterations in total (resume counts on); required without --config"
+        "--steps",
+        type=_int_at_least(1),
+        help="training iterations in total (resume counts on); required without --config",
     )
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument(
@@ -90,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a model Config field (repeatable)",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    t.add_argument("--seed", type=_int_at_least(0), default=0)
+    t.add_argument(
+        "--device", type=_device(), default="auto", help="auto (cuda if available), cpu, cuda, cuda:N"
+    )
     t.add_argument(
         "--amp",
         nargs="?",
@@ -107,13 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="deterministic algorithms (torch.use_deterministic_algorithms, cuDNN deterministic, "
         "CUBLAS_WORKSPACE_CONFIG): bitwise-repeatable GPU runs, at some speed (docs/training.md)",
     )
-    t.add_argument("--log-every", type=int, default=10, help="metrics.jsonl line every N steps")
+    t.add_argument("--log-every", type=_int_at_least(0), default=10, help="metrics.jsonl line every N steps")
     t.add_argument(
-        "--sample-every", type=int, default=500, help="sample grid every N steps (0: only at the end)"
+        "--sample-every",
+        type=_int_at_least(0),
+        default=500,
+        help="sample grid every N steps (0: only at the end)",
     )
-    t.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
-    t.add_argument("--eval-every", type=int, default=0, help="model.evaluate on the test split every N steps")
-    t.add_argument("--n-samples", type=int, default=64, help="images per sample grid")
+    t.add_argument(
+        "--ckpt-every", type=_int_at_least(0), default=500, help="checkpoint every N steps (and at the end)"
+    )
+    t.add_argument(
+        "--eval-every",
+        type=_int_at_least(0),
+        default=0,
+        help="model.evaluate on the test split every N steps",
+    )
+    t.add_argument("--n-samples", type=_int_at_least(1), default=64, help="images per sample grid")
     t.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint, not only last.pt")
     t.add_argument("--compile", action="store_true", help="torch.compile what the model allows (one process)")
     t.add_argument(
@@ -123,10 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars and sample grids")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument(
+        "--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)"
+    )
     t.add_argument(
         "--workers",
-        type=int,
+        type=_int_at_least(0),
         default=None,
         help="processes decoding image files (folder/celeba/pix2pix; default: cores - 1, at most 16; "
         "0: in the training process)",
@@ -138,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a PNG of samples from RUN's last checkpoint.",
     )
     s.add_argument("run", help="run directory (pygan train --out)")
-    s.add_argument("--n", type=int, default=64, help="number of samples")
+    s.add_argument("--n", type=_int_at_least(1), default=64, help="number of samples")
     s.add_argument("--out", help="output PNG (default RUN/samples/sample_<seed>.png)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_int_at_least(0), default=0)
     s.add_argument("--checkpoint", help="a checkpoint file (default RUN/checkpoints/last.pt)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", type=_device(), default="cpu", help="cpu (default), cuda, cuda:N, auto")
     s.add_argument("--save-tensor", action="store_true", help="also save the samples as a .pt tensor")
     s.add_argument(
         "--png-dir",
@@ -150,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write --n individual PNG files to DIR (8-bit, what FID tools read) instead of a grid",
     )
     s.add_argument("--overwrite", action="store_true", help="--png-dir: replace the PNG files already in DIR")
-    s.add_argument("--batch-size", type=int, default=256, help="--png-dir: samples drawn per batch")
+    s.add_argument(
+        "--batch-size", type=_int_at_least(1), default=256, help="--png-dir: samples drawn per batch"
+    )
     s.add_argument("--no-ema", action="store_true", help="the trained weights, not the generator EMA's")
 
     e = sub.add_parser(
@@ -210,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     b.add_argument("--only", choices=("train", "ops"), help="run only one of the two")
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
     return p
 
 
@@ -338,9 +396,9 @@ def _train_settings(args) -> dict:
         data_b = data_b if data_b is not None else cfg["data_b"]
         overrides = {**cfg["model_config"], **parse_overrides(get_model(model).Config, args.overrides)}
     if model is None:
-        raise ValueError("name a MODEL (pygan list) or give --config FILE")
+        raise ConfigError("name a MODEL (pygan list) or give --config FILE")
     if options.get("steps") is None:
-        raise ValueError("--steps is required (or a --config file with train.steps)")
+        raise ConfigError("--steps is required (or a --config file with train.steps)")
     data = data or get_model(model).default_data
     return {"model": model, "data": data, "data_b": data_b, "overrides": overrides, "options": options}
 
@@ -373,10 +431,13 @@ def _cmd_train(args) -> int:
 def _cmd_sample(args) -> int:
     import torch
 
-    from pygan.train import load_run, render_samples
+    from pygan.train import _pick_device, load_run, render_samples
 
     if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    if args.overwrite and not args.png_dir:
+        raise ConfigError("--overwrite applies to --png-dir only")
+    args.device = str(_pick_device(args.device, 0))  # auto -> cuda:0 or cpu; cuda without CUDA: error
     model, _, data = load_run(args.run, device=args.device, checkpoint=args.checkpoint, ema=not args.no_ema)
     if args.png_dir:
         from pygan.export import write_png_samples
@@ -410,8 +471,9 @@ def _cmd_sample(args) -> int:
 
 def _parse_option(text: str):
     key, eq, val = text.partition("=")
+    key = key.strip()
     if not eq or not key:
-        raise ValueError(f"--option expects key=value, got {text!r}")
+        raise ConfigError(f"--option expects key=value, got {text!r}")
     try:
         return key, json.loads(val)
     except json.JSONDecodeError:
@@ -445,11 +507,24 @@ def _cmd_eval(args) -> int:
             options[key] = value
     if args.no_ema:
         options["ema"] = False
+    check = getattr(metrics, "check_options", None)
+    if check is not None:
+        check(options)  # unknown --option keys, values out of range: ConfigError before any work
     result = metrics.evaluate_run(args.run, **options)
     out = args.out or run_paths(args.run)["eval"]
     _write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}", file=sys.stderr)
+    computed, skipped = result.get("metrics"), result.get("skipped") or {}
+    for name, reason in skipped.items():
+        print(f"pygan eval: skipped {name}: {reason}", file=sys.stderr)
+    if isinstance(computed, dict) and not computed:
+        print(
+            f"pygan eval: error: no metric could be computed for {args.run}"
+            + (f" ({len(skipped)} skipped, reasons above)" if skipped else ""),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -501,9 +576,32 @@ COMMANDS = {
 }
 
 
+def _error_status(exc: BaseException) -> int | None:
+    """The exit status of an error ``main`` reports in one line: 2 for bad input
+    (:class:`~pygan.errors.ConfigError`), 1 for the failures a run can meet (missing or unreadable
+    files, bad data, a diverged run, a missing optional package, out of memory); None for anything
+    else (a bug: still one line, status 1, and PYGAN_TRACEBACK=1 shows where)."""
+    from pygan.data.files import DataError
+    from pygan.train import NonFiniteLossError
+
+    if isinstance(exc, ConfigError):
+        return 2
+    anticipated = (ValueError, TypeError, OSError, DataError, NonFiniteLossError, ImportError)
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    if isinstance(exc, anticipated) or (oom is not None and isinstance(exc, oom)):
+        return 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (errors print one line, status 1; usage errors 2)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status: 0 done, 1 a failure (one line on stderr), 2 bad input
+    (argparse usage errors and :class:`~pygan.errors.ConfigError`: one line naming the flag or
+    setting), 130 interrupted. No traceback unless ``PYGAN_TRACEBACK=1``."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser, so that the line names the command
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
@@ -511,26 +609,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from pygan.data.files import DataError
-        from pygan.train import NonFiniteLossError
-
-        if isinstance(
-            exc,
-            (
-                ValueError,
-                TypeError,
-                FileNotFoundError,
-                FileExistsError,
-                DataError,
-                NonFiniteLossError,
-                ImportError,
-            ),
-        ):
-            print(f"pygan {args.command}: error: {exc}", file=sys.stderr)
-            if os.environ.get("PYGAN_TRACEBACK"):
-                raise
-            return 1
-        raise
+        status = _error_status(exc)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if status is None:
+            text = f"unexpected {type(exc).__name__}: {text} (PYGAN_TRACEBACK=1 shows the traceback)"
+        print(f"pygan {args.command}: error: {text}", file=sys.stderr)
+        if os.environ.get("PYGAN_TRACEBACK"):
+            raise
+        return 1 if status is None else status
 
 
 if __name__ == "__main__":  # pragma: no cover

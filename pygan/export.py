@@ -31,6 +31,8 @@ import os
 
 import torch
 
+from pygan.errors import ConfigError
+
 __all__ = ["EXPORT_FORMAT", "export_model", "export_run", "load_generator", "write_png_samples"]
 
 EXPORT_FORMAT = "pygan-generator-1"
@@ -89,7 +91,7 @@ def export_run(run_dir: str, out: str, *, ema: bool = True, checkpoint: str | No
     from pygan.train import load_run, read_config
 
     if not str(out).endswith(".safetensors"):
-        raise ValueError(f"--out must name a .safetensors file, got {out!r}")
+        raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
     model, _, _ = load_run(run_dir, checkpoint=checkpoint, ema=ema)
     export_model(model, read_config(run_dir), out, weights=model.weights, step=model.trained_steps)
     return out, model.weights

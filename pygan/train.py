@@ -104,6 +104,7 @@ import glob
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -117,6 +118,7 @@ from pygan.amp import amp_dtype, check_amp, make_grad_scaler
 from pygan.data.core import Batch, DataInfo, Dataset, Loader, check_workers
 from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
+from pygan.errors import ConfigError
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor, NonFiniteLossError, portable_optimizer_state
 from pygan.models import Model, config_from_dict, config_to_dict, get_model
 
@@ -166,12 +168,27 @@ class TrainOptions:
     def __post_init__(self):
         check_workers(self.workers)
         self.amp = check_amp(self.amp)
+        check_device(self.device, "device")
         for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
-                raise ValueError(
+                raise ConfigError(
                     f"{k} must be an int >= {1 if k in ('steps', 'n_samples') else 0}, got {v!r}"
                 )
+        for k in ("keep_checkpoints", "compile", "cuda_graphs", "progress", "tensorboard", "deterministic"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
+
+
+_DEVICE_FORM = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device, what: str = "--device") -> str:
+    """A device name of the forms pygan runs on: ``auto`` (cuda when available, else cpu), ``cpu``,
+    ``cuda``, ``cuda:N``; :class:`~pygan.errors.ConfigError` naming ``what`` otherwise. Returns it."""
+    if not isinstance(device, str) or not _DEVICE_FORM.fullmatch(device):
+        raise ConfigError(f"{what} must be one of auto, cpu, cuda, cuda:N (N: a GPU index), got {device!r}")
+    return device
 
 
 @dataclass
@@ -351,14 +368,16 @@ def _read_mapping(path: str) -> dict:
         try:
             obj = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
     else:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"config file {path}: not valid JSON ({exc})") from exc
+            raise ConfigError(f"config file {path}: not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
-        raise ValueError(f"config file {path}: expected a mapping at the top level, got {type(obj).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping at the top level, got {type(obj).__name__}"
+        )
     return obj
 
 
@@ -374,19 +393,19 @@ def _config_value(path: str, model: str, key: str, value, tp):
     if value is None:
         if optional:
             return None
-        raise ValueError(f"{where} cannot be null")
+        raise ConfigError(f"{where} cannot be null")
     if isinstance(value, str) and inner is not str and typing.get_origin(inner) is not typing.Literal:
         return _parse_value(key, value, tp)
     if typing.get_origin(inner) is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {value!r}")
         args = typing.get_args(inner)
         if len(args) == 2 and args[1] is Ellipsis:
             types_ = [args[0]] * len(value)
         elif len(args) == len(value):
             types_ = list(args)
         else:
-            raise ValueError(f"{where} must have {len(args)} items, got {value!r}")
+            raise ConfigError(f"{where} must have {len(args)} items, got {value!r}")
         return tuple(_config_value(path, model, key, v, t) for v, t in zip(value, types_))
     ok = {
         bool: isinstance(value, bool),
@@ -395,7 +414,7 @@ def _config_value(path: str, model: str, key: str, value, tp):
         str: isinstance(value, str),
     }.get(inner, True)
     if not ok:
-        raise ValueError(f"{where} must be {getattr(inner, '__name__', inner)}, got {value!r}")
+        raise ConfigError(f"{where} must be {getattr(inner, '__name__', inner)}, got {value!r}")
     return float(value) if inner is float else value
 
 
@@ -416,22 +435,22 @@ def load_config_file(path: str, model: str | None = None) -> dict:
     cfg = _read_mapping(path)
     unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"config file {path}: unknown key(s) {unknown}; expected {list(_CONFIG_KEYS)}")
+        raise ConfigError(f"config file {path}: unknown key(s) {unknown}; expected {list(_CONFIG_KEYS)}")
     name = cfg.get("model")
     if name is not None and model is not None and name != model:
-        raise ValueError(f"config file {path} is for model {name!r}, not {model!r}")
+        raise ConfigError(f"config file {path} is for model {name!r}, not {model!r}")
     name = name if name is not None else model
     if name is None:
-        raise ValueError(f'config file {path} names no model: add "model" or give it on the command line')
+        raise ConfigError(f'config file {path} names no model: add "model" or give it on the command line')
     cls = get_model(name)
     mc = cfg.get("model_config") or {}
     if not isinstance(mc, dict):
-        raise ValueError(f"config file {path}: model_config must be a mapping, got {type(mc).__name__}")
+        raise ConfigError(f"config file {path}: model_config must be a mapping, got {type(mc).__name__}")
     hints = typing.get_type_hints(cls.Config)
     fields = [f.name for f in dataclasses.fields(cls.Config)]
     for key in mc:
         if key not in fields:
-            raise ValueError(
+            raise ConfigError(
                 f"config file {path}: model {name!r} has no setting {key!r} (its Config fields: {fields})"
             )
     model_config = {k: _config_value(path, name, k, v, hints[k]) for k, v in mc.items()}
@@ -442,17 +461,17 @@ def load_config_file(path: str, model: str | None = None) -> dict:
     elif isinstance(data, dict):
         bad = sorted(set(data) - {"spec", "spec_b"})
         if bad:
-            raise ValueError(f"config file {path}: unknown data key(s) {bad}; expected 'spec', 'spec_b'")
+            raise ConfigError(f"config file {path}: unknown data key(s) {bad}; expected 'spec', 'spec_b'")
         spec, spec_b = data.get("spec"), data.get("spec_b")
     elif data is not None:
-        raise ValueError(f"config file {path}: data must be a spec string or {{'spec', 'spec_b'}}")
+        raise ConfigError(f"config file {path}: data must be a spec string or {{'spec', 'spec_b'}}")
     train_opts = cfg.get("train") or {}
     if not isinstance(train_opts, dict):
-        raise ValueError(f"config file {path}: train must be a mapping, got {type(train_opts).__name__}")
+        raise ConfigError(f"config file {path}: train must be a mapping, got {type(train_opts).__name__}")
     known = [f.name for f in dataclasses.fields(TrainOptions)]
     bad = sorted(set(train_opts) - set(known))
     if bad:
-        raise ValueError(f"config file {path}: unknown train option(s) {bad}; TrainOptions fields: {known}")
+        raise ConfigError(f"config file {path}: unknown train option(s) {bad}; TrainOptions fields: {known}")
     return {
         "model": name,
         "model_config": model_config,
@@ -544,12 +563,14 @@ def _dist_env() -> tuple[int, int, int]:
 def _pick_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(name)
+    dev = torch.device(check_device(name))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: CUDA is not available here")
+            raise ConfigError(f"--device {name}: CUDA is not available here (use --device cpu or auto)")
         if dev.index is None:
             dev = torch.device(f"cuda:{local_rank}")
+        if dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
@@ -708,17 +729,17 @@ def train(
     world, rank, local = _dist_env()
     device = _pick_device(opts.device, local)
     if opts.compile and world > 1:
-        raise ValueError("compile=True is not supported with DDP yet; drop --compile or run one process")
+        raise ConfigError("compile=True is not supported with DDP yet; drop --compile or run one process")
     if opts.cuda_graphs:
         if device.type != "cuda":
-            raise ValueError(
+            raise ConfigError(
                 f"cuda_graphs=True (--cuda-graphs) needs a CUDA device; this run is on {device} "
                 "(drop --cuda-graphs, or use --device cuda)"
             )
         if opts.compile:
-            raise ValueError("cuda_graphs=True and compile=True do not combine; choose one")
+            raise ConfigError("cuda_graphs=True and compile=True do not combine; choose one")
         if world > 1:
-            raise ValueError(
+            raise ConfigError(
                 "cuda_graphs=True is not supported with DDP yet; drop --cuda-graphs or run one process"
             )
     joined = False

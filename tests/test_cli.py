@@ -80,14 +80,14 @@ def test_train_sample_and_resume(tmp_path, capsys):
 
 def test_train_errors_are_one_line(tmp_path, capsys):
     base = ["train", "wgan-gp", "--steps", "1", "--out", str(tmp_path / "r"), "--no-progress"]
-    assert main([*base, "--data", "digits16", "--set", "width=wide"]) == 1
+    assert main([*base, "--data", "digits16", "--set", "width=wide"]) == 2  # bad input: ConfigError
     assert "error: --set width='wide': expected int" in capsys.readouterr().err
-    assert main([*base, "--data", str(tmp_path / "missing")]) == 1
+    assert main([*base, "--data", str(tmp_path / "missing")]) == 1  # a file that is not there
     err = capsys.readouterr().err
     assert "missing" in err and "neither a dataset name" in err
-    assert main(["train", "nope", "--steps", "1", "--out", str(tmp_path / "n")]) == 1
+    assert main(["train", "nope", "--steps", "1", "--out", str(tmp_path / "n")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
-    assert main([*base, "--data", "photo-gray16?sources=sklearn"]) == 1
+    assert main([*base, "--data", "photo-gray16?sources=sklearn"]) == 2  # data the model cannot take
     assert "trains on images or points data, got paired" in capsys.readouterr().err
     assert main(["sample", str(tmp_path)]) == 1
     assert "not a pygan run directory" in capsys.readouterr().err

@@ -102,10 +102,10 @@ def _write(tmp_path, obj, name="c.json"):
 
 
 def test_bad_config_files(tmp_path, capsys):
-    def err(argv):
+    def err(argv, status=2):  # 2: bad input (a missing file: 1)
         rc = main(argv)
         e = capsys.readouterr().err.strip().splitlines()
-        assert rc == 1 and len(e) == 1, e
+        assert rc == status and len(e) == 1, e
         return e[0]
 
     out = ["--out", str(tmp_path / "r")]
@@ -132,7 +132,7 @@ def test_bad_config_files(tmp_path, capsys):
     p = _write(tmp_path, {"model": "wgan-gp"})
     assert "--steps is required" in err(["train", "--config", p, *out])
     assert "name a MODEL" in err(["train", *out, "--steps", "1"])
-    assert "not found" in err(["train", "--config", str(tmp_path / "none.json"), *out])
+    assert "not found" in err(["train", "--config", str(tmp_path / "none.json"), *out], status=1)
     assert not os.path.exists(tmp_path / "r")
 
 

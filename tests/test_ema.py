@@ -127,7 +127,7 @@ def test_set_rejects_a_bad_decay_on_the_command_line(tmp_path, capsys):
     rc = main(["train", "wgan-gp", "--data", "ring8", "--steps", "1", "--out", str(tmp_path / "r"),
                "--set", "ema_decay=1"])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 1 and "ema_decay must be a number in [0, 1)" in err
+    assert rc == 2 and "ema_decay must be a finite number in [0, 1) (0: no EMA), got 1.0" in err
 
 
 # ---- every model ----------------------------------------------------------------------------------

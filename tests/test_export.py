@@ -171,7 +171,7 @@ def test_every_model_exports_and_samples_the_same(name, tmp_path):
 
 
 def test_export_errors(run, tmp_path, capsys):
-    assert main(["export", run, "--out", str(tmp_path / "g.pt")]) == 1
+    assert main(["export", run, "--out", str(tmp_path / "g.pt")]) == 2  # bad input
     assert "must name a .safetensors file" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_generator(str(tmp_path / "missing.safetensors"))

@@ -416,4 +416,4 @@ def test_cli_cuda_graphs_flag_on_cpu(tmp_path, capsys):
     rc = main(["train", "wgan-gp", "--data", "ring8", "--steps", "1", "--out", str(tmp_path / "r"),
                "--device", "cpu", "--cuda-graphs"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and "needs a CUDA device" in err[0]
+    assert rc == 2 and len(err) == 1 and "needs a CUDA device" in err[0]  # a bad flag: status 2

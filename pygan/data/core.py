@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pygan.errors import ConfigError
+
 __all__ = ["KINDS", "Batch", "DataInfo", "Dataset", "LazyRows", "Loader", "check_workers", "default_workers"]
 
 KINDS = ("images", "points", "paired", "two-domain")
@@ -396,10 +398,10 @@ def check_workers(workers) -> int | None:
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise TypeError(f"workers must be an int >= 0 or None (auto), got {workers!r}")
     if workers < 0:
-        raise ValueError(f"workers must be >= 0 (0: decode in the training process), got {workers}")
+        raise ConfigError(f"workers must be >= 0 (0: decode in the training process), got {workers}")
     cores = usable_cores()
     if workers > cores:
-        raise ValueError(
+        raise ConfigError(
             f"workers={workers} is more than the {cores} CPU cores this process may use: decoding "
             f"cannot go faster with more processes than cores; use at most {cores} "
             f"(or leave workers unset for {default_workers()})"

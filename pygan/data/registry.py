@@ -45,6 +45,7 @@ from pygan.data import files, photos, synthetic
 from pygan.data import transforms as T
 from pygan.data.core import Dataset, LazyRows
 from pygan.data.digits import load_digits
+from pygan.errors import ConfigError
 
 __all__ = ["DATASETS", "PATH_KINDS", "list_datasets", "load_data", "parse_spec"]
 
@@ -78,7 +79,7 @@ _STR_OPTS = {"domain", "attr", "direction", "sources"}
 def parse_spec(spec: str) -> tuple[str | None, str, dict]:
     """``"[kind:]target[?k=v&...]"`` -> ``(kind or None, target, typed options)``."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"data spec must be a non-empty string, got {spec!r}")
+        raise ConfigError(f"data spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     kind = None
     head, sep, query = spec.partition("?")
@@ -92,17 +93,17 @@ def parse_spec(spec: str) -> tuple[str | None, str, dict]:
                 try:
                     opts[k] = int(v)
                 except ValueError:
-                    raise ValueError(f"data option {k} must be an int, got {v!r} (in {spec!r})") from None
+                    raise ConfigError(f"data option {k} must be an int, got {v!r} (in {spec!r})") from None
             elif k in _FLOAT_OPTS:
                 try:
                     opts[k] = float(v)
                 except ValueError:
-                    raise ValueError(f"data option {k} must be a number, got {v!r} (in {spec!r})") from None
+                    raise ConfigError(f"data option {k} must be a number, got {v!r} (in {spec!r})") from None
             elif k in _STR_OPTS:
                 opts[k] = v
             else:
                 known = sorted(_INT_OPTS | _FLOAT_OPTS | _STR_OPTS)
-                raise ValueError(f"unknown data option {k!r} in {spec!r}; known options: {known}")
+                raise ConfigError(f"unknown data option {k!r} in {spec!r}; known options: {known}")
     return kind, head, opts
 
 
@@ -130,7 +131,7 @@ def _sniff(path: str) -> str:
 def _pop(opts: dict, allowed: set, spec: str) -> None:
     extra = set(opts) - allowed
     if extra:
-        raise ValueError(
+        raise ConfigError(
             f"data option(s) {sorted(extra)} do not apply to {spec!r}; it takes {sorted(allowed)}"
         )
 
@@ -152,9 +153,9 @@ def _post(d: Dataset, opts: dict, spec: str) -> Dataset:
     if "limit" in opts:
         n = opts["limit"]
         if n < 1:
-            raise ValueError(f"data option limit must be >= 1, got {n}")
+            raise ConfigError(f"data option limit must be >= 1, got {n}")
         if d.x is None:
-            raise ValueError(f"data option limit needs an in-memory dataset; {spec!r} is decoded from files")
+            raise ConfigError(f"data option limit needs an in-memory dataset; {spec!r} is decoded from files")
         d = Dataset(
             d.name,
             d.kind,
@@ -166,9 +167,9 @@ def _post(d: Dataset, opts: dict, spec: str) -> Dataset:
     if opts.get("domain"):
         tr = opts["domain"]
         if tr not in T.DOMAIN_TRANSFORMS:
-            raise ValueError(f"data option domain must be one of {list(T.DOMAIN_TRANSFORMS)}, got {tr!r}")
+            raise ConfigError(f"data option domain must be one of {list(T.DOMAIN_TRANSFORMS)}, got {tr!r}")
         if d.kind != "images" or d.x is None:
-            raise ValueError(f"domain={tr} needs an in-memory image dataset; {spec!r} is {d.kind}")
+            raise ConfigError(f"domain={tr} needs an in-memory image dataset; {spec!r} is {d.kind}")
         _, b = T.half_split(len(d), opts.get("seed", 0))
         x = d.x.clone()
         x[b] = T.DOMAIN_TRANSFORMS[tr](d.x[b])
@@ -188,7 +189,7 @@ def _decode_opts(opts: dict) -> dict:
     for k, default in (("cache", 1), ("draft", 0)):
         v = opts.get(k, default)
         if v not in (0, 1):
-            raise ValueError(f"data option {k} must be 0 or 1, got {v}")
+            raise ConfigError(f"data option {k} must be 0 or 1, got {v}")
         out[k] = bool(v)
     return out
 

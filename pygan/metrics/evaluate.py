@@ -112,7 +112,9 @@ def metric_names(wanted: Any) -> list[str] | None:
     for w in wanted:
         name = METRIC_ALIASES.get(str(w).strip(), str(w).strip())
         if name not in METRIC_NAMES:
-            raise ValueError(
+            from pygan.errors import ConfigError
+
+            raise ConfigError(
                 f"metrics: unknown metric {w!r}; choose from {list(METRIC_NAMES)} "
                 f"(short: {', '.join(f'{a}={b}' for a, b in METRIC_ALIASES.items())})"
             )
@@ -312,6 +314,72 @@ def select_metrics(model: Any, config: Any, data: Any, **options: Any) -> dict[s
     return {"kind": kind, "run": run, "skipped": skipped}
 
 
+def _int_option(lo: int, none: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v is None and none:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            return f"an int >= {lo}{' or None' if none else ''}"
+        return None
+
+    return check
+
+
+def _is(kinds: tuple, text: str) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, kinds) else text
+
+
+def _one_of(*choices: Any) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"one of {list(choices)}"
+
+
+#: The options :func:`evaluate_run` takes, each with a check that returns what is allowed when the
+#: value is not (None when it is).
+EVAL_OPTIONS: dict[str, Callable[[Any], str | None]] = {
+    "n_samples": _int_option(1),
+    "seed": _int_option(0),
+    "batch_size": _int_option(1),
+    "device": lambda v: (
+        None
+        if isinstance(v, (str, torch.device)) and str(v).split(":")[0] in ("cpu", "cuda")
+        else "cpu, cuda or cuda:N"
+    ),
+    "metrics": _is((str, list, tuple), "a comma-separated string or a list of metric names"),
+    "extractor": lambda v: None if v is None or not isinstance(v, (int, float, bool)) else "a name or module",
+    "inception_weights": _is((str, Path, type(None)), "a path"),
+    "quantize": _one_of("uint8", "float", None),
+    "ema": _is((bool,), "true or false"),
+    "is_classifier": lambda v: None,
+    "is_splits": _int_option(1),
+    "pr_k": _int_option(1),
+    "dc_k": _int_option(1),
+    "lpips": lambda v: None,
+    "data_range": lambda v: (
+        None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        else "a number > 0"
+    ),
+    "kid_subsets": _int_option(1),
+    "kid_subset_size": _int_option(2),
+    "min_count": _int_option(1, none=True),
+}
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """:class:`~pygan.errors.ConfigError` for an option :func:`evaluate_run` does not take, or a value
+    out of its range, naming it (and the options it takes)."""
+    from pygan.errors import ConfigError
+
+    for key, value in options.items():
+        check = EVAL_OPTIONS.get(key)
+        if check is None:
+            raise ConfigError(f"unknown eval option {key!r}; options: {', '.join(EVAL_OPTIONS)}")
+        allowed = check(value)
+        if allowed is not None:
+            raise ConfigError(f"eval option {key}={value!r}: must be {allowed}")
+    metric_names(options.get("metrics"))
+
+
 def _finite(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         v = v.tolist()
@@ -464,11 +532,14 @@ def evaluate_run(
     EMA's weights when the run kept one; False: the trained ones), ``is_classifier`` (a module for
     the Inception Score when the extractor has no classifier), ``is_splits`` (10), ``pr_k`` (3),
     ``dc_k`` (5), ``lpips`` (a :class:`PerceptualDistance`), ``data_range`` (2.0), ``kid_subsets``
-    (100), ``kid_subset_size`` (1000), ``min_count`` (mode coverage). Returns the dict that is
-    written."""
-    from pygan.metrics.agreement import per_domain_fid, semantic_agreement
-    from pygan.metrics.modes import mode_coverage
+    (100), ``kid_subset_size`` (1000), ``min_count`` (mode coverage). An option not in this list,
+    or a value out of its range, is a :class:`~pygan.errors.ConfigError` (:data:`EVAL_OPTIONS`).
 
+    A metric that applies but cannot be computed here (no Inception weights, too few samples for
+    its k, ...) is left out of ``"metrics"`` and listed under ``"skipped"`` with the reason, like one
+    that does not apply; the result is then whatever could be computed (possibly nothing: callers
+    decide — ``pygan eval`` exits 1 when ``"metrics"`` is empty). Returns the dict that is written."""
+    check_options(options)
     run_dir = Path(run_dir)
     if loader is None:
         model, config, data = _default_loader(str(run_dir), ema=bool(options.get("ema", True)))
@@ -490,49 +561,12 @@ def evaluate_run(
     features = _FeatureCache(data, samples, options, bs, device)
 
     for name in plan["run"]:
-        if name == "mode_coverage":
-            mc = mode_coverage(
-                samples,
-                _get(data, "centres", _get(data, "centers")),
-                _get(data, "std"),
-                min_count=options.get("min_count"),
-            )
-            results[name] = mc.to_dict()
-        elif name in ("fid", "kid", "precision_recall", "density_coverage", "inception_score"):
-            results[name] = _feature_metric(name, features, options, seed)
-        elif name == "reconstruction":
-            like = samples
-            if like is None and _get(data, "real") is None:  # digits by name: size from a probe
-                like = _sample_model(model, 2, torch.Generator().manual_seed(seed), 2)
-            real = _real(data, like)
-            results[name] = _quality(_apply(model.reconstruct, real, bs), real, options)
-        elif name == "translation":
-            inputs, targets = _get(data, "pairs")
-            results[name] = _quality(_apply(model.translate, inputs, bs), targets, options)
-        elif name == "semantic_agreement":
-            domains = _get(data, "domains") or [{}, {}]
-            clfs, undos = zip(*(_domain_classifier(d, i) for i, d in enumerate(domains)))
-            res = semantic_agreement(
-                samples[0], samples[1], classifiers=list(clfs), undo=list(undos), device=device
-            )
-            results[name] = res.to_dict()
-        elif name == "fid_per_domain":
-            domains = _get(data, "domains")
-            reals = [_get(d, "real")() if callable(_get(d, "real")) else _get(d, "real") for d in domains]
-            extractors = []
-            for i, d in enumerate(domains):
-                ext = _get(d, "extractor")
-                if ext is None:
-                    clf, _ = _domain_classifier(d, i)
-                    ext = clf.features if (clf is not None and hasattr(clf, "features")) else "digits"
-                extractors.append(ext)
-            undos = [_get(d, "undo") for d in domains]
-            vals = per_domain_fid(
-                list(samples), reals, extractors=extractors, undo=undos, batch_size=bs, device=device
-            )
-            results[name] = {
-                (_get(d, "name") or f"domain{i}"): v for i, (d, v) in enumerate(zip(domains, vals))
-            }
+        try:
+            value = _compute(name, model, data, samples, features, options, seed, bs, device)
+        except (FileNotFoundError, ImportError, ValueError) as exc:  # e.g. no weights, too few samples
+            skipped[name] = f"could not be computed: {' '.join(str(exc).split())}"
+        else:
+            results[name] = value
 
     out = {
         "run_dir": str(run_dir),
@@ -550,6 +584,57 @@ def evaluate_run(
     if write:
         (run_dir / METRICS_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _compute(
+    name: str, model, data, samples, features: _FeatureCache, options: Mapping, seed: int, bs: int, device
+):
+    """The value of metric ``name`` (one entry of ``evaluate_run``'s ``"metrics"``)."""
+    from pygan.metrics.agreement import per_domain_fid, semantic_agreement
+    from pygan.metrics.modes import mode_coverage
+
+    if name == "mode_coverage":
+        mc = mode_coverage(
+            samples,
+            _get(data, "centres", _get(data, "centers")),
+            _get(data, "std"),
+            min_count=options.get("min_count"),
+        )
+        return mc.to_dict()
+    if name in ("fid", "kid", "precision_recall", "density_coverage", "inception_score"):
+        return _feature_metric(name, features, options, seed)
+    if name == "reconstruction":
+        like = samples
+        if like is None and _get(data, "real") is None:  # digits by name: size from a probe
+            like = _sample_model(model, 2, torch.Generator().manual_seed(seed), 2)
+        real = _real(data, like)
+        return _quality(_apply(model.reconstruct, real, bs), real, options)
+    if name == "translation":
+        inputs, targets = _get(data, "pairs")
+        return _quality(_apply(model.translate, inputs, bs), targets, options)
+    if name == "semantic_agreement":
+        domains = _get(data, "domains") or [{}, {}]
+        clfs, undos = zip(*(_domain_classifier(d, i) for i, d in enumerate(domains)))
+        res = semantic_agreement(
+            samples[0], samples[1], classifiers=list(clfs), undo=list(undos), device=device
+        )
+        return res.to_dict()
+    if name == "fid_per_domain":
+        domains = _get(data, "domains")
+        reals = [_get(d, "real")() if callable(_get(d, "real")) else _get(d, "real") for d in domains]
+        extractors = []
+        for i, d in enumerate(domains):
+            ext = _get(d, "extractor")
+            if ext is None:
+                clf, _ = _domain_classifier(d, i)
+                ext = clf.features if (clf is not None and hasattr(clf, "features")) else "digits"
+            extractors.append(ext)
+        undos = [_get(d, "undo") for d in domains]
+        vals = per_domain_fid(
+            list(samples), reals, extractors=extractors, undo=undos, batch_size=bs, device=device
+        )
+        return {(_get(d, "name") or f"domain{i}"): v for i, (d, v) in enumerate(zip(domains, vals))}
+    raise RuntimeError(f"no computation for metric {name!r}")  # select_metrics only plans known names
 
 
 def compare_runs_nrds(

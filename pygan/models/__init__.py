@@ -119,14 +119,18 @@ from torch import nn
 
 from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
+from pygan.errors import ConfigError
 
 __all__ = [
     "EMA",
+    "FIELD_RULES",
     "MODELS",
     "LazyPenalty",
     "Model",
+    "Range",
     "as_floats",
     "build_model",
+    "check_config",
     "check_ema_config",
     "config_field_docs",
     "config_from_dict",
@@ -166,7 +170,7 @@ def get_model(name: str) -> type[Model]:
     """The registered model class ``name``."""
     _load_builtin()
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
     return MODELS[name]
 
 
@@ -231,14 +235,15 @@ def _parse_value(key: str, text: str, tp) -> Any:
     except ValueError:
         pass
     else:
-        raise TypeError(f"--set {key}: fields of type {tp} cannot be set from the command line")
+        raise ConfigError(f"--set {key}: fields of type {tp} cannot be set from the command line")
     name = getattr(tp, "__name__", str(tp))
-    raise ValueError(f"--set {key}={text!r}: expected {'None or ' if optional else ''}{name}")
+    raise ConfigError(f"--set {key}={text!r}: expected {'None or ' if optional else ''}{name}")
 
 
 def parse_overrides(config_cls: type, items: list[str] | dict[str, Any]) -> dict[str, Any]:
     """``["key=value", ...]`` (or a dict of strings/values) -> ``{key: typed value}`` for the fields of
-    ``config_cls``. Unknown keys and values of the wrong type raise ``ValueError`` naming them."""
+    ``config_cls``. Unknown keys and values of the wrong type raise :class:`~pygan.errors.ConfigError`
+    (a ``ValueError``) naming them; ranges are checked when the Config is built (:func:`check_config`)."""
     hints = typing.get_type_hints(config_cls)
     names = [f.name for f in dataclasses.fields(config_cls)]
     pairs: list[tuple[str, Any]] = []
@@ -248,12 +253,12 @@ def parse_overrides(config_cls: type, items: list[str] | dict[str, Any]) -> dict
         for it in items:
             key, eq, val = it.partition("=")
             if not eq or not key.strip():
-                raise ValueError(f"--set expects key=value, got {it!r}")
+                raise ConfigError(f"--set expects key=value, got {it!r}")
             pairs.append((key.strip(), val))
     out = {}
     for key, val in pairs:
         if key not in names:
-            raise ValueError(f"--set {key}: {config_cls.__name__} has no field {key!r}; fields: {names}")
+            raise ConfigError(f"--set {key}: {config_cls.__name__} has no field {key!r}; fields: {names}")
         out[key] = _parse_value(key, val, hints[key]) if isinstance(val, str) else val
     return out
 
@@ -269,7 +274,7 @@ def config_from_dict(config_cls: type, d: dict):
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = set(d) - names
     if unknown:
-        raise ValueError(f"{config_cls.__name__} has no field(s) {sorted(unknown)}")
+        raise ConfigError(f"{config_cls.__name__} has no field(s) {sorted(unknown)}")
     kw = {}
     for k, v in d.items():
         _, tp = _is_optional(hints[k])
@@ -364,15 +369,162 @@ def build_model(name: str, info: DataInfo, overrides: list[str] | dict | None = 
     return cls(config, info)
 
 
+# ---- config validation ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric Config field: ``integer`` or real, between ``lo`` and ``hi``
+    (either end open or closed, or absent). Real values must also be finite."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    note: str = ""
+
+    def ok(self, v) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def describe(self) -> str:
+        kind = "an int" if self.integer else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+            ends = f"{left}{self.lo:g}, {self.hi:g}{right}"
+            text = f"{kind} in {ends}"
+        elif self.lo is not None:
+            text = f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.hi is not None:
+            text = f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+        else:
+            text = kind
+        return f"{text} ({self.note})" if self.note else text
+
+
+_COUNT = Range(1, integer=True)  # sizes, widths, batch sizes, steps per iteration: >= 1
+_LAYERS = Range(0, integer=True, note="0: no hidden layer")
+_LR = Range(0, lo_open=True, note="a learning rate")
+_WEIGHT = Range(0, note="a loss weight; 0 turns the term off")
+_UNIT = Range(0, 1, hi_open=True)
+
+#: The range of every numeric field of the built-in models' Configs, by field name (for a field whose
+#: meaning differs with its type, by ``(name, type)``). A model Config may add or override entries with
+#: a ``field_rules`` class attribute (a ClassVar dict of the same shape). Fields that are None
+#: (``X | None`` = "the model's default") are not range-checked. Data-dependent limits (a width too
+#: small for the image size, a U-Net deeper than the image allows) are checked when the model is built.
+FIELD_RULES: dict[str | tuple[str, type], Range] = {
+    **dict.fromkeys(
+        (
+            "batch_size", "code_dim", "z_dim", "z_channels", "width", "d_width", "g_width", "enc_width",
+            "mlp_hidden", "ae_hidden", "acl_hidden", "ae_layers", "acl_g_steps", "n_critic", "depth",
+            "d_layers", "fr_layers", "sl_epochs", "g_unshared", "d_unshared",
+        ),
+        _COUNT,
+    ),
+    "gp_every": Range(1, integer=True, note="1: the penalty on every critic step"),
+    "mlp_layers": _LAYERS,
+    "acl_layers": _LAYERS,
+    ("dropout", int): Range(0, integer=True, note="the number of innermost decoder levels with dropout"),
+    ("dropout", float): Range(0, 1, hi_open=True, note="a dropout probability"),
+    "kl_fake_ramp": Range(0, integer=True, note="iterations; 0: no ramp"),
+    **dict.fromkeys(("lr", "acl_lr", "acl_lr_d"), _LR),
+    **dict.fromkeys(("betas", "acl_betas"), Range(0, 1, hi_open=True, note="Adam betas, each")),
+    "ema_decay": Range(0, 1, hi_open=True, note="0: no EMA"),
+    "ema_rampup": Range(0, note="0: no ramp"),
+    "weight_decay": Range(0, note="Adam weight decay"),
+    **dict.fromkeys(
+        (
+            "gp_weight", "lambda_rec", "lambda_gan", "lambda_z", "adv_weight", "z_adv_weight",
+            "rec_weight", "alpha", "beta", "omega", "lam", "gamma", "kl_g", "kl_d", "kl_alpha",
+            "kl_beta", "ckl", "cls_weight", "fr_weight", "sl_weight", "cc_weight", "pl_content_weight",
+            "pl_style_weight",
+        ),
+        _WEIGHT,
+    ),
+}  # fmt: skip
+
+
+def field_rule(config_cls: type, name: str, tp) -> Range | None:
+    """The :class:`Range` of field ``name`` (of type ``tp``, ``X | None`` unwrapped) of ``config_cls``."""
+    rules = {**FIELD_RULES, **getattr(config_cls, "field_rules", {})}
+    _, inner = _is_optional(tp)
+    if typing.get_origin(inner) is tuple:
+        inner = typing.get_args(inner)[0]
+    return rules.get((name, inner), rules.get(name))
+
+
+def _type_ok(value, tp) -> bool:
+    optional, tp = _is_optional(tp)
+    if value is None:
+        return optional
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    return True  # a type --set cannot produce: the model checks it
+
+
+def check_config(config) -> None:
+    """Checks every field of a model Config dataclass: its type, and for numeric fields the range in
+    :data:`FIELD_RULES` (plus the EMA settings, :func:`check_ema_config`). Raises
+    :class:`~pygan.errors.ConfigError` naming the field, the value and what is allowed. The built-in
+    Configs call it from ``__post_init__``, and :class:`Model` calls it again when a model is built."""
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(config):
+        value, tp = getattr(config, f.name), hints[f.name]
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"{f.name} must be {_type_text(tp)}, got {value!r} ({type(value).__name__}; "
+                f"{cls.__name__}.{f.name})"
+            )
+        if value is None:
+            continue
+        rule = field_rule(cls, f.name, tp)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if (isinstance(v, float) and not math.isfinite(v)) or (rule is not None and not rule.ok(v)):
+                what = rule.describe() if rule is not None else "a finite number"
+                raise ConfigError(f"{f.name} must be {what}, got {value!r} ({cls.__name__}.{f.name})")
+    check_ema_config(config)
+
+
+def _type_text(tp) -> str:
+    optional, inner = _is_optional(tp)
+    name = str(inner).replace("typing.", "")
+    if "[" not in name:
+        name = getattr(inner, "__name__", name)
+    return f"{'None or ' if optional else ''}{name}"
+
+
 # ---- generator EMA ---------------------------------------------------------------------------------
 
 
 def check_ema_config(config) -> None:
-    """``ValueError`` unless ``config.ema_decay`` is in [0, 1) and ``config.ema_rampup`` is a finite
-    number >= 0 (configs without the fields pass)."""
+    """:class:`~pygan.errors.ConfigError` unless ``config.ema_decay`` is in [0, 1) and
+    ``config.ema_rampup`` is a finite number >= 0 (configs without the fields pass)."""
     decay = getattr(config, "ema_decay", 0.0)
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-        raise ValueError(f"ema_decay must be a number in [0, 1) (0: no EMA), got {decay!r}")
+        raise ConfigError(f"ema_decay must be a number in [0, 1) (0: no EMA), got {decay!r}")
     rampup = getattr(config, "ema_rampup", 0.0)
     if (
         isinstance(rampup, bool)
@@ -380,7 +532,7 @@ def check_ema_config(config) -> None:
         or not math.isfinite(rampup)
         or rampup < 0
     ):
-        raise ValueError(f"ema_rampup must be a finite number >= 0 (0: no ramp), got {rampup!r}")
+        raise ConfigError(f"ema_rampup must be a finite number >= 0 (0: no ramp), got {rampup!r}")
 
 
 class EMA:
@@ -548,7 +700,7 @@ class LazyPenalty(nn.Module):
     def __init__(self, every: int, steps: int, names: tuple[str, ...] = ("gp",)):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"gp_every must be an int >= 1, got {every!r}")
+            raise ConfigError(f"gp_every must be an int >= 1, got {every!r}")
         self.every, self.steps = every, steps
         if every > 1:
             for name in names:
@@ -587,11 +739,11 @@ class Model(nn.Module):
         if not isinstance(info, DataInfo):
             raise TypeError(f"info must be a pygan.data.DataInfo, got {type(info).__name__}")
         if info.kind not in self.data_kinds:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} trains on {' or '.join(self.data_kinds)} data, got {info.kind} "
                 f"data (try --data {self.default_data})"
             )
-        check_ema_config(config)
+        check_config(config)
         self.config = config
         self.info = info
         self.ema: EMA | None = None  # set by make_ema() (the loop calls it)
@@ -680,7 +832,7 @@ class Model(nn.Module):
             return None
         names = self.output_networks()
         if not names:
-            raise ValueError(
+            raise ConfigError(
                 f"ema_decay={decay}: model {self.name or type(self).__name__} names no generator "
                 "networks to average (generator_networks)"
             )

@@ -116,7 +116,8 @@ from torch import nn
 
 from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import LazyPenalty, Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import LazyPenalty, Model, check_config, frozen, register
 from pygan.models.dcgan import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
 from pygan.ops import feature_regularizer, gradient_penalty
@@ -462,7 +463,7 @@ def _check_positive(name: str, v, allow_none: bool = False) -> None:
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {v!r}")
+        raise ConfigError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {v!r}")
 
 
 def _make_prior(kind: str, code_dim: int, z_dim: int | None, info: DataInfo) -> nn.Module:
@@ -471,15 +472,15 @@ def _make_prior(kind: str, code_dim: int, z_dim: int | None, info: DataInfo) -> 
     if kind == "mixture":
         centres, std = info.meta.get("centers"), info.meta.get("std")
         if centres is None or std is None:
-            raise ValueError(
+            raise ConfigError(
                 "prior='mixture' uses the data's mode centres and std (points data such as square4, "
                 f"ring8, grid25); this {info.kind} data has none"
             )
         p = MixturePrior(centres, float(std))
         if z_dim is not None and z_dim != p.dim:
-            raise ValueError(f"prior='mixture' draws {p.dim}-D noise; z_dim={z_dim} does not match")
+            raise ConfigError(f"prior='mixture' draws {p.dim}-D noise; z_dim={z_dim} does not match")
         return p
-    raise ValueError(f"prior must be 'normal' or 'mixture', got {kind!r}")
+    raise ConfigError(f"prior must be 'normal' or 'mixture', got {kind!r}")
 
 
 # ---- ACL-AE ---------------------------------------------------------------------------------------
@@ -530,6 +531,9 @@ class ACLAEConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 def _mlp_dropout(d_in: int, d_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
     mods: list[nn.Module] = []
@@ -567,9 +571,9 @@ class ACLAE(_ACLModel):
         c = config
         self.points = info.kind == "points"
         if c.arch not in ("mlp", "conv"):
-            raise ValueError(f"arch must be 'mlp' or 'conv', got {c.arch!r}")
+            raise ConfigError(f"arch must be 'mlp' or 'conv', got {c.arch!r}")
         if self.points and c.arch == "conv":
-            raise ValueError("arch='conv' needs image data; points use arch='mlp'")
+            raise ConfigError("arch='conv' needs image data; points use arch='mlp'")
         _check_positive("code_dim", c.code_dim, allow_none=True)
         _check_positive("z_dim", c.z_dim, allow_none=True)
         _check_positive("ae_hidden", c.ae_hidden, allow_none=True)
@@ -577,7 +581,7 @@ class ACLAE(_ACLModel):
         _check_positive("ae_layers", c.ae_layers)
         dropout = c.dropout if c.dropout is not None else (0.0 if self.points else 0.1)
         if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.code_dim = c.code_dim if c.code_dim is not None else (2 if self.points else 10)
         hidden = c.ae_hidden if c.ae_hidden is not None else (128 if self.points else 1000)
         d_in = 1
@@ -721,6 +725,9 @@ class ACLGANConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 @dataclass
 class ACLGANGPConfig(ACLGANConfig):
@@ -789,23 +796,23 @@ class ACLGAN(_ACLModel):
         super().__init__(config, info)
         c = config
         if c.rec_updates not in ("encoder", "encoder+generator"):
-            raise ValueError(f"rec_updates must be 'encoder' or 'encoder+generator', got {c.rec_updates!r}")
+            raise ConfigError(f"rec_updates must be 'encoder' or 'encoder+generator', got {c.rec_updates!r}")
         if c.gan_loss not in ("gan", "wgan-gp"):
-            raise ValueError(f"gan_loss must be 'gan' or 'wgan-gp', got {c.gan_loss!r}")
+            raise ConfigError(f"gan_loss must be 'gan' or 'wgan-gp', got {c.gan_loss!r}")
         _check_positive("n_critic", c.n_critic)
         _check_positive("code_dim", c.code_dim, allow_none=True)
         if c.gan_loss == "gan" and c.n_critic != 1:
-            raise ValueError(f"n_critic={c.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1")
+            raise ConfigError(f"n_critic={c.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1")
         if c.critic_norm not in ("batch", "layer", "none"):
-            raise ValueError(f"critic_norm must be 'batch', 'layer' or 'none', got {c.critic_norm!r}")
+            raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {c.critic_norm!r}")
         if c.gan_loss == "wgan-gp" and c.critic_norm == "batch":
-            raise ValueError(
+            raise ConfigError(
                 "critic_norm='batch' mixes samples, which breaks the per-sample gradient penalty"
             )
         if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
-            raise ValueError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
+            raise ConfigError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
         if c.gp_every != 1 and c.gan_loss != "wgan-gp":
-            raise ValueError(f"gp_every={c.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)")
+            raise ConfigError(f"gp_every={c.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)")
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{type(self).name or 'acl-gan'} needs square images, got {h}x{w}")
@@ -1005,7 +1012,7 @@ class ACLSGAN(ACLGAN):
     def _code_dim(self, info: DataInfo) -> int:
         c = self.config
         if c.sgan_code not in ("features", "logits"):
-            raise ValueError(f"sgan_code must be 'features' or 'logits', got {c.sgan_code!r}")
+            raise ConfigError(f"sgan_code must be 'features' or 'logits', got {c.sgan_code!r}")
         if not info.num_classes or info.num_classes < 2:
             raise ValueError(
                 "acl-sgan trains its classifier on labels: it needs labelled images (e.g. --data digits16), "
@@ -1013,7 +1020,7 @@ class ACLSGAN(ACLGAN):
             )
         if c.sgan_code == "logits":
             if c.code_dim not in (None, info.num_classes):
-                raise ValueError(
+                raise ConfigError(
                     f"sgan_code='logits' makes the code the {info.num_classes} class logits; "
                     f"code_dim={c.code_dim} does not match"
                 )

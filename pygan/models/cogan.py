@@ -81,7 +81,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import LazyPenalty, Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import LazyPenalty, Model, check_config, frozen, register
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -148,6 +149,9 @@ class CoGANConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 # ---- networks ----------------------------------------------------------------------------------
 
@@ -201,7 +205,7 @@ def generator_stages(arch: str, z_dim: int, channels: int, size: int, width: int
         kernel, pad, out_pad, out_k = 4, 1, 0, 3
     for _ in range(k):
         if c < 2:
-            raise ValueError(f"g_width={width} is too small for {size} px (it is halved {k} times)")
+            raise ConfigError(f"g_width={width} is too small for {size} px (it is halved {k} times)")
         stages.append(
             nn.Sequential(
                 nn.ConvTranspose2d(c, c // 2, kernel, 2, pad, output_padding=out_pad, bias=False),
@@ -401,9 +405,9 @@ class CoupledGAN(Model):
         cfg = self.config
         for name, allowed in (("loss", LOSSES), ("arch", ARCHS), ("z_dist", ("uniform", "normal"))):
             if getattr(cfg, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(cfg, name)!r}")
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(cfg, name)!r}")
         if cfg.init is not None and cfg.init not in INITS:
-            raise ValueError(f"init must be one of {list(INITS)} or None, got {cfg.init!r}")
+            raise ConfigError(f"init must be one of {list(INITS)} or None, got {cfg.init!r}")
         size = self.info.size
         arch = cfg.arch if cfg.arch != "auto" else ("digits" if size <= 32 else "faces")
         wgan = cfg.loss == "wgan-gp"
@@ -420,11 +424,11 @@ class CoupledGAN(Model):
         out["d_width"] = cfg.d_width if cfg.d_width is not None else (32 if faces else 20)
         for name in ("n_critic", "z_dim", "g_width", "d_width", "batch_size"):
             if isinstance(out[name], bool) or not isinstance(out[name], int) or out[name] < 1:
-                raise ValueError(f"{name} must be a positive int, got {out[name]!r}")
+                raise ConfigError(f"{name} must be a positive int, got {out[name]!r}")
         if out["weight_decay"] < 0 or out["lr"] <= 0 or out["gp_weight"] < 0:
-            raise ValueError("lr must be > 0 and weight_decay, gp_weight >= 0")
+            raise ConfigError("lr must be > 0 and weight_decay, gp_weight >= 0")
         if out["gp_every"] != 1 and not wgan:
-            raise ValueError(f"gp_every={out['gp_every']} applies to loss='wgan-gp' (no penalty otherwise)")
+            raise ConfigError(f"gp_every={out['gp_every']} applies to loss='wgan-gp' (no penalty otherwise)")
         return out
 
     def _sharing(self, c: dict):
@@ -656,5 +660,5 @@ class CoGAN(CoupledGAN):
         d_unshared = c["d_unshared"]
         for name, v in (("g_unshared", g_unshared), ("d_unshared", d_unshared)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1 (the per-domain layers), got {v!r}")
+                raise ConfigError(f"{name} must be an int >= 1 (the per-domain layers), got {v!r}")
         return (lambda n: max(0, n - g_unshared)), (lambda n: max(0, n - d_unshared))

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import Model, check_config, frozen, register
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
 __all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
@@ -67,6 +68,9 @@ class DCGANConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 @register("dcgan")
 class DCGAN(Model):
@@ -83,7 +87,7 @@ class DCGAN(Model):
         super().__init__(config, info)
         c = config
         if c.z_dim is not None and c.z_dim < 1:
-            raise ValueError(f"z_dim must be >= 1, got {c.z_dim}")
+            raise ConfigError(f"z_dim must be >= 1, got {c.z_dim}")
         self.points = info.kind == "points"
         self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 100)
         if self.points:

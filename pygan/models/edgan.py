@@ -101,7 +101,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import Model, check_config, frozen, register
 from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
 from pygan.ops import residual_add
 from pygan.ops.residual import ACTIVATIONS
@@ -165,6 +166,9 @@ class EDGANConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 @dataclass
 class EDGANCoupledConfig(EDGANConfig):
@@ -204,6 +208,9 @@ class Pix2PixConfig:
     residual_init: str = "dcgan"
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
 
 
 @dataclass
@@ -246,6 +253,9 @@ class CAAEConfig:
     residual_init: str = "dcgan"
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
 
 
 @dataclass
@@ -323,19 +333,19 @@ class _EDGANBase(Model):
         super().__init__(config, info)
         c = config
         if isinstance(c.batch_size, bool) or not isinstance(c.batch_size, int) or c.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {c.batch_size!r}")
+            raise ConfigError(f"batch_size must be a positive int, got {c.batch_size!r}")
         if not (isinstance(c.adv_weight, (int, float)) and math.isfinite(c.adv_weight) and c.adv_weight >= 0):
-            raise ValueError(f"adv_weight must be a finite number >= 0, got {c.adv_weight!r}")
+            raise ConfigError(f"adv_weight must be a finite number >= 0, got {c.adv_weight!r}")
         if c.gan_loss not in GAN_LOSSES:
-            raise ValueError(f"gan_loss must be one of {list(GAN_LOSSES)}, got {c.gan_loss!r}")
+            raise ConfigError(f"gan_loss must be one of {list(GAN_LOSSES)}, got {c.gan_loss!r}")
         if c.output_act not in [a for a in ACTIVATIONS if a is not None]:
-            raise ValueError(f"output_act must be 'none', 'tanh' or 'clamp', got {c.output_act!r}")
+            raise ConfigError(f"output_act must be 'none', 'tanh' or 'clamp', got {c.output_act!r}")
         if c.residual_init not in RESIDUAL_INITS:
-            raise ValueError(f"residual_init must be one of {list(RESIDUAL_INITS)}, got {c.residual_init!r}")
+            raise ConfigError(f"residual_init must be one of {list(RESIDUAL_INITS)}, got {c.residual_init!r}")
         if not c.lr > 0:
-            raise ValueError(f"lr must be positive, got {c.lr!r}")
+            raise ConfigError(f"lr must be positive, got {c.lr!r}")
         if getattr(c, "width", 1) < 1:
-            raise ValueError(f"width must be >= 1, got {c.width!r}")
+            raise ConfigError(f"width must be >= 1, got {c.width!r}")
 
     # -- what subclasses provide
     def _ed(self, inp: torch.Tensor, y: torch.Tensor | None, plain: bool = False) -> tuple[torch.Tensor, Any]:
@@ -570,7 +580,7 @@ class _Table1(_EDGANBase):
             out_ch = tc
         conv_plan(size, what)
         if isinstance(c.z_dim, bool) or not isinstance(c.z_dim, int) or c.z_dim < 1:
-            raise ValueError(f"z_dim must be a positive int, got {c.z_dim!r}")
+            raise ConfigError(f"z_dim must be a positive int, got {c.z_dim!r}")
         ed_norm = "batch" if c.ed_batchnorm else "none"
         self.encoder = ConvEncoder(ch, size, c.width, out_dim=c.z_dim, norm=ed_norm)
         self.decoder = ConvDecoder(self._dec_in(), out_ch, size, c.width, norm=ed_norm)
@@ -663,9 +673,9 @@ class _Pix2Pix(_EDGANBase):
         if (th, tw) != (size, size):
             raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
         if c.norm not in ("batch", "instance", "none"):
-            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
+            raise ConfigError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
         if c.d_width < 1:
-            raise ValueError(f"d_width must be >= 1, got {c.d_width!r}")
+            raise ConfigError(f"d_width must be >= 1, got {c.d_width!r}")
         # The ED U-Net is Enc and Dec in one network ("decoder" holds both; its down path is Enc).
         self.decoder = UNet(ch, tc, size, c.width, c.depth, c.norm, c.dropout)
         if not self.coupled:
@@ -676,7 +686,7 @@ class _Pix2Pix(_EDGANBase):
             while n_layers > 1 and size // 2**n_layers < 4:
                 n_layers -= 1
         if n_layers < 1 or size // 2**n_layers < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"d_layers={n_layers} leaves no patch for {size} px images (needs size/2^n >= 3)"
             )
         self.discriminator = PatchDiscriminator(ch + tc, c.d_width, n_layers, c.norm)
@@ -727,7 +737,7 @@ class _CAAE(_Table1):
                 f"{what} is label-conditioned: it needs labelled images (e.g. digits32), got none"
             )
         if not (math.isfinite(config.z_adv_weight) and config.z_adv_weight >= 0):
-            raise ValueError(f"z_adv_weight must be a finite number >= 0, got {config.z_adv_weight!r}")
+            raise ConfigError(f"z_adv_weight must be a finite number >= 0, got {config.z_adv_weight!r}")
         self.num_classes = info.num_classes
         self.tile = max(1, config.z_dim // info.num_classes)
         super().__init__(config, info)

@@ -101,7 +101,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import Model, check_config, frozen, register
 from pygan.models.nets import NORMS, ConvDecoder, ConvEncoder, conv_plan, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -155,6 +156,9 @@ class VAEConfig:
     beta: float = 1.0
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
 
 
 @dataclass
@@ -304,14 +308,14 @@ class _VAEBase(Model):
         conv_plan(h, f"{self.name or type(self).__name__}'s nets")
         for field, value in (("z_dim", c.z_dim), ("width", c.width), ("batch_size", c.batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive int, got {value!r}")
+                raise ConfigError(f"{field} must be a positive int, got {value!r}")
         if c.trunk_norm not in NORMS:
-            raise ValueError(f"trunk_norm must be one of {list(NORMS)}, got {c.trunk_norm!r}")
+            raise ConfigError(f"trunk_norm must be one of {list(NORMS)}, got {c.trunk_norm!r}")
         if c.decoder_norm not in ("batch", "instance", "none"):
-            raise ValueError(f"decoder_norm must be 'batch', 'instance' or 'none', got {c.decoder_norm!r}")
+            raise ConfigError(f"decoder_norm must be 'batch', 'instance' or 'none', got {c.decoder_norm!r}")
         for field in ("alpha", "beta"):
             if getattr(c, field) < 0:
-                raise ValueError(f"{field} must be >= 0, got {getattr(c, field)}")
+                raise ConfigError(f"{field} must be >= 0, got {getattr(c, field)}")
         self.num_classes = 0
         if self.conditional:
             if not info.num_classes or info.num_classes < 2:
@@ -510,9 +514,9 @@ class IDVAE(_VAEBase):
         c = config
         for field in ("omega", "lam", "gamma"):
             if getattr(c, field) < 0:
-                raise ValueError(f"{field} must be >= 0, got {getattr(c, field)}")
+                raise ConfigError(f"{field} must be >= 0, got {getattr(c, field)}")
         if c.order not in ("dis-first", "enc-first"):
-            raise ValueError(f"order must be 'dis-first' or 'enc-first', got {c.order!r}")
+            raise ConfigError(f"order must be 'dis-first' or 'enc-first', got {c.order!r}")
         self._build_discriminator()
         self.dis_head = _DisHead(self.trunk.feature_dim)
         self._init_weights()
@@ -679,7 +683,7 @@ class VAEGAN(IDVAE):
 
     def __init__(self, config: VAEGANConfig, info: DataInfo):
         if config.encoder_loss not in ("feature", "pixel"):
-            raise ValueError(f"encoder_loss must be 'feature' or 'pixel', got {config.encoder_loss!r}")
+            raise ConfigError(f"encoder_loss must be 'feature' or 'pixel', got {config.encoder_loss!r}")
         super().__init__(config, info)
 
     def _build_discriminator(self) -> None:

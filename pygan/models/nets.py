@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pygan.errors import ConfigError
+
 __all__ = [
     "NORMS",
     "ConvDecoder",
@@ -36,7 +38,7 @@ def conv_plan(size: int, what: str = "the DCGAN nets") -> tuple[int, int]:
     while b % 2 == 0 and b // 2 >= 3:
         b, k = b // 2, k + 1
     if k < 2:
-        raise ValueError(
+        raise ConfigError(
             f"{what} need an image side b * 2^k with k >= 2 and b >= 3 (16, 28, 32, 64, ...), "
             f"got {size}; resize the data (e.g. ?size=32)"
         )
@@ -266,7 +268,10 @@ class UNet(nn.Module):
         if depth is None:
             depth = size.bit_length() - 1
         if depth < 1 or size % (2**depth):
-            raise ValueError(f"UNet depth {depth} needs an image side divisible by 2^{depth}, got {size}")
+            raise ConfigError(
+                f"UNet depth {depth} needs an image side divisible by 2^{depth}, got {size} "
+                "(set depth=, or resize the data: ?size=)"
+            )
         self.depth = depth
         self.extra_down = _extra_channels(extra_down, depth, "extra_down")
         self.extra_up = _extra_channels(extra_up, depth, "extra_up")

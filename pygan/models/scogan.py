@@ -95,6 +95,7 @@ import torch
 from torch import nn
 
 from pygan.data.core import DataInfo
+from pygan.errors import ConfigError
 from pygan.metrics.classifier import predict_classes
 from pygan.models import frozen, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN
@@ -342,25 +343,27 @@ class SCoGAN(CoupledGAN):
         regs = tuple(config.regularizers)
         bad = [r for r in regs if r not in REGULARIZERS]
         if bad or len(set(regs)) != len(regs):
-            raise ValueError(f"regularizers must be distinct names from {list(REGULARIZERS)}, got {regs!r}")
+            raise ConfigError(f"regularizers must be distinct names from {list(REGULARIZERS)}, got {regs!r}")
         self.regs = regs
         n_stages = len(self.generators.g1.stages)
         k = config.fr_layers
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_stages - 1:
-            raise ValueError(
+            raise ConfigError(
                 f"fr_layers must be an int in 1..{n_stages - 1} (stages after the Dense one), got {k!r}"
             )
         for name in ("fr_weight", "sl_weight", "cc_weight", "pl_content_weight", "pl_style_weight"):
             if getattr(config, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)}")
         if config.sl_train_on not in ("both", "a"):
-            raise ValueError(f"sl_train_on must be 'both' or 'a', got {config.sl_train_on!r}")
+            raise ConfigError(f"sl_train_on must be 'both' or 'a', got {config.sl_train_on!r}")
         if config.cc_norm not in ("l1", "mse"):
-            raise ValueError(f"cc_norm must be 'l1' or 'mse', got {config.cc_norm!r}")
+            raise ConfigError(f"cc_norm must be 'l1' or 'mse', got {config.cc_norm!r}")
         if config.pl_extractor not in ("auto", "vgg19", "digits"):
-            raise ValueError(f"pl_extractor must be 'auto', 'vgg19' or 'digits', got {config.pl_extractor!r}")
+            raise ConfigError(
+                f"pl_extractor must be 'auto', 'vgg19' or 'digits', got {config.pl_extractor!r}"
+            )
         if config.pl_gram_norm not in ("hw", "chw"):
-            raise ValueError(f"pl_gram_norm must be 'hw' or 'chw', got {config.pl_gram_norm!r}")
+            raise ConfigError(f"pl_gram_norm must be 'hw' or 'chw', got {config.pl_gram_norm!r}")
         ch, size = info.channels, info.size
         if "sl" in regs:
             if config.sl_classifier is None:
@@ -370,7 +373,7 @@ class SCoGAN(CoupledGAN):
                 self.classifier = load_semantic_classifier(config.sl_classifier)
                 m = self.classifier.meta
                 if (m["channels"], m["size"]) != (ch, size):
-                    raise ValueError(
+                    raise ConfigError(
                         f"sl_classifier {config.sl_classifier!r} takes {m['channels']}x{m['size']}px images, "
                         f"the data is {ch}x{size}px"
                     )
@@ -386,7 +389,7 @@ class SCoGAN(CoupledGAN):
             if ext == "auto":
                 ext = "vgg19" if config.pl_weights is not None else "digits"
             if ext == "vgg19" and config.pl_weights is None:
-                raise ValueError(
+                raise ConfigError(
                     "pl_extractor='vgg19' needs pl_weights=PATH (a local torchvision vgg19 file)"
                 )
             self.pl_kind = ext

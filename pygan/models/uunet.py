@@ -86,7 +86,8 @@ from torch import nn
 
 from pygan.amp import optimizer_step, scaled_backward, unscale_grads
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.models import Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import Model, check_config, frozen, register
 from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
 
 __all__ = [
@@ -150,7 +151,7 @@ def parse_connect(spec: str) -> tuple[str, ...]:
     parts = [p.strip() for p in s.split("+") if p.strip()]
     bad = [p for p in parts if p not in CONNECTIONS]
     if not parts or bad:
-        raise ValueError(
+        raise ConfigError(
             f"connect must be one of {sorted(VARIANTS)} or '+'-joined connections from {list(CONNECTIONS)}, "
             f"got {spec!r}"
         )
@@ -195,7 +196,7 @@ def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, kind: str) -> t
         return 0.5 * (out - target).pow(2).flatten(1).sum(1).mean()
     if kind == "l1":
         return (out - target).abs().mean()
-    raise ValueError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
+    raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -240,6 +241,9 @@ class Pix2PixConfig:
     adv_weight: float = 1.0
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
 
 
 @dataclass
@@ -305,6 +309,9 @@ class UUNetConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 @dataclass
 class UUVAEGANConfig(UUNetConfig):
@@ -361,17 +368,17 @@ class _Translator(Model):
             )
         for k in ("width", "d_width", "batch_size"):
             if getattr(c, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(c, k)}")
+                raise ConfigError(f"{k} must be >= 1, got {getattr(c, k)}")
         if c.dropout < 0:
-            raise ValueError(f"dropout must be >= 0, got {c.dropout}")
+            raise ConfigError(f"dropout must be >= 0, got {c.dropout}")
         if c.norm not in ("batch", "instance", "none"):
-            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
+            raise ConfigError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
         if c.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {c.lr}")
+            raise ConfigError(f"lr must be > 0, got {c.lr}")
         if c.rec_loss not in ("l1", "l2"):
-            raise ValueError(f"rec_loss must be 'l1' or 'l2', got {c.rec_loss!r}")
+            raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {c.rec_loss!r}")
         if c.rec_weight < 0 or c.adv_weight < 0:
-            raise ValueError("rec_weight and adv_weight must be >= 0")
+            raise ConfigError("rec_weight and adv_weight must be >= 0")
         self.size = h
         self.depth = c.depth if c.depth is not None else h.bit_length() - 1
         if self.depth < 2 or h % (2**self.depth):
@@ -465,7 +472,7 @@ class Pix2Pix(_Translator):
         if n is None:
             n = max(1, min(3, self.size.bit_length() - 3))  # 70x70 patches at >= 32 px
         if n < 1 or self.size // 2**n < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"d_layers={n} leaves no patches at {self.size} px "
                 "(need d_layers >= 1 and size / 2^d_layers >= 3)"
             )
@@ -514,7 +521,7 @@ class UNetVAEGAN(Pix2Pix):
     def __init__(self, config: UNetVAEGANConfig, info: DataInfo):
         super().__init__(config, info)
         if config.kl_g < 0:
-            raise ValueError(f"kl_g must be >= 0, got {config.kl_g}")
+            raise ConfigError(f"kl_g must be >= 0, got {config.kl_g}")
 
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
         return {"kl_g": self.config.kl_g * gaussian_kl(feats["mu"], feats["logvar"]).mean()}
@@ -627,10 +634,10 @@ class UUNet(_Translator):
         c = config
         self.connect = parse_connect(c.connect)
         if c.g_in_d_step not in G_IN_D_STEP:
-            raise ValueError(f"g_in_d_step must be one of {list(G_IN_D_STEP)}, got {c.g_in_d_step!r}")
+            raise ConfigError(f"g_in_d_step must be one of {list(G_IN_D_STEP)}, got {c.g_in_d_step!r}")
         for k in ("norm", "d_norm"):
             if getattr(c, k) not in ("batch", "instance", "none"):
-                raise ValueError(f"{k} must be 'batch', 'instance' or 'none', got {getattr(c, k)!r}")
+                raise ConfigError(f"{k} must be 'batch', 'instance' or 'none', got {getattr(c, k)!r}")
         g = self.generator
         self.discriminator = UUDiscriminator(
             info.shape[0] + info.target_shape[0],
@@ -764,11 +771,11 @@ class UUVAEGAN(UUNet):
         for k in ("kl_g", "kl_d", "kl_alpha", "kl_beta", "ckl"):
             v = getattr(c, k)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+                raise ConfigError(f"{k} must be a finite number >= 0, got {v!r}")
         if c.kl_alpha + c.kl_beta <= 0:
-            raise ValueError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
+            raise ConfigError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
         if c.kl_fake_ramp < 0:
-            raise ValueError(f"kl_fake_ramp must be >= 0, got {c.kl_fake_ramp}")
+            raise ConfigError(f"kl_fake_ramp must be >= 0, got {c.kl_fake_ramp}")
 
     def beta(self) -> float | torch.Tensor:
         """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0, computed on the device

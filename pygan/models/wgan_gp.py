@@ -36,7 +36,8 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
-from pygan.models import LazyPenalty, Model, frozen, register
+from pygan.errors import ConfigError
+from pygan.models import LazyPenalty, Model, check_config, frozen, register
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
@@ -77,6 +78,9 @@ class WGANGPConfig:
     ema_decay: float = 0.0
     ema_rampup: float = 0.05
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+
 
 def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
     """The DCGAN generator (see :class:`pygan.models.nets.ConvDecoder`)."""
@@ -104,11 +108,11 @@ class WGANGP(Model):
         super().__init__(config, info)
         c = config
         if c.n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {c.n_critic}")
+            raise ConfigError(f"n_critic must be >= 1, got {c.n_critic}")
         if c.critic_norm not in ("none", "layer"):
-            raise ValueError(f"critic_norm must be 'none' or 'layer', got {c.critic_norm!r}")
+            raise ConfigError(f"critic_norm must be 'none' or 'layer', got {c.critic_norm!r}")
         if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
-            raise ValueError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
+            raise ConfigError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
         self.points = info.kind == "points"
         self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 128)
         if self.points:

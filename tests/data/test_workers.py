@@ -420,10 +420,12 @@ def test_cli_workers_flag_errors_are_one_clear_line(tmp_path, capsys):
     from pygan.train import TrainOptions
 
     base = ["train", "wgan-gp", "--data", "digits8", "--steps", "1", "--no-progress"]
-    assert main([*base, "--out", str(tmp_path / "a"), "--workers", "-1"]) == 1
-    assert "pygan train: error: workers must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # an argparse usage error: one line, status 2
+        main([*base, "--out", str(tmp_path / "a"), "--workers", "-1"])
+    assert e.value.code == 2
+    assert "pygan train: error: argument --workers: must be an int >= 0, got '-1'" in capsys.readouterr().err
     too_many = usable_cores() + 1
-    assert main([*base, "--out", str(tmp_path / "b"), "--workers", str(too_many)]) == 1
+    assert main([*base, "--out", str(tmp_path / "b"), "--workers", str(too_many)]) == 2
     assert f"workers={too_many} is more than the" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
     with pytest.raises(ValueError, match="workers must be >= 0"):

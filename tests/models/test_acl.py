@@ -316,7 +316,7 @@ def test_points_toy_shapes_and_priors():
         ("acl-gan", IMG, [*TINY, "gan_loss=hinge"], "gan_loss must be"),
         ("acl-gan", IMG, [*TINY, "n_critic=2"], "applies to gan_loss='wgan-gp'"),
         ("acl-gan-gp", IMG, [*TINY, "critic_norm=batch"], "breaks the per-sample gradient penalty"),
-        ("acl-gan", IMG, [*TINY, "code_dim=0"], "code_dim must be a positive int"),
+        ("acl-gan", IMG, [*TINY, "code_dim=0"], "code_dim must be an int >= 1"),
         ("acl-sgan", DataInfo("images", (1, 16, 16)), TINY, "needs labelled images"),
         ("acl-sgan", IMG, [*TINY, "sgan_code=pool"], "sgan_code must be"),
         ("acl-sgan", IMG, [*TINY, "sgan_code=logits", "code_dim=7"], "code_dim=7 does not match"),
@@ -324,7 +324,7 @@ def test_points_toy_shapes_and_priors():
         ("acl-ae", PTS, ["prior=mixture", "z_dim=3"], "z_dim=3 does not match"),
         ("acl-ae", PTS, ["arch=conv"], "arch='conv' needs image data"),
         ("acl-ae", IMG, ["arch=resnet"], "arch must be"),
-        ("acl-ae", IMG, ["dropout=1.0"], "dropout must be in"),
+        ("acl-ae", IMG, ["dropout=1.0"], r"dropout must be a finite number in \[0, 1\)"),
     ],
 )
 def test_bad_data_and_settings(name, info, extra, err):

@@ -39,7 +39,7 @@ def test_points_and_bad_data():
         build_model("dcgan", DataInfo("paired", (1, 8, 8), (3, 8, 8)))
     with pytest.raises(ValueError, match="need an image side"):
         build_model("dcgan", DataInfo("images", (1, 25, 25)))
-    with pytest.raises(ValueError, match="z_dim must be >= 1"):
+    with pytest.raises(ValueError, match="z_dim must be an int >= 1"):
         build_model("dcgan", IMG, ["z_dim=0"])
 
 

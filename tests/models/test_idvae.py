@@ -392,11 +392,11 @@ def test_bad_inputs(digits):
         build_model("vae", info, ["decoder_norm=layer"])
     with pytest.raises(ValueError, match="order"):
         build_model("idvae", info, ["order=joint"])
-    with pytest.raises(ValueError, match="omega must be >= 0"):
+    with pytest.raises(ValueError, match="omega must be a finite number >= 0"):
         build_model("idvae", info, ["omega=-1"])
     with pytest.raises(ValueError, match="encoder_loss"):
         build_model("vae-gan", info, ["encoder_loss=both"])
-    with pytest.raises(ValueError, match="z_dim must be a positive int"):
+    with pytest.raises(ValueError, match="z_dim must be an int >= 1"):
         build_model("vae", info, ["z_dim=0"])
     with pytest.raises(ValueError, match="square images"):
         build_model("idvae", DataInfo("images", (1, 16, 32)))
