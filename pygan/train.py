@@ -8,7 +8,7 @@ Run directory (``--out RUN``)
 ::
 
     RUN/
-      config.json            what the run is (written once, at the start; see below)
+      config.json            what the run is (written once, when the data and model are built; see below)
       checkpoints/last.pt    the latest checkpoint (atomic: temp file, fsync, rename)
       checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
       samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise;
@@ -60,6 +60,19 @@ Exactness and failure
   written from them, so ``last.pt`` stays the last good state.
 * Sampling and evaluation draw from their own seeded generators, so turning them on or off does not
   change the training run.
+* SIGINT/SIGTERM (handlers installed for the duration of :func:`train`, main thread only) finish the
+  current step, read the losses, write ``last.pt`` and raise :class:`TrainingInterrupted` (``pygan
+  train`` exits 130/143); a second SIGINT aborts at once, leaving ``last.pt`` as it was. Under DDP
+  the ranks agree on the stop at the next loss read and stop together (rank 0 writes).
+* ``config.json`` is written once the data and the model are built; a folder with ``config.json``
+  but no checkpoint is a failed start, which a new run (the same call) replaces after one line on
+  stderr; ``resume=True`` on it raises :class:`NoCheckpointError`. A resume whose model, data, model
+  settings, ``seed`` or ``amp`` differ from ``config.json`` raises one ValueError naming each
+  difference; ``steps`` at or below the checkpoint's step says so and returns at once.
+* Divergence watch: a loss whose magnitude exceeds ``divergence_threshold`` (default
+  :data:`DIVERGENCE_THRESHOLD`, 1e10) at ``divergence_logs`` consecutive reads warns once, or with
+  ``stop_on_divergence`` raises :class:`DivergenceError` (a :class:`NonFiniteLossError`) without
+  writing a checkpoint from that state.
 
 CUDA graphs
 ===========

@@ -120,7 +120,7 @@ def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a pygan run directory"):
         _train(tmp_path / "empty", 2, resume=True)
     os.remove(run_paths(str(tmp_path / "r"))["last"])
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint .* nothing to resume"):
+    with pytest.raises(FileNotFoundError, match=r"holds no checkpoint .* nothing to resume"):
         _train(tmp_path / "r", 2, resume=True)
     with pytest.raises(ValueError, match="steps must be an int >= 1"):
         _train(tmp_path / "s", 0)
