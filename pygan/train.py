@@ -609,6 +609,9 @@ def render_samples(model: Model, path: str, n: int, generator: torch.Generator, 
 
 _SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
+# Under DDP a SIGINT this soon after the first signal does not abort (torchrun forwards the Ctrl-C).
+DDP_SIGNAL_GRACE = 2.0
+
 
 class _StopSignals:
     """SIGINT/SIGTERM handlers for the duration of :func:`train` (main thread only; the previous
@@ -619,10 +622,16 @@ class _StopSignals:
     step, so a CUDA graph replay is never cut), finishes the step, checkpoints and raises
     :class:`TrainingInterrupted`. A SIGINT after that (a second Ctrl-C) raises at once, wherever
     the loop is: a checkpoint being written is abandoned (its temporary file removed; ``last.pt``
-    keeps the previous one). A SIGTERM after the first signal is ignored: the stop is under way
-    (``torchrun`` follows a Ctrl-C with a SIGTERM to its workers)."""
+    keeps the previous one). A SIGTERM after the first signal is ignored: the stop is under way.
+    Under DDP a SIGINT within ``grace`` seconds of the first signal is ignored too: ``torchrun``
+    forwards the terminal's Ctrl-C to workers that got it already."""
 
-    def __init__(self):
+    def __init__(self, say: bool = True, grace: float = 0.0):
+        self.say = say  # rank 0 only under DDP: one line, not one per process
+        # a SIGINT within `grace` seconds of the first signal is the same request (under torchrun a
+        # Ctrl-C reaches each worker twice: from the terminal, then forwarded by the agent)
+        self.grace = grace
+        self.t_first = 0.0
         self.signum: int | None = None
         self.good: tuple[str | None, int] = (None, 0)  # (last good checkpoint, its step)
         self._old: dict[int, object] = {}
@@ -647,12 +656,14 @@ class _StopSignals:
         name = _SIGNAL_NAMES.get(signum, str(signum))
         if self.signum is None:
             self.signum = signum
-            _say_raw(
-                f"{name}: stopping after the current step and writing a checkpoint "
-                "(Ctrl-C again to abort at once, without it)"
-            )
+            self.t_first = time.monotonic()
+            if self.say:
+                _say_raw(
+                    f"{name}: stopping after the current step and writing a checkpoint "
+                    "(Ctrl-C again to abort at once, without it)"
+                )
             return
-        if signum != signal.SIGINT:
+        if signum != signal.SIGINT or time.monotonic() - self.t_first < self.grace:
             return
         path, step = self.good
         kept = f"{path} is the checkpoint of step {step}" if path else "no checkpoint was written"
@@ -933,7 +944,10 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         joined = True
     try:
-        with _deterministic(opts.deterministic), _StopSignals() as stop:
+        with (
+            _deterministic(opts.deterministic),
+            _StopSignals(say=rank == 0, grace=DDP_SIGNAL_GRACE if world > 1 else 0.0) as stop,
+        ):
             return _train(
                 model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device, stop
             )
