@@ -178,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars and sample grids")
     t.add_argument(
+        "--divergence-threshold",
+        type=float,
+        default=None,
+        metavar="X",
+        help="warn once when a loss's magnitude exceeds X (default 1e10; inf: off; docs/training.md)",
+    )
+    t.add_argument(
+        "--stop-on-divergence",
+        action="store_true",
+        help="stop (like a non-finite loss: error, last good checkpoint kept) instead of warning",
+    )
+    t.add_argument(
         "--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)"
     )
     t.add_argument(
@@ -356,6 +368,8 @@ _TRAIN_FLAGS = {
     "workers": "workers",
     "no_progress": "progress",
     "no_tensorboard": "tensorboard",
+    "divergence_threshold": "divergence_threshold",
+    "stop_on_divergence": "stop_on_divergence",
 }
 
 
@@ -381,6 +395,8 @@ def _train_settings(args) -> dict:
         field: (not getattr(args, dest)) if dest.startswith("no_") else getattr(args, dest)
         for dest, field in _TRAIN_FLAGS.items()
     }
+    if options["divergence_threshold"] is None:  # not given: TrainOptions' default
+        del options["divergence_threshold"]
     model, data, data_b, overrides = args.model, args.data, args.data_b, args.overrides
     if args.config:
         from pygan.train import load_config_file
@@ -404,26 +420,38 @@ def _train_settings(args) -> dict:
 
 
 def _cmd_train(args) -> int:
+    import shlex
+
     import torch
 
-    from pygan.train import train
+    from pygan.train import NoCheckpointError, TrainingInterrupted, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     st = _train_settings(args)
     options = dict(st["options"])
     steps = options.pop("steps")
-    train(
-        st["model"],
-        st["data"],
-        args.out,
-        steps,
-        data_b=st["data_b"],
-        overrides=st["overrides"],
-        resume=args.resume,
-        **options,
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
+    main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        model = train(
+            st["model"],
+            st["data"],
+            args.out,
+            steps,
+            data_b=st["data_b"],
+            overrides=st["overrides"],
+            resume=args.resume,
+            **options,
+        )
+    except TrainingInterrupted as exc:  # SIGINT/SIGTERM: 130/143, with where the checkpoint is
+        if main:
+            print(f"pygan train: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except NoCheckpointError as exc:
+        argv = [a for a in getattr(args, "argv", []) if a != "--resume"]
+        cmd = shlex.join(["pygan", *argv]) if argv else "the same command without --resume"
+        raise NoCheckpointError(f"{exc}: {cmd}") from None
+    if main and model.train_stats.get("already_at") is None:
         print(f"done: {args.out} (samples/last.png, metrics.jsonl, checkpoints/last.pt)")
     return 0
 
@@ -605,9 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)  # pygan.train.TrainingInterrupted: 130 or 143
+        print(f"pygan {args.command}: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return code
     except Exception as exc:
         status = _error_status(exc)
         text = " ".join(str(exc).split()) or type(exc).__name__

@@ -8,7 +8,7 @@ Run directory (``--out RUN``)
 ::
 
     RUN/
-      config.json            what the run is (written once, at the start; see below)
+      config.json            what the run is (written once, when the data and model are built; see below)
       checkpoints/last.pt    the latest checkpoint (atomic: temp file, fsync, rename)
       checkpoints/step_<7 digits>.pt   kept copies, with --keep-checkpoints
       samples/step_<7 digits>.png      sample grid every --sample-every steps and at the end (fixed noise;
@@ -60,6 +60,19 @@ Exactness and failure
   written from them, so ``last.pt`` stays the last good state.
 * Sampling and evaluation draw from their own seeded generators, so turning them on or off does not
   change the training run.
+* SIGINT/SIGTERM (handlers installed for the duration of :func:`train`, main thread only) finish the
+  current step, read the losses, write ``last.pt`` and raise :class:`TrainingInterrupted` (``pygan
+  train`` exits 130/143); a second SIGINT aborts at once, leaving ``last.pt`` as it was. Under DDP
+  the ranks agree on the stop at the next loss read and stop together (rank 0 writes).
+* ``config.json`` is written once the data and the model are built; a folder with ``config.json``
+  but no checkpoint is a failed start, which a new run (the same call) replaces after one line on
+  stderr; ``resume=True`` on it raises :class:`NoCheckpointError`. A resume whose model, data, model
+  settings, ``seed`` or ``amp`` differ from ``config.json`` raises one ConfigError (a ValueError) naming each
+  difference; ``steps`` at or below the checkpoint's step says so and returns at once.
+* Divergence watch: a loss whose magnitude exceeds ``divergence_threshold`` (default
+  :data:`DIVERGENCE_THRESHOLD`, 1e10) at ``divergence_logs`` consecutive reads warns once, or with
+  ``stop_on_divergence`` raises :class:`DivergenceError` (a :class:`NonFiniteLossError`) without
+  writing a checkpoint from that state.
 
 CUDA graphs
 ===========
@@ -102,11 +115,14 @@ import dataclasses
 import datetime
 import glob
 import json
+import math
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -126,8 +142,11 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "RUN_FORMAT",
     "DataSpec",
+    "DivergenceError",
+    "NoCheckpointError",
     "NonFiniteLossError",
     "TrainOptions",
+    "TrainingInterrupted",
     "load_checkpoint",
     "load_config_file",
     "load_run",
@@ -142,6 +161,53 @@ CHECKPOINT_FORMAT = "pygan-checkpoint-1"
 
 # The loop reads the losses back at least this often (the LossMonitor's window).
 MAX_READ_INTERVAL = 1000
+
+# TrainOptions.divergence_threshold's default: |loss| above it counts as diverged. The registered
+# models' normal losses stay below ~1e4 even at their paper sizes (the largest are summed
+# reconstruction terms of the VAEs and the U-Nets); float32 saturation is ~3.4e38.
+DIVERGENCE_THRESHOLD = 1e10
+
+
+def _check_divergence_options(opts) -> None:
+    t = opts.divergence_threshold
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t) or t <= 0:
+        raise ConfigError(
+            f"divergence_threshold (--divergence-threshold) must be a number > 0 (inf: off), got {t!r}"
+        )
+    opts.divergence_threshold = float(t)
+    n = opts.divergence_logs
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"divergence_logs must be an int >= 1, got {n!r}")
+    if not isinstance(opts.stop_on_divergence, bool):
+        raise ConfigError(f"stop_on_divergence must be a bool, got {opts.stop_on_divergence!r}")
+
+
+class DivergenceError(NonFiniteLossError):
+    """A loss's magnitude stayed above ``divergence_threshold`` for ``divergence_logs`` reads and
+    ``stop_on_divergence`` is on: the run stopped as it does on a non-finite loss (a subclass of
+    :class:`NonFiniteLossError`; ``loss``, ``value``, ``step`` say which), keeping the last good
+    checkpoint."""
+
+
+class NoCheckpointError(FileNotFoundError):
+    """``resume=True`` on a run directory whose start failed before its first checkpoint: there is
+    nothing to resume; the same command without ``--resume`` starts the run again."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :func:`train`. ``signum`` is the signal, ``step`` the last step
+    run, ``checkpoint`` the checkpoint that holds it (``None`` when none could be written: a
+    second Ctrl-C during the save, or a stop before the first step of a new run). A subclass of
+    ``KeyboardInterrupt`` (so ``except Exception`` does not swallow it); ``pygan train`` exits with
+    ``128 + signum`` (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int, checkpoint: str | None = None, step: int | None = None):
+        super().__init__(message)
+        self.signum, self.checkpoint, self.step = signum, checkpoint, step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
 
 
 @dataclass
@@ -164,11 +230,18 @@ class TrainOptions:
     tensorboard: bool = True
     workers: int | None = None  # image-decoding processes (None: pygan.data.default_workers())
     deterministic: bool = False
+    # the divergence watch (module docstring, "Stopping, failing and resuming"): a loss whose
+    # magnitude exceeds divergence_threshold at divergence_logs consecutive reads warns once, or
+    # stops the run with stop_on_divergence; float("inf") turns the watch off
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    divergence_logs: int = 1
+    stop_on_divergence: bool = False
 
     def __post_init__(self):
         check_workers(self.workers)
         self.amp = check_amp(self.amp)
         check_device(self.device, "device")
+        _check_divergence_options(self)
         for k in ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "n_samples", "seed"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("steps", "n_samples") else 0):
@@ -553,6 +626,80 @@ def render_samples(model: Model, path: str, n: int, generator: torch.Generator, 
 # ---- the loop ------------------------------------------------------------------------------------
 
 
+_SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+# Under DDP a SIGINT this soon after the first signal does not abort (torchrun forwards the Ctrl-C).
+DDP_SIGNAL_GRACE = 2.0
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM handlers for the duration of :func:`train` (main thread only; the previous
+    handlers come back afterwards; a signal the process ignores, e.g. SIGINT in a background job
+    of a non-interactive shell, stays ignored).
+
+    The first signal only sets :attr:`signum`; the loop checks it between steps (never inside a
+    step, so a CUDA graph replay is never cut), finishes the step, checkpoints and raises
+    :class:`TrainingInterrupted`. A SIGINT after that (a second Ctrl-C) raises at once, wherever
+    the loop is: a checkpoint being written is abandoned (its temporary file removed; ``last.pt``
+    keeps the previous one). A SIGTERM after the first signal is ignored: the stop is under way.
+    Under DDP a SIGINT within ``grace`` seconds of the first signal is ignored too: ``torchrun``
+    forwards the terminal's Ctrl-C to workers that got it already."""
+
+    def __init__(self, say: bool = True, grace: float = 0.0):
+        self.say = say  # rank 0 only under DDP: one line, not one per process
+        # a SIGINT within `grace` seconds of the first signal is the same request (under torchrun a
+        # Ctrl-C reaches each worker twice: from the terminal, then forwarded by the agent)
+        self.grace = grace
+        self.t_first = 0.0
+        self.signum: int | None = None
+        self.good: tuple[str | None, int] = (None, 0)  # (last good checkpoint, its step)
+        self._old: dict[int, object] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNAL_NAMES:
+                old = signal.getsignal(sig)
+                if old is signal.SIG_IGN or old is None:
+                    continue
+                self._old[sig] = old
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+        return False
+
+    def _handle(self, signum, frame):
+        name = _SIGNAL_NAMES.get(signum, str(signum))
+        if self.signum is None:
+            self.signum = signum
+            self.t_first = time.monotonic()
+            if self.say:
+                _say_raw(
+                    f"{name}: stopping after the current step and writing a checkpoint "
+                    "(Ctrl-C again to abort at once, without it)"
+                )
+            return
+        if signum != signal.SIGINT or time.monotonic() - self.t_first < self.grace:
+            return
+        path, step = self.good
+        kept = f"{path} is the checkpoint of step {step}" if path else "no checkpoint was written"
+        raise TrainingInterrupted(
+            f"{name} again: aborted at once ({kept})", signum, path, step if path else None
+        )
+
+
+def _say_raw(msg: str) -> None:
+    """One line on stderr from a signal handler: an unbuffered write, which cannot collide with a
+    buffered write (a progress bar's) that the signal interrupted."""
+    try:
+        os.write(sys.stderr.fileno(), (msg + "\n").encode())
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - stderr closed or replaced
+        pass
+
+
 def _dist_env() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -575,28 +722,97 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
 
 
 def _read_losses(
-    monitor: LossMonitor, step: int, last_good: str | None, world: int, device: torch.device
-) -> list[tuple[int, dict[str, float]]]:
+    monitor: LossMonitor,
+    step: int,
+    last_good: str | None,
+    world: int,
+    device: torch.device,
+    threshold: float = math.inf,
+    signum: int | None = None,
+) -> tuple[list[tuple[int, dict[str, float]]], tuple | None, int]:
     """The losses of the steps since the last read (one device-to-host copy), or
-    :class:`NonFiniteLossError` when one of them was not finite (on any rank: all stop together)."""
+    :class:`NonFiniteLossError` when one of them was not finite (on any rank: all stop together).
+
+    Also returns the first ``(loss, value, step)`` whose magnitude exceeds ``threshold`` (``(None,
+    None, step)`` when only another rank's did; None when none did) and the stop signal (this
+    process's ``signum``; under DDP the largest of every rank's, so that all stop together)."""
     try:
         rows, error = monitor.read(), None
     except NonFiniteLossError as exc:
         rows, error = [], exc
-    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-    if world > 1:  # every rank stops at the same step
-        flag = torch.tensor([1.0 if error else 0.0], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and error is None:
+    over = next(((k, v, s) for s, vals in rows for k, v in vals.items() if abs(v) > threshold), None)
+    sig = int(signum or 0)
+    where = f"the last good checkpoint is {last_good}" if last_good else _NO_CHECKPOINT_YET
+    if world > 1:  # every rank stops at the same step, for the same reasons
+        flags = torch.tensor([1.0 if error else 0.0, 1.0 if over else 0.0, float(sig)], device=device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        bad, any_over, sig = flags.tolist()
+        sig = int(sig)
+        if bad and error is None:
             raise NonFiniteLossError(
                 f"a loss on another rank was not finite by step {step}; stopping ({where})", step=step
             )
+        if any_over and over is None:
+            over = (None, None, step)
     if error is not None:
         late = f" at step {step}" if error.step != step else ""
         raise NonFiniteLossError(
             f"{error}; stopping{late} ({where})", error.loss, error.value, error.step
         ) from None
-    return rows
+    return rows, over, sig
+
+
+_NO_CHECKPOINT_YET = "no checkpoint was written yet; the same command, without --resume, starts the run again"
+
+
+class _DivergenceWatch:
+    """TrainOptions.divergence_*: counts the consecutive loss reads with a loss above the threshold
+    in magnitude; at ``divergence_logs`` of them it warns once (stderr), or raises
+    :class:`DivergenceError` with ``stop_on_divergence``."""
+
+    def __init__(self, opts: TrainOptions, main: bool):
+        self.threshold = opts.divergence_threshold
+        self.logs = opts.divergence_logs
+        self.stop = opts.stop_on_divergence
+        self.main = main
+        self.streak = 0
+        self.first: tuple | None = None
+        self.warned = False
+
+    @property
+    def holding(self) -> bool:
+        """A checkpoint now would hold a state above the threshold, with stop_on_divergence: the
+        loop writes none (the last good one stays)."""
+        return self.stop and self.streak > 0
+
+    def check(self, over: tuple | None, last_good: str | None, final: bool = False) -> None:
+        """``over``: the first ``(loss, value, step)`` of this read above the threshold (None: none
+        was). With stop_on_divergence, the last read of the run counts as the end of a streak."""
+        if over is None:
+            self.streak, self.first = 0, None
+            return
+        self.streak += 1
+        self.first = self.first or over  # the streak's first value above the threshold
+        if self.streak < self.logs and not (final and self.stop):
+            return
+        loss, value, step = self.first
+        what = (
+            f"loss {loss!r} is {value:.4g} at step {step}"
+            if loss is not None
+            else f"a loss on another rank, by step {step}, is"
+        )
+        reads = f" (and at {self.streak} consecutive reads)" if self.streak > 1 else ""
+        msg = f"{what} above the divergence threshold {self.threshold:g} in magnitude{reads}"
+        if self.stop:
+            where = f"the last good checkpoint is {last_good}" if last_good else _NO_CHECKPOINT_YET
+            raise DivergenceError(f"{msg}; stopping (--stop-on-divergence; {where})", loss, value, step)
+        if not self.warned:
+            self.warned = True
+            if self.main:
+                _say(
+                    f"warning: {msg}: the run may be diverging (warned once; --stop-on-divergence stops "
+                    "it, --divergence-threshold sets the level)"
+                )
 
 
 class _Log:
@@ -749,8 +965,16 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         joined = True
     try:
-        with _deterministic(opts.deterministic):
-            return _train(model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device)
+        with (
+            _deterministic(opts.deterministic),
+            _StopSignals(say=rank == 0, grace=DDP_SIGNAL_GRACE if world > 1 else 0.0) as stop,
+        ):
+            result = _train(
+                model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device, stop
+            )
+        if joined:
+            dist.barrier()  # leave together: a rank tearing gloo down while a peer still sends aborts it
+        return result
     finally:
         if joined:
             dist.destroy_process_group()
@@ -782,27 +1006,30 @@ def _deterministic(on: bool):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[2], old[3]
 
 
-def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resume, world, rank, device):
+def _train(
+    model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resume, world, rank, device, stop=None
+):
     paths = run_paths(out)
     main = rank == 0
     cls = get_model(model_name)
+    stop = stop if stop is not None else _StopSignals()  # (not installed: never set)
 
+    ckpt = None
+    restart = False
     if resume:
         cfg = read_config(out)
-        if cfg["model"] != model_name:
-            raise ValueError(f"--resume: {out} trains {cfg['model']!r}, not {model_name!r}")
-        if cfg["data"]["spec"] != spec.spec or cfg["data"].get("spec_b") != spec.spec_b:
-            raise ValueError(f"--resume: {out} trains on {cfg['data']}, not {spec.spec!r}")
-        config = config_from_dict(cls.Config, cfg["model_config"])
-        if overrides:
-            new = dataclasses.replace(config, **_overrides(cls, overrides))
-            if new != config:
-                raise ValueError(f"--resume: --set differs from the run's config.json ({out})")
+        config = _resume_config(cfg, cls, model_name, spec, opts, overrides, out)
         if not os.path.isfile(paths["last"]):
-            raise FileNotFoundError(f"--resume: {paths['last']} not found (no checkpoint to continue from)")
+            raise NoCheckpointError(
+                f"--resume: {out} holds no checkpoint ({paths['last']} not found): its start failed "
+                "before the first checkpoint, so there is nothing to resume; run the same command "
+                "without --resume to start it again"
+            )
+        ckpt = load_checkpoint(paths["last"], map_location="cpu")  # RNG states must stay on CPU
+        if opts.steps <= int(ckpt["step"]):
+            return _already_done(cls, config, cfg, ckpt, out, opts, main)
     else:
-        if os.path.isfile(paths["last"]) or os.path.isfile(paths["config"]):
-            raise FileExistsError(f"{out} already holds a run; use --resume to continue it, or another --out")
+        restart = _check_new_run_dir(out, paths)
         config = cls.Config(**_overrides(cls, overrides or []))
     if world > 1:
         dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
@@ -835,7 +1062,6 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     start = 0
     rng_states = None
     if resume:
-        ckpt = load_checkpoint(paths["last"], map_location="cpu")  # RNG states must stay on CPU
         model.load_state_dict(ckpt["model"])
         for k, opt in model.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
@@ -843,8 +1069,17 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
         _resume_extras(model, scaler, ckpt, paths["last"])
         start = int(ckpt["step"])
         rng_states = ckpt["rng"]
+        del ckpt
     elif main:
+        if restart:
+            _say(
+                f"{out}: its previous start failed before the first checkpoint (config.json, no "
+                "checkpoint); starting the run again in it"
+            )
+            _clear_failed_start(paths)
         os.makedirs(paths["checkpoints"], exist_ok=True)
+        # written once the data and the model are built; a run that fails before its first
+        # checkpoint leaves this without checkpoints/last.pt, which the same command restarts
         _write_json(paths["config"], _make_config(model_name, model, spec, opts, world))
     if main:
         for stale in glob.glob(os.path.join(paths["checkpoints"], ".*.tmp")):
@@ -866,6 +1101,8 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     log = _Log(paths, opts, start, main)
     fixed = test_data.fixed(opts.n_samples) if test_data is not None else None
     last_good = paths["last"] if resume else None
+    stop.good = (last_good, start)
+    watch = _DivergenceWatch(opts, main)
     window = min(k for k in (opts.log_every, opts.ckpt_every, MAX_READ_INTERVAL) if k)
     monitor = LossMonitor(window, start)
     autocast_dtype = amp_dtype(opts.amp)
@@ -880,6 +1117,8 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
     t_last, n_last = time.perf_counter(), 0
     t0 = t_last
     try:
+        if stop.signum is not None and world == 1:  # a signal while the data and model were built
+            raise _interrupted(stop.signum, last_good, step, start, wrote=False)
         while step < opts.steps:
             batch = loader.next()
             runner(batch, step)  # the iteration's index, 0-based
@@ -888,8 +1127,15 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
             final = step == opts.steps
             log_now = bool(opts.log_every) and (step % opts.log_every == 0 or final)
             ckpt_now = bool(opts.ckpt_every and step % opts.ckpt_every == 0) or final
-            if log_now or ckpt_now or monitor.count - monitor.read_count >= window:
-                rows = _read_losses(monitor, step, last_good, world, device)
+            # one process checks for a stop signal after every step; DDP ranks at the loss reads
+            # (one collective decides for all, so they stop at the same step)
+            stop_seen = world == 1 and stop.signum is not None
+            signum = 0
+            if log_now or ckpt_now or stop_seen or monitor.count - monitor.read_count >= window:
+                rows, over, signum = _read_losses(
+                    monitor, step, last_good, world, device, watch.threshold, stop.signum
+                )
+                watch.check(over, last_good, final)
                 log.tick(len(rows))
                 if log_now:
                     now = time.perf_counter()
@@ -897,6 +1143,12 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                     logs = rows[-1][1] if rows else {}
                     log.write(step, {**logs, "img_per_s": ips}, time=round(now - t0, 3))
                     t_last, n_last = now, 0
+            if signum and not final:
+                if not watch.holding:
+                    _checkpoint(model, loader, step, paths, opts, world, main, scaler)
+                    last_good = paths["last"]
+                    stop.good = (last_good, step)
+                raise _interrupted(signum, last_good, step, stop.good[1], wrote=not watch.holding)
             if main and (final or (opts.sample_every and step % opts.sample_every == 0)):
                 g = torch.Generator(device=device).manual_seed(_derived_seed(opts.seed, 2))
                 with model.ema_applied():  # the grid shows the EMA weights when there is an EMA
@@ -915,8 +1167,16 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
                 if res:
                     log.write(step, {f"eval/{k}": float(v) for k, v in res.items()})
             if ckpt_now:
-                _checkpoint(model, loader, step, paths, opts, world, main, scaler)
-                last_good = paths["last"]
+                if watch.holding:  # above the divergence threshold, not yet for divergence_logs reads
+                    if main:
+                        _say(
+                            f"checkpoint of step {step} not written: a loss is above the divergence "
+                            f"threshold ({last_good or 'no checkpoint yet'} stays the last good one)"
+                        )
+                else:
+                    _checkpoint(model, loader, step, paths, opts, world, main, scaler)
+                    last_good = paths["last"]
+                    stop.good = (last_good, step)
     finally:
         log.close()
         loader.close()  # the decoding workers end with the run, also when it fails
@@ -928,6 +1188,124 @@ def _train(model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resum
         "graph_replays": getattr(runner, "replays", 0),
     }
     return model
+
+
+def _interrupted(signum: int, last_good: str | None, step: int, good_step: int, wrote: bool):
+    """The :class:`TrainingInterrupted` of a stop after ``step`` (``wrote``: a checkpoint of it was
+    just written)."""
+    name = _SIGNAL_NAMES.get(signum, f"signal {signum}")
+    at = "before the first step" if step == 0 else f"after step {step}"
+    if last_good is None:
+        return TrainingInterrupted(
+            f"{name}: stopped {at}, before any checkpoint ({_NO_CHECKPOINT_YET})",
+            signum,
+            None,
+            step,
+        )
+    if wrote:
+        where = f"checkpoint of step {step} written to {last_good}"
+    else:  # held back by the divergence watch, or stopped before the first step of a resumed run
+        where = f"{last_good} holds step {good_step}"
+    return TrainingInterrupted(
+        f"{name}: stopped {at}; {where}; continue with --resume", signum, last_good, good_step
+    )
+
+
+# TrainOptions whose change would make a resumed run differ from an uninterrupted one (the data
+# order and noise come from the seed, the arithmetic from amp); the others (logging, checkpoints,
+# speed modes) may change between a run's sessions.
+_RESUME_KEYS = ("seed", "amp")
+
+
+def _resume_config(cfg: dict, cls, model_name: str, spec: DataSpec, opts: TrainOptions, overrides, out):
+    """The run's Config (``config.json``), after checking that this call asks for the same run:
+    model, data, the model settings ``overrides`` gives and the TrainOptions that shape the run
+    (:data:`_RESUME_KEYS`). Every difference is named with both values, in one ValueError."""
+    diffs = []
+    if cfg["model"] != model_name:
+        diffs.append(f"model: {cfg['model']!r} in the run, {model_name!r} now")
+    data = cfg.get("data") or {}
+    for key, now in (("spec", spec.spec), ("spec_b", spec.spec_b)):
+        if data.get(key) != now:
+            diffs.append(f"data {key}: {data.get(key)!r} in the run, {now!r} now")
+    config = None
+    if cfg["model"] == model_name:
+        config = config_from_dict(cls.Config, cfg["model_config"])
+        if overrides:
+            new = dataclasses.replace(config, **_overrides(cls, overrides))
+            was, now = config_to_dict(config), config_to_dict(new)
+            diffs += [f"{k}: {was[k]!r} in the run, {now[k]!r} now" for k in was if was[k] != now[k]]
+    run_train = cfg.get("train") or {}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+    for key in _RESUME_KEYS:
+        was, now = run_train.get(key, defaults[key]), getattr(opts, key)
+        if key == "amp":
+            was = check_amp(was)
+        if was != now:
+            diffs.append(f"{key}: {was!r} in the run, {now!r} now")
+    if diffs:
+        raise ConfigError(
+            f"--resume: {out} was trained with other settings: {'; '.join(diffs)} (use the run's "
+            "settings to continue it, or another --out for a new run)"
+        )
+    return config
+
+
+def _already_done(cls, config, cfg: dict, ckpt: dict, out: str, opts: TrainOptions, main: bool) -> Model:
+    """``--steps`` at or below the checkpoint's step: nothing to train. Says so (one line) and
+    returns the checkpoint's model (built from config.json's DataInfo, without the data), touching
+    no file."""
+    at = int(ckpt["step"])
+    if main:
+        _say(
+            f"{out} is already at step {at} (--steps {opts.steps}): nothing to do; raise --steps to continue"
+        )
+    torch.manual_seed(opts.seed)
+    model = cls(config, DataInfo.from_json(cfg["data_info"]))
+    model.load_state_dict(ckpt["model"])
+    model.train_stats = {
+        "steps_run": 0,
+        "step_mode": None,
+        "eager_reason": None,
+        "graph_replays": 0,
+        "already_at": at,
+    }
+    return model
+
+
+# pygan's own files in a run directory (what a failed start may have left; nothing else is removed)
+_OWN_FILES = (
+    ("samples", "step_*.png"),
+    ("samples", "last.png"),
+    ("samples", "*.png.tmp"),
+    ("tb", "events.out.tfevents.*"),
+    ("checkpoints", ".*.tmp"),
+)
+
+
+def _check_new_run_dir(out: str, paths: dict) -> bool:
+    """For a new run in ``out``: raises when it holds a run with a checkpoint; returns True when
+    it holds a failed start (``config.json`` but no checkpoint), which the run then replaces."""
+    if os.path.isfile(paths["last"]):
+        raise FileExistsError(f"{out} already holds a run; use --resume to continue it, or another --out")
+    if not os.path.isfile(paths["config"]):
+        return False
+    kept = sorted(glob.glob(os.path.join(paths["checkpoints"], "*.pt")))
+    if kept:  # kept copies (--keep-checkpoints) without last.pt: a run, not a failed start
+        raise FileExistsError(
+            f"{out} already holds a run's checkpoints ({os.path.basename(kept[-1])}, no last.pt); copy "
+            "the one to continue from to checkpoints/last.pt and use --resume, or use another --out"
+        )
+    return True
+
+
+def _clear_failed_start(paths: dict) -> None:
+    """Removes what a failed start wrote (samples, TensorBoard events, temporary files; config.json
+    and metrics.jsonl are rewritten by the new start), and nothing else."""
+    run = os.path.dirname(paths["config"])
+    for sub, pattern in _OWN_FILES:
+        for f in glob.glob(os.path.join(run, sub, pattern)):
+            os.unlink(f)
 
 
 def _say(msg: str) -> None:

@@ -1,5 +1,5 @@
 """Small models used by the loop/CLI tests: they follow the model contract for the data kinds the
-baseline does not cover (paired, two-domain) and fail on purpose (non-finite loss)."""
+baseline does not cover (paired, two-domain) and fail on purpose (non-finite or huge losses)."""
 
 from dataclasses import dataclass
 
@@ -14,6 +14,7 @@ class TinyConfig:
     batch_size: int = 4
     lr: float = 0.01
     nan_at: int = 0  # return a NaN loss at this step (0: never)
+    huge_at: int = 0  # return a finite but huge loss (1e38) from this step on (0: never)
 
 
 class _Base(Model):
@@ -40,6 +41,8 @@ class PairedTiny(_Base):
         self.update("net", loss)
         if self.config.nan_at and self.steps == self.config.nan_at:
             return {"l1": float("nan")}
+        if self.config.huge_at and self.steps >= self.config.huge_at:
+            return {"l1": 1e38}
         return {"l1": loss.item()}
 
     @torch.no_grad()

@@ -209,6 +209,9 @@ def _flag_cases():
         (["--data", "photo-gray16?sources=sklearn"], "--data digits32", "points data, got paired"),
         (["--data", "digits16?size=10"], "?size=32", "need an image side"),
         (["--bogus"], "--bogus", "unrecognized"),
+        (["--divergence-threshold", "-1"], "--divergence-threshold", "> 0"),
+        (["--divergence-threshold", "nan"], "--divergence-threshold", "> 0"),
+        (["--divergence-threshold", "abc"], "--divergence-threshold", "invalid float"),
     ]
     for extra, name, what in cases:
         yield pytest.param(extra, name, what, id=" ".join(extra))

@@ -468,6 +468,16 @@ def _identity(x):
     return x
 
 
+def _worker_init(_worker_id: int) -> None:
+    """A decoding worker ignores SIGINT and SIGTERM: a Ctrl-C reaches the whole process group, and
+    the training process, which stops after its current step and checkpoints (pygan.train), ends
+    the workers itself (a worker that died of the signal would fail that step instead)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class _Pipeline:
     """``workers`` processes decoding the batches that follow the loader's current position, up to
     ``prefetch`` batches each ahead of the training process (torch's DataLoader)."""
@@ -480,6 +490,7 @@ class _Pipeline:
             sampler=tasks,
             num_workers=loader.workers,
             collate_fn=_identity,
+            worker_init_fn=_worker_init,
             prefetch_factor=loader.prefetch,
             generator=torch.Generator(),  # the workers' seeds: never drawn from the global RNG
             multiprocessing_context=_MP_CONTEXT,
