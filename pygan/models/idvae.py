@@ -95,6 +95,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -464,6 +465,8 @@ class VAE(_VAEBase):
     (``"vae"``); same networks and loss scales as IDVAE's encoder/decoder (see the module docstring)."""
 
     Config = VAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: VAEConfig, info: DataInfo):
         super().__init__(config, info)
@@ -504,6 +507,8 @@ class IDVAE(_VAEBase):
     (``θ_dec``)."""
 
     Config = IDVAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: IDVAEConfig, info: DataInfo):
         super().__init__(config, info)
@@ -651,6 +656,8 @@ class IDVAER(IDVAE):
     """IDVAE(R) (paper §5.1): IDVAE with ``γ L_recons`` (pixels) added to the decoder's loss."""
 
     Config = IDVAERConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
 
 @register("cidvae")
@@ -660,6 +667,8 @@ class ConditionalIDVAE(IDVAE):
     :meth:`sample_per_class` generate chosen classes."""
 
     Config = ConditionalIDVAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
     conditional = True
 
 
@@ -676,6 +685,8 @@ class VAEGAN(IDVAE):
     ``"pixel"``: IDVAE's ``α L_recons + β L_prior``."""
 
     Config = VAEGANConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: VAEGANConfig, info: DataInfo):
         if config.encoder_loss not in ("feature", "pixel"):
