@@ -3,13 +3,13 @@
 ::
 
     pygan list                                   models (with their Config defaults) and datasets
-    pygan train MODEL --data NAME|PATH --steps N --out DIR [--set key=value ...]
+    pygan train MODEL --data NAME|PATH --steps N --out DIR [--preset small] [--set key=value ...]
     pygan train --config RUN/config.json --out NEW   replay a run (or any JSON/YAML config file)
     pygan sample RUN [--n 64] [--out FILE.png]   a grid from a trained run
     pygan sample RUN --png-dir DIR --n N         N individual PNGs (for pytorch-fid, torch-fidelity, ...)
     pygan eval RUN [--metrics fid,kid,is,pr,dc] [--option key=value ...]   metrics JSON
     pygan export RUN --out G.safetensors         the generator (EMA weights by default), no pickle
-    pygan bench [--quick]                        bench/train_step.py and bench/ops.py
+    pygan bench [--quick]                        bench/train_step.py and bench/ops.py (rows as they come)
 
 Multi-process: ``torchrun --nproc_per_node 2 -m pygan train ...`` (gloo on CPU, nccl on GPU).
 """
@@ -28,6 +28,7 @@ __all__ = ["build_parser", "main"]
 
 EPILOG_TRAIN = """examples:
   pygan train wgan-gp --data digits32 --steps 2000 --out runs/digits
+  pygan train cogan --data digits16-edge --steps 1200 --out runs/cogan --preset small
   pygan train wgan-gp --data ring8 --steps 3000 --out runs/ring --set batch_size=256
   pygan train wgan-gp --data mnist:/data/mnist?size=32 --steps 20000 --out runs/mnist
   pygan train wgan-gp --data digits32 --steps 4000 --out runs/digits --resume
@@ -35,10 +36,12 @@ EPILOG_TRAIN = """examples:
   torchrun --nproc_per_node 2 -m pygan train wgan-gp --data digits32 --steps 1000 --out runs/ddp
 
 Model settings are the model's Config fields (pygan train MODEL --help lists them with their types,
-defaults and docs; the defaults are the paper's numbers where the paper states them); --set
-key=value overrides one, typed from the field. --config FILE reads a JSON (or, with PyYAML, YAML)
-file with the keys of a run's config.json (model, model_config, data, train): flags given on the
-command line override its train settings, --set its model settings."""
+defaults and docs; the defaults are the paper's numbers where the paper states them, and its
+presets); --preset NAME starts from a named set of them (paper: the defaults; small: a CPU-sized
+configuration), --set key=value overrides one, typed from the field, after the preset. --config
+FILE reads a JSON (or, with PyYAML, YAML) file with the keys of a run's config.json (model, preset,
+model_config, data, train): flags given on the command line override its train settings, --preset
+its preset, --set its model settings (the preset is the bottom layer, under model_config)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a model Config field (repeatable)",
+        help="override a model Config field (repeatable; applied after --preset)",
+    )
+    t.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="start from MODEL's named settings: paper (the defaults) or small (CPU-sized); "
+        "pygan train MODEL --help and pygan list show them",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--seed", type=int, default=0)
@@ -233,6 +242,7 @@ def _cmd_list(args) -> int:
             print(
                 f"  {name:<14} {doc}  (data: {', '.join(cls.data_kinds)}; default --data {cls.default_data})"
             )
+            print(f"      presets (--preset): {_presets_line(cls)}")
             hints = typing.get_type_hints(cls.Config)
             for f in dataclasses.fields(cls.Config):
                 print(f"      {f.name} = {f.default!r}  ({_type_name(hints[f.name])})")
@@ -245,6 +255,26 @@ def _cmd_list(args) -> int:
             print(f"  {d['name']:<20} {d['description']}{note}")
         print("  options: NAME?size=32&channels=3&limit=1000&domain=edge ... (see pygan.data.registry)")
     return 0
+
+
+def _presets_line(cls) -> str:
+    """``paper (the defaults); small: width=32 batch_size=64`` for a model class."""
+    from pygan.models import list_presets
+
+    parts = []
+    for name, values in list_presets(cls).items():
+        if not values:
+            parts.append(f"{name} (the defaults)")
+        else:
+            parts.append(f"{name}: " + " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items()))
+    return "; ".join(parts)
+
+
+def _fmt_value(v) -> str:
+    """A Config value as ``--set`` would take it."""
+    if isinstance(v, tuple):
+        return ",".join(_fmt_value(x) for x in v)
+    return str(v)
 
 
 class _TrainHelp(argparse.Action):
@@ -272,7 +302,8 @@ def _model_settings_help(name: str) -> str:
 
     cls = get_model(name)
     rows = config_field_docs(cls.Config)
-    lines = [f"{name} settings (--set key=value; {cls.Config.__name__}):"]
+    lines = [f"{name} presets (--preset NAME; --set applies after it): {_presets_line(cls)}", ""]
+    lines.append(f"{name} settings (--set key=value; {cls.Config.__name__}):")
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         head = f"  {r['name']:<{width}}  {r['type']} = {r['default']!r}"
@@ -314,16 +345,17 @@ def _given_flags(argv: list[str] | None) -> set[str]:
 
 
 def _train_settings(args) -> dict:
-    """The model, data, model overrides and TrainOptions of ``pygan train``: the defaults, then the
-    ``--config`` file, then the flags given on the command line (``--set`` over the file's
-    ``model_config``)."""
-    from pygan.models import get_model, parse_overrides
+    """The model, data, preset, model overrides and TrainOptions of ``pygan train``: the defaults,
+    then the ``--config`` file, then the flags given on the command line (``--set`` over the file's
+    ``model_config``, ``--preset`` over its ``preset``; the preset is applied under both)."""
+    from pygan.models import get_model, parse_overrides, preset_overrides
 
     options = {
         field: (not getattr(args, dest)) if dest.startswith("no_") else getattr(args, dest)
         for dest, field in _TRAIN_FLAGS.items()
     }
     model, data, data_b, overrides = args.model, args.data, args.data_b, args.overrides
+    preset = args.preset
     if args.config:
         from pygan.train import load_config_file
 
@@ -337,12 +369,22 @@ def _train_settings(args) -> dict:
         data = data or cfg["data"]
         data_b = data_b if data_b is not None else cfg["data_b"]
         overrides = {**cfg["model_config"], **parse_overrides(get_model(model).Config, args.overrides)}
+        preset = preset if preset is not None else cfg.get("preset")
     if model is None:
         raise ValueError("name a MODEL (pygan list) or give --config FILE")
     if options.get("steps") is None:
         raise ValueError("--steps is required (or a --config file with train.steps)")
+    if preset is not None:
+        preset_overrides(model, preset)  # an unknown name fails here, naming the model's presets
     data = data or get_model(model).default_data
-    return {"model": model, "data": data, "data_b": data_b, "overrides": overrides, "options": options}
+    return {
+        "model": model,
+        "data": data,
+        "data_b": data_b,
+        "preset": preset,
+        "overrides": overrides,
+        "options": options,
+    }
 
 
 def _cmd_train(args) -> int:
@@ -362,6 +404,7 @@ def _cmd_train(args) -> int:
         steps,
         data_b=st["data_b"],
         overrides=st["overrides"],
+        preset=st["preset"],
         resume=args.resume,
         **options,
     )
