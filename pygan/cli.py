@@ -215,10 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="run the benchmarks (bench/train_step.py, bench/ops.py)",
         description="Run bench/train_step.py (every model: img/s, peak memory; fused vs "
-        "reference, eager vs compile) and bench/ops.py (per-op). Needs a source checkout.",
+        "reference, eager vs compile) and bench/ops.py (per-op), printing each result row as it "
+        "comes. The full run says first how long it will take (hours on a CPU); --quick is a "
+        "representative subset in about a minute. Needs a source checkout.",
     )
-    b.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute on a CPU: one model per system at its small preset, eager only, 3 reps; "
+        "the ops at the models' sizes without torch.compile",
+    )
     b.add_argument("--only", choices=("train", "ops"), help="run only one of the two")
+    b.add_argument("--models", metavar="LIST", help="comma-separated models for bench/train_step.py")
+    b.add_argument(
+        "--preset", metavar="NAME", help="bench/train_step.py at each model's preset (--quick: small)"
+    )
     b.add_argument("--device", default="cpu")
     return p
 
@@ -520,17 +531,34 @@ def _cmd_bench(args) -> int:
             file=sys.stderr,
         )
         return 2
+    import time
+
     runs = []
     if args.only in (None, "train"):
         cmd = [sys.executable, os.path.join(d, "train_step.py"), "--device", args.device]
-        runs.append(cmd + (["--quick"] if args.quick else []))
+        cmd += ["--quick"] if args.quick else []
+        cmd += ["--models", args.models] if args.models else []
+        cmd += ["--preset", args.preset] if args.preset else []
+        runs.append(cmd)
     if args.only in (None, "ops"):
         cmd = [sys.executable, os.path.join(d, "ops.py"), "--device", args.device]
-        runs.append(cmd + (["--reps", "3", "--sizes", "model"] if args.quick else []))
+        runs.append(cmd + (["--quick"] if args.quick else []))
+    if args.quick:
+        print("pygan bench --quick: a representative subset, about a minute on a 2-core CPU", flush=True)
+    else:
+        print(
+            "pygan bench: the full run (every model x fused/reference x eager/compile at its defaults, then "
+            "every op at the paper sizes) takes hours on a CPU; bench/train_step.py prints its estimate "
+            "first. pygan bench --quick takes about a minute.",
+            flush=True,
+        )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # rows reach the terminal as they are printed
     rc = 0
+    t0 = time.perf_counter()
     for cmd in runs:
         print("$ " + " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=os.path.dirname(d)) or rc
+        rc = subprocess.call(cmd, cwd=os.path.dirname(d), env=env) or rc
+    print(f"pygan bench: {'done' if rc == 0 else f'exit code {rc}'} in {time.perf_counter() - t0:.0f} s")
     return rc
 
 
