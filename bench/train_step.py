@@ -91,8 +91,8 @@ QUICK_MODELS = {
     "uunet": "photo-edges32",
 }
 # A compile variant's warm-up (compiling the model's networks) on a CPU, for the full run's estimate
-# (wgan-gp's fused/compile warm-up took 38 s in bench/results/train_step-cpu.json).
-COMPILE_S = 40.0
+# (wgan-gp's two, fused then reference, took 38 s and 6 s: bench/results/train_step-cpu.json).
+COMPILE_S = 20.0
 
 # --sizes paper: (kind, per-sample shape, target shape, classes, --set overrides) per model, from
 # each paper's stated scale (the model's docstrings and docs/experiments say where they come from).
@@ -609,7 +609,7 @@ def _estimate(names: list[str], args, device: torch.device, n_variants: int, ste
     n_compile = sum(m == "compile" for m in args.modes) * 2
     est += COMPILE_S * n_compile * len(names)
     return (
-        f"about {_dur(est)} (one step of each model took {per_model:.0f} s in all; x {n_variants} variants x "
+        f"about {_dur(est)} (one step of each model took {per_model:.1f} s in all; x {n_variants} variants x "
         f"{steps} steps{f' + {COMPILE_S:.0f} s per compile variant' if n_compile else ''}; probed in "
         f"{_dur(time.perf_counter() - t0)}); pygan bench --quick takes about a minute"
     )
