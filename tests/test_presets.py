@@ -313,7 +313,7 @@ def _stream(cmd, timeout):
 
 
 def test_bench_quick_subset_streams_rows_without_profiler_noise():
-    # the subset path of `pygan bench --quick` (the whole quick run took 38 s on the 2-core machine
+    # the subset path of `pygan bench --quick` (the whole quick run took 16-38 s on the 2-core machine
     # at load average 10; its manual check is in docs/training.md)
     cmd = [sys.executable, "-m", "pygan", "bench", "--quick", "--only", "train", "--models", "vae,acl-ae"]
     lines, err = _stream(cmd, timeout=120)
