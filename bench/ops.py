@@ -5,6 +5,7 @@ reference, measured side by side in one run.
     python bench/ops.py --op residual_add    # one op
     python bench/ops.py --sizes model        # the models' own (small) sizes
     python bench/ops.py --device cuda        # on a GPU: adds the cuda/triton backends, bandwidth
+    python bench/ops.py --quick              # seconds: model sizes, no compile, 3 reps
 
 Candidates per case: ``eager`` (the op's pure-PyTorch reference), ``compile`` (torch.compile of
 that reference, default mode), and one row per native backend that can run here (``cpp`` on CPU;
@@ -169,10 +170,10 @@ def _fwd_bwd(call, fn, inputs, grad_out=None):
     return out, torch.autograd.grad(out, inputs, _grad_out(out) if grad_out is None else grad_out)
 
 
-def _candidates(case: Case, device: torch.device) -> dict[str, Callable]:
+def _candidates(case: Case, device: torch.device, compile: bool = True) -> dict[str, Callable]:
     ref = getattr(ops, f"{case.op}_ref")
     public = getattr(ops, case.op)
-    cands = {"eager": ref, "compile": torch.compile(ref)}
+    cands = {"eager": ref, "compile": torch.compile(ref)} if compile else {"eager": ref}
     backends = ["cpp"] if device.type == "cpu" else ["cuda", "triton"]
     for b in backends:
         if ops.available(b, device):
@@ -282,7 +283,7 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
             print(f"{case.name}: not benchmarked: pygan.ops has no {case.op} in this build")
             continue
         inputs, call, nbytes, flops = case.make()
-        cands = _candidates(case, device)
+        cands = _candidates(case, device, compile=not getattr(args, "no_compile", False))
         results, failed = {}, {}
         for name, fn in cands.items():
             try:
@@ -378,9 +379,16 @@ def main(argv=None):
     p.add_argument("--op", action="append", help="op name (repeatable); default: all")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
-    p.add_argument("--sizes", default="paper", choices=sorted(SIZES))
-    p.add_argument("--reps", type=int, default=25)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--sizes", default=None, choices=sorted(SIZES), help="default paper (--quick: model)")
+    p.add_argument("--reps", type=int, default=None, help="timed calls per candidate (default 25; --quick 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3; --quick 1)")
+    p.add_argument("--no-compile", action="store_true", help="no torch.compile candidate (compiling is slow)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in seconds: --sizes model (unless given), --reps 3 --warmup 1 --no-compile; "
+        "writes ops-<device>-<dtype>-quick.json",
+    )
     p.add_argument("--threads", type=int, help="intra-op threads on CPU (default: torch's)")
     p.add_argument(
         "--clock",
@@ -397,6 +405,14 @@ def main(argv=None):
         "aborting (bench/gpu.sh uses this so that one broken backend does not lose the other numbers)",
     )
     args = p.parse_args(argv)
+    if args.quick:
+        args.no_compile = True
+        args.threads = args.threads or 1  # on a loaded machine a multi-threaded call mostly waits
+    args.sizes = args.sizes or ("model" if args.quick else "paper")
+    args.reps = args.reps if args.reps is not None else (3 if args.quick else 25)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    if args.reps < 1 or args.warmup < 0:
+        p.error("--reps must be >= 1 and --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     suffix = (
@@ -405,7 +421,9 @@ def main(argv=None):
         else ""
     )
     out = args.out or os.path.join(
-        HERE, "results", f"ops-{args.device}-{args.dtype}-{args.sizes}{suffix}.json"
+        HERE,
+        "results",
+        f"ops-{args.device}-{args.dtype}-{'quick' if args.quick else args.sizes}{suffix}.json",
     )
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 

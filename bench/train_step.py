@@ -4,7 +4,8 @@ side in one run.
 
     python bench/train_step.py                    # every model, its default data and config
     python bench/train_step.py --models wgan-gp --set width=32 --reps 15
-    python bench/train_step.py --quick            # a smoke run (fewer repetitions)
+    python bench/train_step.py --quick            # ~1 min: one model per system, small presets, eager
+    python bench/train_step.py --preset small     # every model at its CPU-sized preset
     python bench/train_step.py --device cuda      # on a GPU: eager, graph and compile
     python bench/train_step.py --device cuda --sizes paper --modes eager,graph
     python bench/train_step.py --models scogan --phases   # also each sub-step the model names
@@ -20,6 +21,14 @@ monitor; the loader's batch is drawn outside the timed region. After warm-up (wh
 compilation and the graph capture), one step of each variant is timed in turn for ``--reps`` rounds,
 so that drift on a noisy machine hits all variants alike; the median is reported.
 
+``--quick`` is a representative subset that finishes in about a minute on a 2-core CPU: one model
+per system (:data:`QUICK_MODELS`) at its ``small`` preset, eager only (no ``torch.compile``, whose
+compilation alone takes minutes on a CPU), 1 warm-up and 3 timed steps per variant; it writes
+``bench/results/train_step-<device>-quick.json`` (git-ignored), not the full run's file. A full run
+first prints its plan with a rough time estimate (:data:`CPU_STEP_S`), then, after each model, the
+time it took and a new estimate of the rest. Rows print as each model finishes.
+
+``--preset NAME`` runs each model at its preset (``small``: CPU-sized; ``--set`` applies after it).
 ``--sizes default`` runs each model at its default config and data. ``--sizes paper`` runs it at its
 paper's scale on synthetic batches of the right shape (:data:`PAPER`: e.g. 64 px width 64 DCGANs for
 WGAN-GP/ACL, IDVAE's 64 px CelebA nets, 256 px pix2pix/UU-Net, ED//GAN's 128 px, the thesis'
@@ -29,6 +38,8 @@ CoGAN/SCoGAN at width 1024), since the real data is not on the machine.
   oversubscribed CPU machine the wall clock mostly measures waiting for a core.
 * img/s = real images consumed per step (``batch_size * batches_per_step``, e.g. 5 critic batches
   of 64 for WGAN-GP) / median step time.
+* The profiler's C++ log lines (kineto's ``profiler_start``/``stop``, the CPU allocator's "memory
+  block of unknown size" warning, once per tensor) are dropped from stderr; other lines pass.
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during one step, above what was allocated
   before it; on CPU the peak of the running sum of the tensor allocations and frees that torch's
   profiler records during one step (``profile_memory=True``), i.e. the same quantity for the CPU
@@ -62,11 +73,26 @@ sys.path.insert(0, os.path.dirname(HERE))
 import pygan  # noqa: E402
 from pygan.data import Dataset, Loader, load_data  # noqa: E402
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor  # noqa: E402
-from pygan.models import build_model, get_model, list_models  # noqa: E402
+from pygan.models import build_model, get_model, list_models, parse_overrides, preset_overrides  # noqa: E402
 from pygan.ops import _backend  # noqa: E402
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, all threads)
 MODES = ("eager", "graph", "compile")
+
+# --quick: one model per system (ED//GAN, ACL-GAN, IDVAE, SCoGAN, UU-Net) and the WGAN-GP baseline,
+# which between them call every fused op (gradient_penalty, feature_regularizer, residual_add), each
+# on the data its experiment doc trained on (the small presets are those docs' settings).
+QUICK_MODELS = {
+    "wgan-gp": "digits16",
+    "acl-gan": "digits16",
+    "idvae": "digits16",
+    "edgan": "photo-blur32",
+    "scogan": "digits16-edge",
+    "uunet": "photo-edges32",
+}
+# A compile variant's warm-up (compiling the model's networks) on a CPU, for the full run's estimate
+# (wgan-gp's two, fused then reference, took 38 s and 6 s: bench/results/train_step-cpu.json).
+COMPILE_S = 20.0
 
 # --sizes paper: (kind, per-sample shape, target shape, classes, --set overrides) per model, from
 # each paper's stated scale (the model's docstrings and docs/experiments say where they come from).
@@ -138,11 +164,43 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# stderr lines the profiler's C++ side writes on every use (dropped by _quiet_stderr)
+_PROFILER_NOISE = ("SyncActivityProfilerHandler", "Memory block of unknown size", "CPUAllocator.cpp")
+
+
+@contextlib.contextmanager
+def _quiet_stderr(noise=_PROFILER_NOISE):
+    """Runs the block with file descriptor 2 redirected to a temporary file, then writes back the
+    lines that contain none of ``noise`` (the profiler logs from C++, which Python's warning filters
+    cannot reach)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            keep = [
+                line
+                for line in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                if not any(n in line for n in noise)
+            ]
+            if keep:
+                sys.stderr.write("".join(keep))
+                sys.stderr.flush()
+
+
 def _cpu_peak_bytes(step) -> int:
     """Peak of the running sum of CPU tensor allocations during ``step()`` (torch profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
@@ -217,7 +275,7 @@ def _data_for(name: str, args, device: torch.device):
         rows = 256 if PAPER[name][1][-1] <= 64 else 64
         data, spec = synthetic(name, rows, args.seed), "synthetic"
     else:
-        spec = args.data or cls.default_data
+        spec = args.data or (QUICK_MODELS.get(name) if args.quick else None) or cls.default_data
         data = load_data(spec, "train")
     if device.type == "cuda":
         data.to(device)
@@ -230,6 +288,11 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
         print(f"# {name}: no paper size in PAPER; skipped")
         return []
     overrides = list(args.overrides) + (PAPER[name][4] if args.sizes == "paper" else [])
+    if args.preset:
+        overrides = {
+            **preset_overrides(name, args.preset),
+            **parse_overrides(get_model(name).Config, overrides),
+        }
     # Dynamo's caches are per code object, shared by every instance of a network class (e.g. all
     # ConvEncoders): without a reset, the models benchmarked before this one use up its recompile
     # limit and its compile rows silently fall back to eager.
@@ -356,7 +419,7 @@ def _table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="all", help="comma-separated model names, or all")
+    p.add_argument("--models", help="comma-separated model names, or all (default; --quick: a subset)")
     p.add_argument("--data", help="dataset spec (default: each model's default_data)")
     p.add_argument(
         "--set",
@@ -367,9 +430,21 @@ def main(argv=None) -> int:
         help="model Config overrides (applied to every model)",
     )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--reps", type=int, default=10, help="timed steps per variant")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant (includes compilation)")
-    p.add_argument("--quick", action="store_true", help="smoke run: --reps 3 --warmup 2")
+    p.add_argument("--reps", type=int, help="timed steps per variant (default 10; --quick: 3)")
+    p.add_argument(
+        "--warmup", type=int, help="untimed steps per variant, includes compilation (default 3; --quick: 1)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"about a minute on a CPU: {','.join(QUICK_MODELS)} (unless --models) at --preset small (unless "
+        "--preset) on their experiments' data (unless --data), eager only, --reps 3 --warmup 1, --threads 1",
+    )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="each model's named settings (small: CPU-sized; paper: the defaults); --set applies after it",
+    )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument(
         "--modes",
@@ -392,11 +467,23 @@ def main(argv=None) -> int:
         help="wall (perf_counter) or cpu (process CPU time: steadier on a loaded CPU machine)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; --quick: 1, since on a loaded machine a multi-threaded "
+        "step mostly waits for its threads)",
+    )
     p.add_argument("--out", help="result JSON (default bench/results/train_step-<device>.json)")
     args = p.parse_args(argv)
     if args.quick:
-        args.reps, args.warmup = 3, 2
+        args.models = args.models or ",".join(QUICK_MODELS)
+        args.threads = args.threads or 1
+        args.preset = args.preset or ("small" if args.sizes == "default" else None)
+        args.no_compile = True
+    args.models = args.models or "all"
+    args.reps = args.reps if args.reps is not None else (3 if args.quick else 10)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     if args.reps < 1 or args.warmup < 0:
         p.error("--reps must be >= 1 and --warmup >= 0")
     if args.threads:
@@ -425,9 +512,20 @@ def main(argv=None) -> int:
     args.modes = modes
     if args.sizes == "paper" and args.data:
         p.error("--sizes paper uses synthetic data of each paper's shape; drop --data")
+    if args.sizes == "paper" and args.preset:
+        p.error("--sizes paper runs each paper's scale; drop --preset")
     names = (
         list_models() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
     )
+    unknown = [n for n in names if n not in list_models()]
+    if unknown:
+        p.error(f"--models: unknown model(s) {unknown}; registered: {', '.join(list_models())}")
+    if args.preset:
+        try:
+            for n in names:
+                preset_overrides(n, args.preset)
+        except ValueError as exc:
+            p.error(str(exc))
     kernels = {
         op: _backend.has_kernel(op, "CUDA" if device.type == "cuda" else "CPU")
         for op in ("interpolate", "grad_norm_penalty", "residual_add", "feature_regularizer", "gram_diff")
@@ -438,16 +536,83 @@ def main(argv=None) -> int:
         f"load avg {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    out = args.out or os.path.join(HERE, "results", f"train_step-{device.type}.json")
+    out = args.out or os.path.join(
+        HERE, "results", f"train_step-{device.type}{'-quick' if args.quick else ''}.json"
+    )
+    n_variants = len(args.modes) * 2
+    steps = args.warmup + args.reps + 1  # + the memory step
+    print(f"# plan: {_plan(names, args, n_variants, steps)}", flush=True)
+    if not args.quick and len(names) > 1:
+        print(f"# estimate: {_estimate(names, args, device, n_variants, steps)}", flush=True)
     rows = []
+    t0 = time.perf_counter()
     for i, name in enumerate(names):  # rows stream as each model finishes; the JSON is rewritten too
+        t = time.perf_counter()
         new = bench_model(name, args, device)
         rows += new
         table = _table(new).splitlines()
         print("\n".join(table if i == 0 else table[2:]), flush=True)
         _write(out, args, device, kernels, rows)
-    print(f"# wrote {out}")
+        done, left = time.perf_counter() - t0, len(names) - i - 1
+        if left and (not args.quick or i == 0):
+            print(
+                f"# {name}: {time.perf_counter() - t:.0f} s; {i + 1}/{len(names)} models in {_dur(done)}, "
+                f"about {_dur(done / (i + 1) * left)} to go (models differ: a rough figure)",
+                flush=True,
+            )
+    print(f"# {len(names)} models in {_dur(time.perf_counter() - t0)}; wrote {out}", flush=True)
     return 0
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _plan(names: list[str], args, n_variants: int, steps: int) -> str:
+    """One line: models x variants x steps."""
+    return (
+        f"{len(names)} model(s) x {n_variants} variants ({'/'.join(args.modes)} x fused/reference) x "
+        f"{steps} steps ({args.warmup} warm-up + {args.reps} timed + 1 for memory)"
+    )
+
+
+def _estimate(names: list[str], args, device: torch.device, n_variants: int, steps: int) -> str:
+    """How long the run will take, from one eager step of each model timed now (its data, its
+    config), times the run's variants and steps, plus :data:`COMPILE_S` per compile variant."""
+    print(f"# timing one step of each of the {len(names)} models for an estimate ...", flush=True)
+    t0 = time.perf_counter()
+    per_model = 0.0
+    for name in names:
+        data, _ = _data_for(name, args, device)
+        if data is None:
+            continue
+        overrides = list(args.overrides)
+        if args.preset:
+            overrides = {
+                **preset_overrides(name, args.preset),
+                **parse_overrides(get_model(name).Config, overrides),
+            }
+        torch.manual_seed(args.seed)
+        model = build_model(name, data.info, overrides).to(device)
+        model.optimizers = model.configure_optimizers()
+        model.train()
+        loader = Loader(data, model.batch_size * model.batches_per_step, seed=args.seed, device=device)
+        step = EagerStep(model, LossMonitor(4), device)
+        batch = loader.next()
+        _sync(device)
+        t = time.perf_counter()
+        step(batch, 0)
+        _sync(device)
+        per_model += time.perf_counter() - t
+        del model, loader, step, data
+    est = per_model * n_variants * steps
+    n_compile = sum(m == "compile" for m in args.modes) * 2
+    est += COMPILE_S * n_compile * len(names)
+    return (
+        f"about {_dur(est)} (one step of each model took {per_model:.1f} s in all; x {n_variants} variants x "
+        f"{steps} steps{f' + {COMPILE_S:.0f} s per compile variant' if n_compile else ''}; probed in "
+        f"{_dur(time.perf_counter() - t0)}); pygan bench --quick takes about a minute"
+    )
 
 
 def _write(out: str, args, device: torch.device, kernels: dict, rows: list[dict]) -> None:
@@ -462,6 +627,7 @@ def _write(out: str, args, device: torch.device, kernels: dict, rows: list[dict]
         "reps": args.reps,
         "warmup": args.warmup,
         "clock": args.clock,
+        "preset": args.preset,
         "overrides": args.overrides,
         "modes": args.modes,
         "sizes": args.sizes,

@@ -3,13 +3,13 @@
 ::
 
     pygan list                                   models (with their Config defaults) and datasets
-    pygan train MODEL --data NAME|PATH --steps N --out DIR [--set key=value ...]
+    pygan train MODEL --data NAME|PATH --steps N --out DIR [--preset small] [--set key=value ...]
     pygan train --config RUN/config.json --out NEW   replay a run (or any JSON/YAML config file)
     pygan sample RUN [--n 64] [--out FILE.png]   a grid from a trained run
     pygan sample RUN --png-dir DIR --n N         N individual PNGs (for pytorch-fid, torch-fidelity, ...)
     pygan eval RUN [--metrics fid,kid,is,pr,dc] [--option key=value ...]   metrics JSON
     pygan export RUN --out G.safetensors         the generator (EMA weights by default), no pickle
-    pygan bench [--quick]                        bench/train_step.py and bench/ops.py
+    pygan bench [--quick]                        bench/train_step.py and bench/ops.py (rows as they come)
 
 Multi-process: ``torchrun --nproc_per_node 2 -m pygan train ...`` (gloo on CPU, nccl on GPU).
 """
@@ -31,6 +31,7 @@ __all__ = ["build_parser", "main"]
 
 EPILOG_TRAIN = """examples:
   pygan train wgan-gp --data digits32 --steps 2000 --out runs/digits
+  pygan train cogan --data digits16-edge --steps 1200 --out runs/cogan --preset small
   pygan train wgan-gp --data ring8 --steps 3000 --out runs/ring --set batch_size=256
   pygan train wgan-gp --data mnist:/data/mnist?size=32 --steps 20000 --out runs/mnist
   pygan train wgan-gp --data digits32 --steps 4000 --out runs/digits --resume
@@ -38,10 +39,12 @@ EPILOG_TRAIN = """examples:
   torchrun --nproc_per_node 2 -m pygan train wgan-gp --data digits32 --steps 1000 --out runs/ddp
 
 Model settings are the model's Config fields (pygan train MODEL --help lists them with their types,
-defaults and docs; the defaults are the paper's numbers where the paper states them); --set
-key=value overrides one, typed from the field. --config FILE reads a JSON (or, with PyYAML, YAML)
-file with the keys of a run's config.json (model, model_config, data, train): flags given on the
-command line override its train settings, --set its model settings."""
+defaults and docs; the defaults are the paper's numbers where the paper states them, and its
+presets); --preset NAME starts from a named set of them (paper: the defaults; small: a CPU-sized
+configuration), --set key=value overrides one, typed from the field, after the preset. --config
+FILE reads a JSON (or, with PyYAML, YAML) file with the keys of a run's config.json (model, preset,
+model_config, data, train): flags given on the command line override its train settings, --preset
+its preset, --set its model settings (the preset is the bottom layer, under model_config)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a model Config field (repeatable)",
+        help="override a model Config field (repeatable; applied after --preset)",
+    )
+    t.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="start from MODEL's named settings: paper (the defaults) or small (CPU-sized); "
+        "pygan train MODEL --help and pygan list show them",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--seed", type=_int_at_least(0), default=0)
@@ -276,10 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="run the benchmarks (bench/train_step.py, bench/ops.py)",
         description="Run bench/train_step.py (every model: img/s, peak memory; fused vs "
-        "reference, eager vs compile) and bench/ops.py (per-op). Needs a source checkout.",
+        "reference, eager vs compile) and bench/ops.py (per-op), printing each result row as it "
+        "comes. The full run says first how long it will take (hours on a CPU); --quick is a "
+        "representative subset in about a minute. Needs a source checkout.",
     )
-    b.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute on a CPU: one model per system at its small preset, eager only, 3 reps; "
+        "the ops at the models' sizes without torch.compile",
+    )
     b.add_argument("--only", choices=("train", "ops"), help="run only one of the two")
+    b.add_argument("--models", metavar="LIST", help="comma-separated models for bench/train_step.py")
+    b.add_argument(
+        "--preset", metavar="NAME", help="bench/train_step.py at each model's preset (--quick: small)"
+    )
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
     return p
 
@@ -303,6 +323,7 @@ def _cmd_list(args) -> int:
             print(
                 f"  {name:<14} {doc}  (data: {', '.join(cls.data_kinds)}; default --data {cls.default_data})"
             )
+            print(f"      presets (--preset): {_presets_line(cls)}")
             hints = typing.get_type_hints(cls.Config)
             for f in dataclasses.fields(cls.Config):
                 print(f"      {f.name} = {f.default!r}  ({_type_name(hints[f.name])})")
@@ -315,6 +336,26 @@ def _cmd_list(args) -> int:
             print(f"  {d['name']:<20} {d['description']}{note}")
         print("  options: NAME?size=32&channels=3&limit=1000&domain=edge ... (see pygan.data.registry)")
     return 0
+
+
+def _presets_line(cls) -> str:
+    """``paper (the defaults); small: width=32 batch_size=64`` for a model class."""
+    from pygan.models import list_presets
+
+    parts = []
+    for name, values in list_presets(cls).items():
+        if not values:
+            parts.append(f"{name} (the defaults)")
+        else:
+            parts.append(f"{name}: " + " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items()))
+    return "; ".join(parts)
+
+
+def _fmt_value(v) -> str:
+    """A Config value as ``--set`` would take it."""
+    if isinstance(v, tuple):
+        return ",".join(_fmt_value(x) for x in v)
+    return str(v)
 
 
 class _TrainHelp(argparse.Action):
@@ -342,7 +383,8 @@ def _model_settings_help(name: str) -> str:
 
     cls = get_model(name)
     rows = config_field_docs(cls.Config)
-    lines = [f"{name} settings (--set key=value; {cls.Config.__name__}):"]
+    lines = [f"{name} presets (--preset NAME; --set applies after it): {_presets_line(cls)}", ""]
+    lines.append(f"{name} settings (--set key=value; {cls.Config.__name__}):")
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         head = f"  {r['name']:<{width}}  {r['type']} = {r['default']!r}"
@@ -386,10 +428,10 @@ def _given_flags(argv: list[str] | None) -> set[str]:
 
 
 def _train_settings(args) -> dict:
-    """The model, data, model overrides and TrainOptions of ``pygan train``: the defaults, then the
-    ``--config`` file, then the flags given on the command line (``--set`` over the file's
-    ``model_config``)."""
-    from pygan.models import get_model, parse_overrides
+    """The model, data, preset, model overrides and TrainOptions of ``pygan train``: the defaults,
+    then the ``--config`` file, then the flags given on the command line (``--set`` over the file's
+    ``model_config``, ``--preset`` over its ``preset``; the preset is applied under both)."""
+    from pygan.models import get_model, parse_overrides, preset_overrides
 
     options = {
         field: (not getattr(args, dest)) if dest.startswith("no_") else getattr(args, dest)
@@ -398,6 +440,7 @@ def _train_settings(args) -> dict:
     if options["divergence_threshold"] is None:  # not given: TrainOptions' default
         del options["divergence_threshold"]
     model, data, data_b, overrides = args.model, args.data, args.data_b, args.overrides
+    preset = args.preset
     if args.config:
         from pygan.train import load_config_file
 
@@ -411,12 +454,22 @@ def _train_settings(args) -> dict:
         data = data or cfg["data"]
         data_b = data_b if data_b is not None else cfg["data_b"]
         overrides = {**cfg["model_config"], **parse_overrides(get_model(model).Config, args.overrides)}
+        preset = preset if preset is not None else cfg.get("preset")
     if model is None:
         raise ConfigError("name a MODEL (pygan list) or give --config FILE")
     if options.get("steps") is None:
         raise ConfigError("--steps is required (or a --config file with train.steps)")
+    if preset is not None:
+        preset_overrides(model, preset)  # an unknown name fails here, naming the model's presets
     data = data or get_model(model).default_data
-    return {"model": model, "data": data, "data_b": data_b, "overrides": overrides, "options": options}
+    return {
+        "model": model,
+        "data": data,
+        "data_b": data_b,
+        "preset": preset,
+        "overrides": overrides,
+        "options": options,
+    }
 
 
 def _cmd_train(args) -> int:
@@ -440,6 +493,7 @@ def _cmd_train(args) -> int:
             steps,
             data_b=st["data_b"],
             overrides=st["overrides"],
+            preset=st["preset"],
             resume=args.resume,
             **options,
         )
@@ -580,17 +634,34 @@ def _cmd_bench(args) -> int:
             file=sys.stderr,
         )
         return 2
+    import time
+
     runs = []
     if args.only in (None, "train"):
         cmd = [sys.executable, os.path.join(d, "train_step.py"), "--device", args.device]
-        runs.append(cmd + (["--quick"] if args.quick else []))
+        cmd += ["--quick"] if args.quick else []
+        cmd += ["--models", args.models] if args.models else []
+        cmd += ["--preset", args.preset] if args.preset else []
+        runs.append(cmd)
     if args.only in (None, "ops"):
         cmd = [sys.executable, os.path.join(d, "ops.py"), "--device", args.device]
-        runs.append(cmd + (["--reps", "3", "--sizes", "model"] if args.quick else []))
+        runs.append(cmd + (["--quick"] if args.quick else []))
+    if args.quick:
+        print("pygan bench --quick: a representative subset, about a minute on a 2-core CPU", flush=True)
+    else:
+        print(
+            "pygan bench: the full run (every model x fused/reference x eager/compile at its defaults, then "
+            "every op at the paper sizes) takes hours on a CPU; bench/train_step.py prints its estimate "
+            "first. pygan bench --quick takes about a minute.",
+            flush=True,
+        )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # rows reach the terminal as they are printed
     rc = 0
+    t0 = time.perf_counter()
     for cmd in runs:
         print("$ " + " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=os.path.dirname(d)) or rc
+        rc = subprocess.call(cmd, cwd=os.path.dirname(d), env=env) or rc
+    print(f"pygan bench: {'done' if rc == 0 else f'exit code {rc}'} in {time.perf_counter() - t0:.0f} s")
     return rc
 
 

@@ -23,10 +23,14 @@ Run directory (``--out RUN``)
 
 ``config.json``::
 
-    {"format": "pygan-run-1", "pygan_version": ..., "model": "wgan-gp",
+    {"format": "pygan-run-1", "pygan_version": ..., "model": "wgan-gp", "preset": "small" (or null),
      "model_config": {dataclass fields}, "data": {"spec": "digits32", "spec_b": null},
      "data_info": {DataInfo: kind, shape, target_shape, shape_b, num_classes, meta},
      "train": {TrainOptions fields}, "world_size": 1, "created": "<ISO time>"}
+
+``preset`` is the name of the model preset the run started from (``--preset``; null when none was
+named); ``model_config`` is the resolved configuration (defaults, then the preset, then ``--set``),
+which is what ``--resume``, ``pygan sample`` and ``pygan eval`` read.
 
 A checkpoint (``torch.load(path, weights_only=True)`` reads it) is a dict: ``format``, ``step``,
 ``model`` (the model's ``state_dict``; the same keys with or without DDP), ``optimizers`` (name ->
@@ -136,7 +140,7 @@ from pygan.data.grid import save_grid, save_points
 from pygan.data.registry import load_data
 from pygan.errors import ConfigError
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor, NonFiniteLossError, portable_optimizer_state
-from pygan.models import Model, config_from_dict, config_to_dict, get_model
+from pygan.models import Model, config_from_dict, config_to_dict, get_model, preset_overrides
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -150,6 +154,7 @@ __all__ = [
     "load_checkpoint",
     "load_config_file",
     "load_run",
+    "preset_overrides",
     "render_samples",
     "run_paths",
     "save_checkpoint",
@@ -422,7 +427,7 @@ def read_config(run_dir: str) -> dict:
 
 # config.json keys that describe a run but are not settings (accepted in a config file and ignored)
 _INFO_KEYS = ("format", "pygan_version", "data_info", "world_size", "created")
-_CONFIG_KEYS = ("model", "model_config", "data", "train", *_INFO_KEYS)
+_CONFIG_KEYS = ("model", "preset", "model_config", "data", "train", *_INFO_KEYS)
 
 
 def _read_mapping(path: str) -> dict:
@@ -494,12 +499,14 @@ def _config_value(path: str, model: str, key: str, value, tp):
 def load_config_file(path: str, model: str | None = None) -> dict:
     """Reads a run configuration for ``pygan train --config FILE``: a JSON file (YAML when the name
     ends in ``.yaml``/``.yml`` and PyYAML is installed) with the keys of a run's ``config.json`` —
-    ``model``, ``model_config`` (the model's Config fields), ``data`` (``{"spec", "spec_b"}`` or a
+    ``model``, ``preset`` (a preset name of the model, the layer under ``model_config``),
+    ``model_config`` (the model's Config fields), ``data`` (``{"spec", "spec_b"}`` or a
     spec string) and ``train`` (:class:`TrainOptions` fields) — any of which may be left out;
     ``format``, ``pygan_version``, ``data_info``, ``world_size`` and ``created`` are accepted and
     ignored. A run's own ``config.json`` therefore replays that run.
 
-    Returns ``{"model", "model_config" (typed values), "data", "data_b", "train"}``. ``model`` (the
+    Returns ``{"model", "preset" (a name or None), "model_config" (typed values), "data", "data_b",
+    "train"}``. ``model`` (the
     name the command line gives) must match the file's when both are given. Unknown keys, settings
     the model does not have and values of the wrong type raise ``ValueError`` naming them.
     """
@@ -527,6 +534,15 @@ def load_config_file(path: str, model: str | None = None) -> dict:
                 f"config file {path}: model {name!r} has no setting {key!r} (its Config fields: {fields})"
             )
     model_config = {k: _config_value(path, name, k, v, hints[k]) for k, v in mc.items()}
+    preset = cfg.get("preset")
+    if preset is not None:
+        if not isinstance(preset, str):
+            raise ConfigError(f"config file {path}: preset must be a preset name (a string), got {preset!r}")
+        if preset not in cls.PRESETS:
+            raise ConfigError(
+                f"config file {path}: model {name!r} has no preset {preset!r}; "
+                f"choose from {list(cls.PRESETS)}"
+            )
     data = cfg.get("data")
     spec = spec_b = None
     if isinstance(data, str):
@@ -547,6 +563,7 @@ def load_config_file(path: str, model: str | None = None) -> dict:
         raise ConfigError(f"config file {path}: unknown train option(s) {bad}; TrainOptions fields: {known}")
     return {
         "model": name,
+        "preset": preset,
         "model_config": model_config,
         "data": spec,
         "data_b": spec_b,
@@ -910,13 +927,14 @@ def _tensorboard_writer(path: str, start: int):
     return SummaryWriter(path, purge_step=start + 1 if start else None)
 
 
-def _make_config(model_name, model, data: DataSpec, opts: TrainOptions, world: int) -> dict:
+def _make_config(model_name, model, data: DataSpec, opts: TrainOptions, world: int, preset=None) -> dict:
     import pygan
 
     return {
         "format": RUN_FORMAT,
         "pygan_version": pygan.__version__,
         "model": model_name,
+        "preset": preset,
         "model_config": config_to_dict(model.config),
         "data": {"spec": data.spec, "spec_b": data.spec_b},
         "data_info": model.info.to_json(),
@@ -935,12 +953,18 @@ def train(
     data_b: str | None = None,
     overrides: list[str] | dict | None = None,
     resume: bool = False,
+    preset: str | None = None,
     **options,
 ) -> Model:
     """Trains model ``model`` on ``data`` for ``steps`` iterations (total, counting resumed ones),
     writing the run directory ``out`` (see the module docstring). ``overrides`` are ``key=value``
-    settings of the model's Config; ``options`` are :class:`TrainOptions` fields. Returns the trained
-    model (its plain networks; DDP wrappers are dropped). Under ``torchrun`` every rank calls this."""
+    settings of the model's Config; ``preset`` names one of the model's presets
+    (:func:`pygan.models.preset_overrides`), applied under ``overrides`` and recorded in
+    ``config.json``; ``options`` are :class:`TrainOptions` fields. With ``resume`` a preset is
+    optional; a named one must give the run's settings. Returns the trained model (its plain
+    networks; DDP wrappers are dropped). Under ``torchrun`` every rank calls this."""
+    if preset is not None:
+        overrides = _with_preset(model, preset, overrides, out if resume else None)
     opts = TrainOptions(steps=steps, **options)
     world, rank, local = _dist_env()
     device = _pick_device(opts.device, local)
@@ -970,7 +994,17 @@ def train(
             _StopSignals(say=rank == 0, grace=DDP_SIGNAL_GRACE if world > 1 else 0.0) as stop,
         ):
             result = _train(
-                model, DataSpec(data, data_b), out, opts, overrides, resume, world, rank, device, stop
+                model,
+                DataSpec(data, data_b),
+                out,
+                opts,
+                overrides,
+                resume,
+                world,
+                rank,
+                device,
+                stop,
+                preset=preset,
             )
         if joined:
             dist.barrier()  # leave together: a rank tearing gloo down while a peer still sends aborts it
@@ -1007,7 +1041,17 @@ def _deterministic(on: bool):
 
 
 def _train(
-    model_name, spec: DataSpec, out, opts: TrainOptions, overrides, resume, world, rank, device, stop=None
+    model_name,
+    spec: DataSpec,
+    out,
+    opts: TrainOptions,
+    overrides,
+    resume,
+    world,
+    rank,
+    device,
+    stop=None,
+    preset=None,
 ):
     paths = run_paths(out)
     main = rank == 0
@@ -1080,7 +1124,7 @@ def _train(
         os.makedirs(paths["checkpoints"], exist_ok=True)
         # written once the data and the model are built; a run that fails before its first
         # checkpoint leaves this without checkpoints/last.pt, which the same command restarts
-        _write_json(paths["config"], _make_config(model_name, model, spec, opts, world))
+        _write_json(paths["config"], _make_config(model_name, model, spec, opts, world, preset))
     if main:
         for stale in glob.glob(os.path.join(paths["checkpoints"], ".*.tmp")):
             os.unlink(stale)  # left by a process killed mid-save
@@ -1310,6 +1354,29 @@ def _clear_failed_start(paths: dict) -> None:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _with_preset(model_name: str, preset: str, overrides, resume_dir: str | None) -> dict:
+    """``overrides`` on top of the preset ``preset``, as one dict of every Config field (so that a
+    resumed run compares all of them, not only the preset's keys). On resume (``resume_dir``), a
+    preset that does not give the run's settings raises, naming each differing field."""
+    from pygan.errors import ConfigError
+
+    cls = get_model(model_name)
+    settings = {**preset_overrides(model_name, preset), **_overrides(cls, overrides or [])}
+    full = dataclasses.asdict(cls.Config(**settings))
+    path = run_paths(resume_dir)["config"] if resume_dir is not None else None
+    if path is not None and os.path.isfile(path):
+        cfg = read_config(resume_dir)
+        run = dataclasses.asdict(config_from_dict(cls.Config, cfg["model_config"]))
+        diff = [f"{k}={run[k]!r} (run) vs {full[k]!r}" for k in full if k in run and run[k] != full[k]]
+        if diff:
+            raise ConfigError(
+                f"--resume: --preset {preset} does not give the settings of {resume_dir} (started with "
+                f"preset {cfg.get('preset')!r}): {', '.join(diff)}; resume without --preset, or with "
+                "the run's own"
+            )
+    return full
 
 
 def _overrides(cls, overrides):

@@ -214,10 +214,10 @@ def test_bench_command_finds_the_scripts(monkeypatch):
 
     assert cli._bench_dir() == os.path.join(ROOT, "bench")
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd, env=None: calls.append(cmd) or 0)
     assert main(["bench", "--quick"]) == 0
     assert [os.path.basename(c[1]) for c in calls] == ["train_step.py", "ops.py"]
-    assert "--quick" in calls[0] and "--reps" in calls[1]
+    assert "--quick" in calls[0] and "--quick" in calls[1]
     monkeypatch.setattr(cli, "_bench_dir", lambda: None)
     assert main(["bench"]) == 2
 

@@ -504,7 +504,8 @@ def write_md(res: dict, path: str) -> None:
         "normalisation in the critic), and the ACL versions on *the same* networks and optimiser "
         "settings (`d_c = d_z` = the baseline's noise size; §5.3 \"keeping everything else "
         'unchanged"), with these cuts for the CPU budget: width 32 instead of 64 (both sides), batch '
-        f"64 for the DCGAN pair (its paper says 128), {GAN_STEPS} iterations for the DCGAN pair and "
+        "64 for the DCGAN pair (its paper says 128; these are each model's `--preset small`), "
+        f"{GAN_STEPS} iterations for the DCGAN pair and "
         f"{WGAN_STEPS} for the WGAN-GP pair (5 critic batches each), {len(SEEDS)} seeds. The comparison is "
         "at equal iterations; an ACL iteration also updates `E_x`, `G_z` and `D_c` and costs more time "
         "(wall/CPU columns)."

@@ -385,7 +385,8 @@ def markdown(r: dict) -> str:
         "- ED+GAN: one network (Dec = G), `L1 + lambda L_adv` (Eq. 1). ED//GAN: L1 into the ED only, the",
         "  adversarial loss into G only, Î = I_ED + I_G; lambda scales L_adv(G), the weight the paper's",
         '  sweep "intentionally" adds (lambda = 1 is the method).',
-        f"- Training: `{' '.join(r['config'])}`, Adam 2e-4 / beta1 0.5, {r['steps']} iterations each",
+        f"- Training: `{' '.join(r['config'])}` (the models' `--preset small`), Adam 2e-4 / beta1 0.5, "
+        f"{r['steps']} iterations each",
         f"  ({epochs:.0f} epochs; the paper: 200), seed 0, one CPU thread. Two more runs repeat ED+GAN at",
         "  lambda 0.01 and ED//GAN at lambda 1 with seed 1, as a measure of run-to-run noise; one more runs",
         "  ED//GAN at lambda 1 with G's last layer initialised to zero (`residual_init=zero`).",

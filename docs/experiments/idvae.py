@@ -272,7 +272,8 @@ def _markdown(res: dict) -> str:
         "Gaussian heads and decoder everywhere, `width=32` (trunk convs 32 -> 64 channels, layer *l* = "
         "the 64x4x4 last conv stage), `z_dim=32`, batch 64, Adam 2e-4 / (0.5, 0.999), all loss weights 1 "
         "(α = β = ω = λ = 1, γ = 1 for IDVAE(R)): the defaults of the configs apart from width and "
-        "latent size. The paper's settings are in its (unavailable) supplement; nothing was tuned per "
+        "latent size (`--preset small` of every model here). The paper's settings are in its "
+        "(unavailable) supplement; nothing was tuned per "
         f"model. {res['steps']} iterations per run, training seed(s) {', '.join(map(str, seeds))}, one "
         "process with `--threads 1` per run, one run at a time.",
         "",

@@ -161,7 +161,7 @@ def _doc(args, result: dict) -> None:
         "`acl-gan-gp` (`gan_loss=wgan-gp`), `cogan`/`scogan` (`loss=wgan-gp`). With `--cuda-graphs` each",
         "distinct schedule of an iteration's critic steps is its own captured graph.",
         "",
-        f"Machine: {result['machine']}; the main job's settings (`--data digits16 --set width=32`,",
+        f"Machine: {result['machine']}; the main job's settings (`--data digits16 --preset small`: width 32,",
         "5 critic steps per iteration, batch 64), one thread.",
         "",
         f"## Step time (`bench/train_step.py`, CPU time, median of {args.reps} steps, p20-p80)",

@@ -245,7 +245,8 @@ def _markdown(r: dict) -> str:
             719 plain digits vs 719 *other* digits as edges `dilate(x) - x`; `digits16-negative`:
             the other half negated), {r["steps"]:,} generator iterations each, seed 0, `--threads 1`.
 
-            **Settings** (all runs): `{" ".join("--set " + c for c in r["common"])}` — the thesis'
+            **Settings** (all runs): `{" ".join("--set " + c for c in r["common"])}` (`cogan` and
+            `scogan`'s `--preset small`, whose `enc_width=16` is what the CC runs set) — the thesis'
             Table 3.1/3.2 nets scaled down (generator 4x4 stage 64 channels instead of 1024,
             discriminator 10/25/250 instead of 20/50/500), the non-saturating loss with the DCGAN
             optimiser (Adam 2e-4, betas 0.5/0.999; weight decay 5e-4 on kernels; z ~ U[-1, 1]^100).

@@ -13,6 +13,14 @@ seed, bf16 autocast, DDP, logging, checkpoints, sample grids and evaluation hook
     the CLI with ``--set key=value``, parsed by the field's type (int, float, bool, str, tuple,
     ``X | None``; see :func:`parse_overrides`). It is saved in the run's ``config.json``.
 
+``PRESETS`` (class attribute, next to ``Config``)
+    Named sets of Config overrides, ``{"paper": {}, "small": {"width": 32, ...}}``, chosen with
+    ``pygan train MODEL --preset NAME`` (``--set`` applies after the preset) or
+    :func:`preset_overrides`. ``paper`` is required and empty (the Config defaults); ``small`` is a
+    CPU-sized configuration that trains to something recognisable in minutes (every built-in model
+    has one; their values come from the measured runs of ``docs/experiments``). Checked at
+    registration: every key a Config field, every value of the field's type (:func:`check_presets`).
+
 ``__init__(self, config, info: DataInfo)``
     Builds the networks for the data described by ``info`` (:class:`pygan.data.DataInfo`: ``kind``,
     per-sample ``shape``, ``target_shape``, ``num_classes``, ``meta``). Raise ``ValueError`` for data
@@ -132,6 +140,7 @@ __all__ = [
     "build_model",
     "check_config",
     "check_ema_config",
+    "check_presets",
     "config_field_docs",
     "config_from_dict",
     "config_to_dict",
@@ -139,7 +148,9 @@ __all__ = [
     "get_model",
     "lazy_schedule",
     "list_models",
+    "list_presets",
     "parse_overrides",
+    "preset_overrides",
     "register",
 ]
 
@@ -159,6 +170,7 @@ def register(name: str) -> Callable[[type], type]:
             raise TypeError(f"{cls.__name__}.Config needs a batch_size field")
         if name in MODELS and MODELS[name] is not cls:
             raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
+        check_presets(cls, name)
         cls.name = name
         MODELS[name] = cls
         return cls
@@ -261,6 +273,81 @@ def parse_overrides(config_cls: type, items: list[str] | dict[str, Any]) -> dict
             raise ConfigError(f"--set {key}: {config_cls.__name__} has no field {key!r}; fields: {names}")
         out[key] = _parse_value(key, val, hints[key]) if isinstance(val, str) else val
     return out
+
+
+def _fits_type(value, tp) -> bool:
+    """Whether ``value`` is a value of the Config field type ``tp`` (strictly: ``float`` fields need a
+    float, tuples the declared items)."""
+    optional, tp = _is_optional(tp)
+    if value is None:
+        return optional
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, float)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits_type(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_fits_type(v, a) for v, a in zip(value, args))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    return True
+
+
+def check_presets(cls: type, name: str | None = None) -> None:
+    """Checks a model class's ``PRESETS`` (``@register`` calls it): a dict ``{preset name: {Config
+    field: value}}`` with an empty ``"paper"`` entry (the defaults), every key a field of
+    ``cls.Config`` and every value of that field's type. Raises ``TypeError`` naming the model, the
+    preset and the field."""
+    who = name or cls.__name__
+    presets = getattr(cls, "PRESETS", None)
+    if not isinstance(presets, dict) or not all(isinstance(k, str) and k for k in presets):
+        raise TypeError(f"{who}: PRESETS must be a dict {{name: {{field: value}}}}, got {presets!r}")
+    if presets.get("paper") != {}:
+        raise TypeError(f"{who}: PRESETS needs an empty 'paper' entry (the Config defaults)")
+    hints = typing.get_type_hints(cls.Config)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    for preset, values in presets.items():
+        if not isinstance(values, dict):
+            raise TypeError(f"{who}: PRESETS[{preset!r}] must be a dict of Config fields, got {values!r}")
+        for key, value in values.items():
+            if key not in fields:
+                raise TypeError(
+                    f"{who}: PRESETS[{preset!r}] sets {key!r}, not a field of {cls.Config.__name__}"
+                )
+            if not _fits_type(value, hints[key]):
+                raise TypeError(
+                    f"{who}: PRESETS[{preset!r}][{key!r}] = {value!r} is not a {hints[key]} "
+                    f"({cls.Config.__name__}.{key})"
+                )
+
+
+def list_presets(model: str | type) -> dict[str, dict[str, Any]]:
+    """``{preset name: Config overrides}`` of ``model`` (a registered name or a model class)."""
+    cls = get_model(model) if isinstance(model, str) else model
+    return {k: dict(v) for k, v in cls.PRESETS.items()}
+
+
+def preset_overrides(model: str | type, name: str) -> dict[str, Any]:
+    """The Config overrides of ``model``'s preset ``name`` (a copy; typed values, as
+    :func:`parse_overrides` returns them): pass them (updated with your own) as ``overrides`` to
+    :func:`pygan.train.train` or :func:`build_model`. An unknown ``name`` raises
+    :class:`pygan.errors.ConfigError` (a ``ValueError``) naming the model's presets."""
+    from pygan.errors import ConfigError
+
+    presets = list_presets(model)
+    if name not in presets:
+        who = model if isinstance(model, str) else (model.name or model.__name__)
+        raise ConfigError(f"--preset {name}: model {who} has no preset {name!r}; choose from {list(presets)}")
+    return presets[name]
 
 
 def config_to_dict(config) -> dict:
@@ -728,6 +815,7 @@ class Model(nn.Module):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
     default_data: ClassVar[str] = "digits32"
     data_kinds: ClassVar[tuple[str, ...]] = ("images",)
     generator_networks: ClassVar[tuple[str, ...]] = ()

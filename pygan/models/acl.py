@@ -109,6 +109,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -563,6 +564,8 @@ class ACLAE(_ACLModel):
     optimisers ``"autoencoder"``, ``"code_generator"``, ``"code_discriminator"``."""
 
     Config = ACLAEConfig
+    # small: the ACL bench's settings (docs/experiments/acl.md: width 32 for arch="conv", batch 64)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     default_data = "digits16"
     data_kinds = ("images", "points")
 
@@ -787,6 +790,8 @@ class ACLGAN(_ACLModel):
     ``"code_discriminator"``."""
 
     Config = ACLGANConfig
+    # small: docs/experiments/acl.md's digits runs (width 32, batch 64)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     default_data = "digits32"
     data_kinds = ("images",)
     _default_code_dim = 100
@@ -998,6 +1003,8 @@ class ACLGANGP(ACLGAN):
     see the module docstring."""
 
     Config = ACLGANGPConfig
+    # small: docs/experiments/acl.md's digits runs (width 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32}}
     _default_code_dim = 128
 
 
@@ -1007,6 +1014,8 @@ class ACLSGAN(ACLGAN):
     module docstring. The inference net is ``classifier`` (optimiser ``"classifier"``)."""
 
     Config = ACLSGANConfig
+    # small: the ACL bench's settings (docs/experiments/acl.md: width 32, batch 64)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     inference_net = "classifier"
 
     def _code_dim(self, info: DataInfo) -> int:

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -654,6 +655,12 @@ class CoGAN(CoupledGAN):
     module docstring."""
 
     Config = CoGANConfig
+    # small: the CoGAN runs of docs/experiments/scogan.md (thesis nets scaled down: g_width 64,
+    # d_width 10, batch 32; the "ns" loss is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "paper": {},
+        "small": {"g_width": 64, "d_width": 10, "batch_size": 32},
+    }
 
     def _sharing(self, c):
         g_unshared = c["g_unshared"] if c["g_unshared"] is not None else (1 if c["arch"] == "digits" else 2)

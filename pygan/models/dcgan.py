@@ -23,6 +23,7 @@ units for both networks and 2-D noise (the same toy nets as ``wgan-gp``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,8 @@ class DCGAN(Model):
     generator_networks = ("generator",)
 
     Config = DCGANConfig
+    # small: the ACL comparison's baseline (docs/experiments/acl.md: width 32, batch 64)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     default_data = "digits32"
     data_kinds = ("images", "points")
 

@@ -645,6 +645,8 @@ class EDGAN(_Table1):
     docstring for the update paths and the mapping of Table 1."""
 
     Config = EDGANConfig
+    # small: docs/experiments/edgan.md's Table-1 runs (width 16; z 50 and batch 25 are the defaults)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16}}
 
 
 @register("edgan-coupled")
@@ -653,6 +655,8 @@ class EDGANCoupled(_Table1):
     ``L_const + lambda L_adv`` (Eq. 1) into Enc and Dec."""
 
     Config = EDGANCoupledConfig
+    # small: docs/experiments/edgan.md's Table-1 runs (width 16; z 50 and batch 25 are the defaults)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16}}
     coupled = True
 
 
@@ -711,6 +715,12 @@ class EDGANPix2Pix(_Pix2Pix):
     take z alone; spec §8.11). The ED U-Net is the ``decoder`` attribute (its down path is Enc)."""
 
     Config = Pix2PixConfig
+    # small: docs/experiments/edgan.md's pix2pix runs (U-Nets and D at width 16, batch 16: more
+    # rows per step than pix2pix's batch 1, far fewer channels)
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "paper": {},
+        "small": {"width": 16, "d_width": 16, "batch_size": 16},
+    }
 
 
 @register("edgan-pix2pix-coupled")
@@ -719,6 +729,11 @@ class EDGANPix2PixCoupled(_Pix2Pix):
     conditional PatchGAN D."""
 
     Config = Pix2PixCoupledConfig
+    # small: docs/experiments/edgan.md's pix2pix runs (width 16, d_width 16, batch 16)
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "paper": {},
+        "small": {"width": 16, "d_width": 16, "batch_size": 16},
+    }
     coupled = True
 
 
@@ -819,6 +834,8 @@ class EDGANCAAE(_CAAE):
     goes to the label-conditioned D; D_z keeps z uniform as in CAAE. Only L_adv(G) reaches G."""
 
     Config = CAAEConfig
+    # small: width 16 as in docs/experiments/edgan.md's Table-1 runs (the CAAE was not trained there)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16}}
 
 
 @register("edgan-caae-coupled")
@@ -827,4 +844,6 @@ class EDGANCAAECoupled(_CAAE):
     and Dec, lambda 1e-4."""
 
     Config = CAAECoupledConfig
+    # small: width 16 as in docs/experiments/edgan.md's Table-1 runs (the CAAE was not trained there)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16}}
     coupled = True

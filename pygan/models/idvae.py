@@ -95,6 +95,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -468,6 +469,8 @@ class VAE(_VAEBase):
     (``"vae"``); same networks and loss scales as IDVAE's encoder/decoder (see the module docstring)."""
 
     Config = VAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: VAEConfig, info: DataInfo):
         super().__init__(config, info)
@@ -508,6 +511,8 @@ class IDVAE(_VAEBase):
     (``θ_dec``)."""
 
     Config = IDVAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: IDVAEConfig, info: DataInfo):
         super().__init__(config, info)
@@ -655,6 +660,8 @@ class IDVAER(IDVAE):
     """IDVAE(R) (paper §5.1): IDVAE with ``γ L_recons`` (pixels) added to the decoder's loss."""
 
     Config = IDVAERConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
 
 @register("cidvae")
@@ -664,6 +671,8 @@ class ConditionalIDVAE(IDVAE):
     :meth:`sample_per_class` generate chosen classes."""
 
     Config = ConditionalIDVAEConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
     conditional = True
 
 
@@ -680,6 +689,8 @@ class VAEGAN(IDVAE):
     ``"pixel"``: IDVAE's ``α L_recons + β L_prior``."""
 
     Config = VAEGANConfig
+    # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: VAEGANConfig, info: DataInfo):
         if config.encoder_loss not in ("feature", "pixel"):

@@ -90,6 +90,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -336,6 +337,12 @@ class SCoGAN(CoupledGAN):
     """Soft-Coupled GAN; see the module docstring."""
 
     Config = SCoGANConfig
+    # small: docs/experiments/scogan.md's settings (the non-saturating loss instead of WGAN-GP's 5
+    # critic steps, g_width 64, d_width 10, batch 32; the CC encoder at width 16)
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "paper": {},
+        "small": {"loss": "ns", "g_width": 64, "d_width": 10, "batch_size": 32, "enc_width": 16},
+    }
 
     def __init__(self, config: SCoGANConfig, info: DataInfo):
         super().__init__(config, info)

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -464,6 +465,8 @@ class Pix2Pix(_Translator):
     BCE(D(x, sg(G(x))), 0)]``, ``L_G = BCE(D(x, G(x)), 1) + lambda L1(G(x), y)``."""
 
     Config = Pix2PixConfig
+    # small: docs/experiments/uunet.md's runs (G and D at width 16; batch 8 is the default)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
 
     def __init__(self, config: Pix2PixConfig, info: DataInfo):
         super().__init__(config, info)
@@ -516,6 +519,8 @@ class UNetVAEGAN(Pix2Pix):
     G(x)), 1) + lambda_re L_RE + lambda_Gkl L_Gkl`` (Eq. 3, 4)."""
 
     Config = UNetVAEGANConfig
+    # small: docs/experiments/uunet.md's runs (G and D at width 16)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
     vae = True
 
     def __init__(self, config: UNetVAEGANConfig, info: DataInfo):
@@ -628,6 +633,8 @@ class UUNet(_Translator):
     :meth:`generator_loss` + ``update("generator")``."""
 
     Config = UUNetConfig
+    # small: docs/experiments/uunet.md's runs (G and D at width 16)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
 
     def __init__(self, config: UUNetConfig, info: DataInfo):
         super().__init__(config, info)
@@ -763,6 +770,8 @@ class UUVAEGAN(UUNet):
     D's posterior of the fake pair)."""
 
     Config = UUVAEGANConfig
+    # small: docs/experiments/uunet.md's runs (G and D at width 16)
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
     vae = True
 
     def __init__(self, config: UUVAEGANConfig, info: DataInfo):
