@@ -118,7 +118,12 @@ def _fake_venv(root):
     bin_dir = root / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     py = bin_dir / "python"
-    py.write_text(f'#!/bin/sh\nPYTHONPATH="{root}" exec "{sys.executable}" "$@"\n')
+    # `-m pip` fails: the test's interpreter must never be installed into (and a failed set-up is
+    # what the test wants to see).
+    py.write_text(
+        f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "fake pip: no network" >&2; exit 1; fi\n'
+        f'PYTHONPATH="{root}" exec "{sys.executable}" "$@"\n'
+    )
     py.chmod(0o755)
     return py
 
@@ -163,6 +168,14 @@ def test_setup_sh_check_end_to_end(tree):
     (tree / "pygan" / "__init__.py").write_text("raise ImportError('broken')\n")
     proc = _setup(tree, "--check")
     assert proc.returncode == 1 and "import pygan failed: ImportError: broken" in proc.stdout
+    # A set-up that fails leaves no stamp: the next run installs again.
+    (tree / "pygan" / "__init__.py").write_text("def info():\n    return {'native': True, 'error': None}\n")
+    (tree / "setup.py").write_text("# setup, edited\n")
+    proc = _setup(tree)
+    assert proc.returncode != 0 and "sources changed: setup.py -> installing" in proc.stderr
+    assert "fake pip: no network" in proc.stderr and not (tree / setup_check.STAMP).exists()
+    proc = _setup(tree, "--check")
+    assert proc.returncode == 1 and proc.stdout.startswith("rebuild: no set-up stamp")
     proc = _setup(tree, "--bogus")
     assert proc.returncode == 2 and "unknown option --bogus" in proc.stderr
 
