@@ -52,3 +52,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def test_models():
+    """The loop-test models of tests/_models.py registered for the test, unregistered after it."""
+    from tests import _models
+
+    _models.install()
+    yield
+    _models.uninstall()

@@ -36,13 +36,6 @@ QUIET = dict(progress=False, tensorboard=False)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def test_models():
-    _models.install()
-    yield
-    _models.uninstall()
-
-
 def _wgan(out, steps, **kw):
     kw = {**QUIET, **kw}
     return train(

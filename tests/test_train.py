@@ -13,20 +13,12 @@ import pytest
 import torch
 
 from pygan.train import NonFiniteLossError, load_checkpoint, load_run, read_config, run_paths, train
-from tests import _models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["width=4", "batch_size=4", "n_critic=2"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def test_models():
-    _models.install()
-    yield
-    _models.uninstall()
 
 
 def _train(out, steps, data="digits16", **kw):

@@ -277,29 +277,8 @@ def parse_overrides(config_cls: type, items: list[str] | dict[str, Any]) -> dict
 
 def _fits_type(value, tp) -> bool:
     """Whether ``value`` is a value of the Config field type ``tp`` (strictly: ``float`` fields need a
-    float, tuples the declared items)."""
-    optional, tp = _is_optional(tp)
-    if value is None:
-        return optional
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, float)
-    if tp is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, tuple):
-            return False
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_fits_type(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_fits_type(v, a) for v, a in zip(value, args))
-    if origin is typing.Literal:
-        return value in typing.get_args(tp)
-    return True
+    float, tuples a tuple of the declared items): the check presets pass at registration."""
+    return _type_ok(value, tp, strict=True)
 
 
 def check_presets(cls: type, name: str | None = None) -> None:
@@ -543,7 +522,9 @@ def field_rule(config_cls: type, name: str, tp) -> Range | None:
     return rules.get((name, inner), rules.get(name))
 
 
-def _type_ok(value, tp) -> bool:
+def _type_ok(value, tp, strict: bool = False) -> bool:
+    """Whether ``value`` fits the Config field type ``tp``. Lenient (the default, for values a user
+    gives): an int is a float, a list a tuple. ``strict``: neither (the declared presets)."""
     optional, tp = _is_optional(tp)
     if value is None:
         return optional
@@ -553,16 +534,18 @@ def _type_ok(value, tp) -> bool:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, float) or (
+            not strict and isinstance(value, int) and not isinstance(value, bool)
+        )
     if tp is str:
         return isinstance(value, str)
     if origin is tuple:
         args = typing.get_args(tp)
-        if not isinstance(value, (tuple, list)):
+        if not isinstance(value, tuple if strict else (tuple, list)):
             return False
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(_type_ok(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+            return all(_type_ok(v, args[0], strict) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a, strict) for v, a in zip(value, args))
     if origin is typing.Literal:
         return value in typing.get_args(tp)
     return True  # a type --set cannot produce: the model checks it
