@@ -1,4 +1,4 @@
-"""Regenerates docs/experiments/acl.md (seed 001, Adversarial Code Learning) and its JSON/pictures.
+"""Regenerates docs/experiments/acl.md (Adversarial Code Learning for Image Generation) and its JSON/pictures.
 
     python docs/experiments/acl.py            # trains what is missing under runs/acl, evaluates, writes
     python docs/experiments/acl.py --fresh    # retrains everything
@@ -406,7 +406,7 @@ def _fused_op_share(models=("acl-gan", "acl-gan-gp", "acl-ae")) -> dict:
 def write_md(res: dict, path: str) -> None:
     t, d = res["toy"], res["digits"]
     L = []
-    L.append("# ACL (seed 001): prior analysis on a 4-mode toy, and Table 1's comparison on digits")
+    L.append("# ACL: prior analysis on a 4-mode toy, and Table 1's comparison on digits")
     L.append("")
     L.append(
         "Regenerate everything (trains what is missing under `runs/acl`, evaluates, rewrites this page, "
@@ -431,7 +431,7 @@ def write_md(res: dict, path: str) -> None:
     L.append("")
     L.append(
         "ACL-AE (`acl-ae`) on `square4`: 4 equal Gaussians at (±2, ±2) with σ = 0.1 (the paper gives "
-        "neither centres nor σ; spec §8's protocol). Encoder/decoder: MLPs 2→128→128→2 (ReLU); codes "
+        "neither centres nor σ; our protocol). Encoder/decoder: MLPs 2→128→128→2 (ReLU); codes "
         "are 2-D; `G_z` and `D_c` are 2-layer MLPs (512 hidden). Prior (a): `N(0, I₂)`; prior (b): the "
         'target\'s own 4-mode mixture ("shares a same distribution to the target statistic"). '
         f"{t['steps']} iterations of batch 128 (autoencoder step, then one `D_c` and one `G_z` step), "

@@ -1,5 +1,5 @@
 """Regenerates ``docs/experiments/idvae.md`` (+ ``idvae.json`` and ``docs/images/idvae_*.png``): IDVAE
-vs VAE vs VAE-GAN on the embedded digits (seed 004's comparison at CPU scale), and C-IDVAE's
+vs VAE vs VAE-GAN on the embedded digits (the IDVAE paper's comparison at CPU scale), and C-IDVAE's
 per-class samples scored by the digits classifier.
 
     python docs/experiments/idvae.py                 # train every run (pygan train), evaluate, write
@@ -259,7 +259,7 @@ def _markdown(res: dict) -> str:
         fid_means = [p["fid_test"]["mean"] for p in per]
         rows.append((label, short, per, fid_means))
     lines = [
-        "# IDVAE vs VAE vs VAE-GAN on the embedded digits (seed 004 at CPU scale)",
+        "# IDVAE vs VAE vs VAE-GAN on the embedded digits (the IDVAE paper's comparison at CPU scale)",
         "",
         "Regenerate everything on this page (runs, numbers, pictures) with",
         "",
@@ -394,7 +394,7 @@ def _markdown(res: dict) -> str:
         "",
         "Reconstruction MSE, best first: " + " < ".join(f"{label} ({v:.4f})" for v, label in recon) + ". "
         "The paper reports the VAE best, IDVAE at par with or better than VAE-GAN, and IDVAE(R) best among "
-        "the hybrids (spec §6.1).",
+        "the hybrids.",
         "",
     ]
     kls = []

@@ -1,5 +1,5 @@
 """Regenerates ``docs/experiments/scogan.md``: CoGAN vs SCoGAN variants on digits->edge and
-digits->negative (seed 003), with semantic agreement of pairs, per-domain FID (digits extractor) and
+digits->negative (Soft-Coupled GANs), with semantic agreement of pairs, per-domain FID (digits extractor) and
 sample grids of pairs from the same ``z``.
 
     python docs/experiments/scogan.py             # train every run (sequentially), evaluate, write
@@ -228,7 +228,7 @@ def _markdown(r: dict) -> str:
     from textwrap import dedent
 
     lines = [
-        "# CoGAN vs SCoGAN on digits->edge and digits->negative (seed 003)",
+        "# CoGAN vs SCoGAN on digits->edge and digits->negative (Soft-Coupled GANs)",
         "",
         "Regenerate everything on this page (runs, numbers, pictures) with:",
         "",
@@ -238,7 +238,7 @@ def _markdown(r: dict) -> str:
         "",
         dedent(
             f"""\
-            **What.** The thesis' question (spec §1.2-1.3): does soft coupling (SCoGAN's regularisers)
+            **What.** The thesis' question: does soft coupling (SCoGAN's regularisers)
             learn the *joint* distribution of two domains where CoGAN's hard weight sharing struggles?
             Both models are pygan's (`pygan/models/cogan.py`, `pygan/models/scogan.py`), trained with
             `pygan train` on the embedded digits at 16 px, unpaired half/half split (`digits16-edge`:
