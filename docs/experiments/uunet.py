@@ -1,4 +1,4 @@
-"""Regenerates ``docs/experiments/uunet.md`` (UU-Nets Connecting Discriminator and Generator for Image to Image Translation): trains the UU-Net variants and the
+"""Regenerates ``docs/experiments/uunet.md`` (the UU-Nets paper): trains the UU-Net variants and the
 baselines on an embedded image-to-image task through :func:`pygan.train.train`, scores the test
 pairs with :func:`pygan.metrics.evaluate_run` (MSE / PSNR / SSIM / LPIPS-style of ``translate``), and
 writes the numbers (``uunet.json``), the pictures (``docs/images/uunet_*.png``) and the page.
