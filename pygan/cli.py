@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="evaluate a trained run (metrics JSON)",
-        description="Compute RUN's metrics with pygan.metrics.evaluate_run and write RUN/metrics.json.",
+        description="Compute RUN's metrics with pygan.evaluate.evaluate_run and write RUN/metrics.json.",
     )
     e.add_argument("run", help="run directory")
     e.add_argument(
@@ -477,7 +477,8 @@ def _cmd_train(args) -> int:
 
     import torch
 
-    from pygan.train import NoCheckpointError, TrainingInterrupted, train
+    from pygan.runs import NoCheckpointError
+    from pygan.train import TrainingInterrupted, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -513,7 +514,8 @@ def _cmd_train(args) -> int:
 def _cmd_sample(args) -> int:
     import torch
 
-    from pygan.train import _pick_device, load_run, render_samples
+    from pygan.runs import load_run
+    from pygan.train import _pick_device, render_samples
 
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
@@ -563,20 +565,20 @@ def _parse_option(text: str):
 
 
 def _cmd_eval(args) -> int:
-    from pygan.train import _write_json, read_config, run_paths
+    from pygan.runs import read_config, run_paths, write_json
 
     read_config(args.run)  # fails clearly when RUN is not a run directory
     try:
-        import pygan.metrics as metrics
+        import pygan.evaluate as evaluate
     except ImportError as exc:
         print(
-            f"pygan eval: the metrics package (pygan.metrics) is not available in this install ({exc}). "
+            f"pygan eval: the evaluation module (pygan.evaluate) is not available in this install ({exc}). "
             "It provides evaluate_run(run_dir, **options); install or update pygan to get it.",
             file=sys.stderr,
         )
         return 2
-    if not hasattr(metrics, "evaluate_run"):
-        print("pygan eval: pygan.metrics has no evaluate_run(run_dir, **options)", file=sys.stderr)
+    if not hasattr(evaluate, "evaluate_run"):
+        print("pygan eval: pygan.evaluate has no evaluate_run(run_dir, **options)", file=sys.stderr)
         return 2
     options = dict(_parse_option(o) for o in args.option)
     for key, value in (
@@ -589,12 +591,12 @@ def _cmd_eval(args) -> int:
             options[key] = value
     if args.no_ema:
         options["ema"] = False
-    check = getattr(metrics, "check_options", None)
+    check = getattr(evaluate, "check_options", None)
     if check is not None:
         check(options)  # unknown --option keys, values out of range: ConfigError before any work
-    result = metrics.evaluate_run(args.run, **options)
+    result = evaluate.evaluate_run(args.run, **options)
     out = args.out or run_paths(args.run)["eval"]
-    _write_json(out, result)
+    write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}", file=sys.stderr)
     computed, skipped = result.get("metrics"), result.get("skipped") or {}

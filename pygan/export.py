@@ -88,7 +88,7 @@ def export_model(model, run_config: dict, path: str, *, weights: str = "raw", st
 def export_run(run_dir: str, out: str, *, ema: bool = True, checkpoint: str | None = None) -> tuple[str, str]:
     """``pygan export RUN --out FILE``: the run's output networks (EMA weights when the run kept an
     EMA and ``ema``) to ``out``. Returns ``(out, weights)`` with weights ``"ema"`` or ``"raw"``."""
-    from pygan.train import load_run, read_config
+    from pygan.runs import load_run, read_config
 
     if not str(out).endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file, got {out!r}")

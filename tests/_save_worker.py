@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from pygan.train import CHECKPOINT_FORMAT, save_checkpoint
+from pygan.runs import CHECKPOINT_FORMAT, save_checkpoint
 
 path, mb = sys.argv[1], int(sys.argv[2])
 n = mb * 2**20 // 4

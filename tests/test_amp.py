@@ -24,7 +24,8 @@ from pygan.amp import (
 )
 from pygan.graphs import GraphedStep, LossMonitor
 from pygan.ops import gradient_penalty
-from pygan.train import TrainOptions, load_checkpoint, run_paths, train
+from pygan.runs import load_checkpoint, run_paths
+from pygan.train import TrainOptions, train
 from tests.test_graphs import FakeGraphs, _toy
 
 

@@ -11,7 +11,7 @@ import torch
 
 import pygan
 from pygan.cli import build_parser, main
-from pygan.train import run_paths
+from pygan.runs import run_paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "width=4", "--set", "batch_size=4", "--set", "n_critic=2"]
@@ -117,10 +117,10 @@ def small_run(tmp_path):
     return run
 
 
-def test_eval_without_the_metrics_package(small_run, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "pygan.metrics", None)  # as if pygan.metrics were not installed
+def test_eval_without_the_evaluate_module(small_run, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pygan.evaluate", None)  # as if pygan.evaluate were not installed
     assert main(["eval", small_run]) == 2
-    assert "pygan.metrics" in capsys.readouterr().err
+    assert "pygan.evaluate" in capsys.readouterr().err
     assert not os.path.exists(run_paths(small_run)["eval"])
 
 
@@ -128,16 +128,16 @@ def test_eval_calls_evaluate_run_and_writes_metrics_json(small_run, monkeypatch,
     calls = []
 
     def evaluate_run(run_dir, **options):
-        from pygan.train import load_run
+        from pygan.runs import load_run
 
         model, _, data = load_run(run_dir)
         calls.append((run_dir, options))
         return {"n": options.get("n", 0), "modes_total": len(data.info.meta["centers"]), "z_dim": model.z_dim}
 
-    fake = types.ModuleType("pygan.metrics")
+    fake = types.ModuleType("pygan.evaluate")
     fake.evaluate_run = evaluate_run
-    monkeypatch.setitem(sys.modules, "pygan.metrics", fake)
-    monkeypatch.setattr(pygan, "metrics", fake, raising=False)  # once imported, the attribute wins
+    monkeypatch.setitem(sys.modules, "pygan.evaluate", fake)
+    monkeypatch.setattr(pygan, "evaluate", fake, raising=False)  # once imported, the attribute wins
     assert main(["eval", small_run, "--option", "n=100", "--option", "name=x"]) == 0
     assert calls == [(small_run, {"n": 100, "name": "x"})]
     with open(run_paths(small_run)["eval"]) as f:

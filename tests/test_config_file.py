@@ -11,7 +11,8 @@ import torch
 
 from pygan.cli import main
 from pygan.models import config_field_docs, get_model, list_models
-from pygan.train import load_config_file, run_paths
+from pygan.runs import run_paths
+from pygan.train import load_config_file
 
 
 def _rows(run):

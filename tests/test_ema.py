@@ -18,7 +18,8 @@ from pygan.data import load_data
 from pygan.data.core import DataInfo
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor
 from pygan.models import EMA, build_model, get_model, list_models
-from pygan.train import load_checkpoint, load_run, run_paths, train
+from pygan.runs import load_checkpoint, load_run, run_paths
+from pygan.train import train
 from tests._tiny import TINY
 from tests.test_graphs import FakeGraphs, Toy, ToyConfig, _batches
 

@@ -17,7 +17,8 @@ from pygan.export import export_model, load_generator, write_png_samples
 from pygan.metrics import extract_features, load_digits_classifier, quantize_uint8
 from pygan.metrics._util import _sample_model, load_image_folder
 from pygan.models import build_model
-from pygan.train import load_run, run_paths, train
+from pygan.runs import load_run, run_paths
+from pygan.train import train
 from tests._tiny import TINY
 
 _SET = ["batch_size=8", "width=8", "n_critic=2", "ema_decay=0.9", "ema_rampup=0.5"]

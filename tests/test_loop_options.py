@@ -13,7 +13,8 @@ import torch
 
 from pygan.cli import main
 from pygan.graphs import EagerStep
-from pygan.train import TENSORBOARD_MISSING, run_paths, train
+from pygan.runs import run_paths
+from pygan.train import TENSORBOARD_MISSING, train
 
 _SET = ["batch_size=8", "width=8", "n_critic=2"]
 

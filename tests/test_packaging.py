@@ -76,7 +76,7 @@ def test_sdist_holds_every_build_source(dists):
         "THIRD_PARTY_NOTICES.md",
         "README.md",
         "pygan/data/digits_8x8.npz",
-        "pygan/metrics/weights/digits_cnn.pt",
+        "pygan/backbones/weights/digits_cnn.pt",
     ):
         assert f in names, f"{f} missing from {sdist.name}"
     missing = set(_git_files("pygan")) - names
@@ -92,7 +92,7 @@ def test_pure_wheel_holds_package_data_and_licences(dists):
         names = set(z.namelist())
         record = json.loads(z.read("pygan/_build_info.json"))
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    for f in ("pygan/data/digits_8x8.npz", "pygan/metrics/weights/digits_cnn.pt", "pygan/cli.py"):
+    for f in ("pygan/data/digits_8x8.npz", "pygan/backbones/weights/digits_cnn.pt", "pygan/cli.py"):
         assert f in names, f
     licences = {os.path.basename(n) for n in names if ".dist-info/licenses/" in n}
     assert licences == {"LICENSE", "THIRD_PARTY_NOTICES.md"}, licences

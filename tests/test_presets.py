@@ -26,7 +26,8 @@ from pygan.models import (
     preset_overrides,
     register,
 )
-from pygan.train import load_checkpoint, run_paths, train
+from pygan.runs import load_checkpoint, run_paths
+from pygan.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,7 +17,8 @@ import sys
 import pytest
 import torch
 
-from pygan.train import run_paths, train
+from pygan.runs import run_paths
+from pygan.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("setup_check", os.path.join(ROOT, "scripts", "setup_check.py"))

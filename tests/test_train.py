@@ -12,7 +12,8 @@ import time
 import pytest
 import torch
 
-from pygan.train import NonFiniteLossError, load_checkpoint, load_run, read_config, run_paths, train
+from pygan.runs import load_checkpoint, load_run, read_config, run_paths
+from pygan.train import NonFiniteLossError, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["width=4", "batch_size=4", "n_critic=2"]

@@ -371,7 +371,7 @@ def test_eval_skips_a_metric_that_fails_to_compute(tmp_path):
     skipped with the reason instead of failing the whole evaluation."""
     import torch
 
-    from pygan.metrics import evaluate_run
+    from pygan.evaluate import evaluate_run
 
     class Images(torch.nn.Module):
         def sample(self, n, generator=None):
@@ -395,7 +395,7 @@ def test_eval_on_images_without_any_extractor_says_why(tmp_path):
     """A photo run without Inception weights: FID & co. are skipped with the reason (no extractor)."""
     import torch
 
-    from pygan.metrics import evaluate_run
+    from pygan.evaluate import evaluate_run
 
     class Images(torch.nn.Module):
         def sample(self, n, generator=None):
@@ -404,7 +404,7 @@ def test_eval_on_images_without_any_extractor_says_why(tmp_path):
     data = {"name": "photos", "kind": "images", "real": torch.rand(20, 3, 16, 16) * 2 - 1}
     os.environ.pop("PYGAN_INCEPTION_WEIGHTS", None)
     res = evaluate_run(tmp_path, loader=lambda _: (Images(), {}, data), n_samples=20, write=False)
-    from pygan.metrics.inception import find_inception_weights
+    from pygan.backbones.inception import find_inception_weights
 
     if find_inception_weights() is not None:
         pytest.skip("Inception weights are installed here")

@@ -13,7 +13,7 @@ time) and evaluated with ``pygan.metrics``:
    the code-space Fréchet distance between the encoder's codes and ``G_z``'s over training.
 2. Table 1's comparison at CPU scale: GAN (DCGAN) vs ACL-GAN and WGAN-GP vs ACL-GAN-GP on
    ``digits16``, 3 seeds each; FID in the shipped digits classifier's feature space (1,000 samples vs
-   the 359 test digits; :func:`pygan.metrics.evaluate_run`).
+   the 359 test digits; :func:`pygan.evaluate.evaluate_run`).
 
 Finished runs are reused (a run whose ``last.pt`` holds the target step is not retrained; a partial one
 is resumed), so re-running after an interruption only does what is missing.
@@ -37,9 +37,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from pygan.data import load_data  # noqa: E402
-from pygan.metrics.evaluate import evaluate_run  # noqa: E402
+from pygan.evaluate import evaluate_run  # noqa: E402
 from pygan.metrics.frechet import fid  # noqa: E402
-from pygan.train import load_checkpoint, load_run, run_paths, train  # noqa: E402
+from pygan.runs import load_checkpoint, load_run, run_paths  # noqa: E402
+from pygan.train import train  # noqa: E402
 
 SEEDS = (0, 1, 2)
 IMAGES = os.path.join(ROOT, "docs", "images")
@@ -491,7 +492,7 @@ def write_md(res: dict, path: str) -> None:
     L.append("")
     L.append(
         "Data: `digits16` (scikit-learn's 1,438 training digits at 16 px; CIFAR-10/CelebA are not "
-        "available offline and would not fit the CPU budget). FID: `pygan.metrics.evaluate_run(..., "
+        "available offline and would not fit the CPU budget). FID: `pygan.evaluate.evaluate_run(..., "
         "metrics=['fid'])`, 1,000 samples vs the 359 test digits, features of the shipped digits "
         "classifier (an FID-like number comparable between these runs only, not with the paper's "
         f"Inception FIDs). Floor: the 1,000 first *training* digits vs the test digits give "

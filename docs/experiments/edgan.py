@@ -21,7 +21,7 @@ What runs (every run through ``pygan.train.train``, i.e. ``pygan train``):
   seed-1 repeat of each structure (ED+GAN at lambda 1e-2, ED//GAN at lambda 1) as a reference for
   run-to-run noise. ``--variant table1`` runs the same sweep with Table 1's networks
   (``edgan``/``edgan-coupled``) instead;
-* scores: PSNR/SSIM of Î on the 256 test pairs (``pygan.metrics.evaluate_run``'s translation
+* scores: PSNR/SSIM of Î on the 256 test pairs (``pygan.evaluate.evaluate_run``'s translation
   metrics), PSNR of I_ED; NRDS over the paper's 8 models jointly (Table 2: i = 8) with real = the 256
   test targets and fakes = each model's 256 test outputs, for several NRDS seeds (a fresh classifier
   each), and the sample std (ddof = 1) of each structure's 4 values; a second NRDS over the 10 runs
@@ -48,11 +48,12 @@ sys.path.insert(0, ROOT)
 
 from pygan.data import load_data  # noqa: E402
 from pygan.data.grid import save_grid  # noqa: E402
-from pygan.metrics import evaluate_run  # noqa: E402
+from pygan.evaluate import evaluate_run  # noqa: E402
 from pygan.metrics.image_quality import psnr  # noqa: E402
 from pygan.metrics.nrds import nrds  # noqa: E402
 from pygan.models.nets import ConvEncoder  # noqa: E402
-from pygan.train import load_checkpoint, load_run, run_paths, train  # noqa: E402
+from pygan.runs import load_checkpoint, load_run, run_paths  # noqa: E402
+from pygan.train import train  # noqa: E402
 
 DATA = "photo-blur32"
 LAMBDAS = (1.0, 0.1, 0.01, 0.001)

@@ -9,15 +9,15 @@ import sys
 
 import torch
 
-from pygan.metrics import evaluate_run
-from pygan.train import load_run
+from pygan.evaluate import evaluate_run
+from pygan.runs import load_run
 
 torch.set_num_threads(1)
 
 
 def loader_for(run, ema, standing):
     def load(_):
-        from pygan.metrics.evaluate import run_data
+        from pygan.evaluate import run_data
 
         model, config, data = load_run(run, ema=ema)
         if standing:

@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 from pygan.data import load_data  # noqa: E402
 from pygan.data.grid import save_grid  # noqa: E402
 from pygan.metrics import fid, load_digits_classifier, mse, psnr  # noqa: E402
-from pygan.train import load_checkpoint, load_run, run_paths  # noqa: E402
+from pygan.runs import load_checkpoint, load_run, run_paths  # noqa: E402
 
 DATA = "digits16"
 COMMON = ["width=32", "z_dim=32"]

@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 
 from pygan.data import load_data  # noqa: E402
 from pygan.metrics import fid  # noqa: E402
-from pygan.train import load_checkpoint, load_run, run_paths  # noqa: E402
+from pygan.runs import load_checkpoint, load_run, run_paths  # noqa: E402
 
 DATA = "digits16"
 COMMON = ["width=32"]

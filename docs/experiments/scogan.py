@@ -7,7 +7,7 @@ sample grids of pairs from the same ``z``.
     python docs/experiments/scogan.py --render    # rewrite the .md from scogan.json (after editing notes)
 
 Each run is ``python -m pygan train ... --threads 1`` (one process at a time; its CPU time is
-measured from the child's rusage) and ``pygan.metrics.evaluate_run`` (1,000 pairs). Outputs:
+measured from the child's rusage) and ``pygan.evaluate.evaluate_run`` (1,000 pairs). Outputs:
 ``docs/experiments/scogan.md``, ``docs/experiments/scogan.json`` and ``docs/images/scogan_*.png``;
 the run directories stay in ``runs/scogan/`` (not committed).
 """
@@ -29,12 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pygan.data import load_data, load_digits  # noqa: E402
+from pygan.data import DataSpec, load_data, load_digits  # noqa: E402
 from pygan.data import transforms as T  # noqa: E402
 from pygan.data.grid import save_grid  # noqa: E402
-from pygan.metrics import evaluate_run  # noqa: E402
-from pygan.metrics.evaluate import run_data  # noqa: E402
-from pygan.train import DataSpec, load_run  # noqa: E402
+from pygan.evaluate import evaluate_run, run_data  # noqa: E402
+from pygan.runs import load_run  # noqa: E402
 
 RUNS = ROOT / "runs" / "scogan"
 DOC = ROOT / "docs" / "experiments" / "scogan.md"
@@ -256,7 +255,7 @@ def _markdown(r: dict) -> str:
             training rows (10 epochs); PL's feature network is the shipped digits classifier (no VGG19
             weights here).
 
-            **Metrics** (`pygan eval` / `pygan.metrics.evaluate_run`, {r["n_eval"]:,} pairs from the
+            **Metrics** (`pygan eval` / `pygan.evaluate.evaluate_run`, {r["n_eval"]:,} pairs from the
             same z, generators in eval mode):
             * *agreement*: fraction of pairs whose two images get the same digit class — domain A by the
               shipped digits classifier, domain B after undoing the negative (`-x`) or by a digits

@@ -1,6 +1,6 @@
 """Regenerates ``docs/experiments/uunet.md`` (the UU-Nets paper): trains the UU-Net variants and the
 baselines on an embedded image-to-image task through :func:`pygan.train.train`, scores the test
-pairs with :func:`pygan.metrics.evaluate_run` (MSE / PSNR / SSIM / LPIPS-style of ``translate``), and
+pairs with :func:`pygan.evaluate.evaluate_run` (MSE / PSNR / SSIM / LPIPS-style of ``translate``), and
 writes the numbers (``uunet.json``), the pictures (``docs/images/uunet_*.png``) and the page.
 
     python docs/experiments/uunet.py                      # the page as committed (~45 min, loaded 2-core CPU)
@@ -32,9 +32,10 @@ sys.path.insert(0, ROOT)
 import pygan  # noqa: E402
 from pygan.data import load_data  # noqa: E402
 from pygan.data.grid import save_grid  # noqa: E402
-from pygan.metrics import evaluate_run  # noqa: E402
+from pygan.evaluate import evaluate_run  # noqa: E402
 from pygan.metrics.image_quality import mse, psnr, ssim  # noqa: E402
-from pygan.train import load_run, read_config, run_paths, train  # noqa: E402
+from pygan.runs import load_run, read_config, run_paths  # noqa: E402
+from pygan.train import train  # noqa: E402
 
 TAIL_KEYS = ("adv_d", "d_real", "d_fake", "adv_g", "rec", "g_grad_norm_from_d")
 HEADER = (
@@ -467,7 +468,7 @@ def write_page(info, base, results, facades, names, img, triples) -> None:
         f"`pygan.train.train` for **{info['steps']} iterations** at batch 8 (the paper's batch; "
         f"{info['steps'] * 8 / 2000:.0f} epochs), G and D base width **{info['width']}** "
         "(the paper states none; pix2pix uses 64), Adam 2e-4 / (0.5, 0.999), one thread; metrics by "
-        "`pygan eval` (`pygan.metrics.evaluate_run`, `translation`: the model's `translate` on the 256 "
+        "`pygan eval` (`pygan.evaluate.evaluate_run`, `translation`: the model's `translate` on the 256 "
         "test inputs vs their targets; `translate` runs G in eval mode: no dropout, BatchNorm running "
         "statistics, a VAE's posterior mean), images in [-1, 1], data range 2, so MSE is in [-1, 1] units "
         "(divide by 4 for [0, 1] units) and PSNR is the same as on [0, 1] images; PSNR is averaged over "

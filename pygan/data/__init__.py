@@ -14,7 +14,7 @@ from pygan.data.core import KINDS, Batch, DataInfo, Dataset, LazyRows, Loader, c
 from pygan.data.digits import DIGITS_SPLITS, load_digits
 from pygan.data.files import DataError, ImageFiles, celeba, image_folder, mnist, pix2pix, read_idx, svhn
 from pygan.data.photos import faces, photo_patches
-from pygan.data.registry import DATASETS, list_datasets, load_data, parse_spec
+from pygan.data.registry import DATASETS, DataSpec, list_datasets, load_data, parse_spec
 from pygan.data.synthetic import mixture, mixture_centers, mode_stats, sample_mixture
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Batch",
     "DataError",
     "DataInfo",
+    "DataSpec",
     "Dataset",
     "ImageFiles",
     "LazyRows",

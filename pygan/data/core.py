@@ -36,9 +36,24 @@ import torch
 
 from pygan.errors import ConfigError
 
-__all__ = ["KINDS", "Batch", "DataInfo", "Dataset", "LazyRows", "Loader", "check_workers", "default_workers"]
+__all__ = [
+    "KINDS",
+    "Batch",
+    "DataError",
+    "DataInfo",
+    "Dataset",
+    "LazyRows",
+    "Loader",
+    "check_workers",
+    "default_workers",
+]
 
 KINDS = ("images", "points", "paired", "two-domain")
+
+
+class DataError(ValueError):
+    """A data file exists but is not what was expected (raised by the loaders of
+    :mod:`pygan.data.files`; defined here so that the loader's worker plumbing needs no upward import)."""
 
 
 @dataclass
@@ -416,7 +431,7 @@ _MP_CONTEXT: str | None = None
 
 class _Failed:
     """An exception raised in a worker, carried back to be raised in the training process as
-    itself (a :class:`~pygan.data.files.DataError` naming the file, not a worker traceback)."""
+    itself (a :class:`DataError` naming the file, not a worker traceback)."""
 
     def __init__(self, exc: BaseException, tb: str):
         try:
@@ -427,8 +442,6 @@ class _Failed:
         self.tb = tb
 
     def raise_(self):
-        from pygan.data.files import DataError
-
         exc = self.exc
         if not isinstance(exc, DataError) and hasattr(exc, "add_note"):
             exc.add_note(f"(raised in a data-loading worker process)\n{self.tb}")

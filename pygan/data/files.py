@@ -10,14 +10,14 @@
 * :func:`celeba` — CelebA: a folder with ``list_attr_celeba.txt`` (or ``.csv``) and the images (in
   ``img_align_celeba/`` or beside it); ``list_eval_partition.txt`` (0/1/2 = train/valid/test), when
   present, gives the splits. With ``attr=NAME`` it becomes a two-domain set split on that attribute
-  (domain A = without, domain B = with; seed 003 §5).
+  (domain A = without, domain B = with; SCoGAN paper, Sec. 5).
 * :func:`pix2pix` — pix2pix-style pairs: each image holds A and B side by side (width = 2 x height);
   ``direction="AtoB"`` makes A the input ``x`` and B the ``target``.
 
-Pixels are scaled ``(v - 127.5) / 127.5`` to [-1, 1] (seed 003, Listing 6.2). Image files are decoded
+Pixels are scaled ``(v - 127.5) / 127.5`` to [-1, 1] (SCoGAN paper, Listing 6.2). Image files are decoded
 lazily, batch by batch (Pillow; :class:`ImageFiles`): non-square images are centre-cropped to a square
 of side ``crop * min(H, W)`` (``crop`` = 1 by default; 0.7 for CelebA, pygan's square version of the
-``central_crop(0.7)`` in seed 003's code) and resized (bilinear, antialiased) to ``size``. Decoding
+``central_crop(0.7)`` in the SCoGAN code) and resized (bilinear, antialiased) to ``size``. Decoding
 can run in loader worker processes (``Loader(..., workers=N)``, ``pygan train --workers N``); each
 image is decoded once and kept (uint8) in memory for later epochs (``cache=False`` to not keep them);
 ``draft=True`` lets the JPEG decoder shrink large images while decoding (faster, not bit-identical).
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from pygan.data import transforms as T
-from pygan.data.core import Dataset, LazyRows
+from pygan.data.core import DataError, Dataset, LazyRows
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -53,10 +53,6 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-class DataError(ValueError):
-    """A data file exists but is not what was expected."""
 
 
 def _exists(path: str, what: str) -> str:

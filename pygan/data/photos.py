@@ -16,7 +16,7 @@ test patches from the right 30%, so the splits never share pixels. 2,000 train a
 the same number from each photo. ``?sources=sklearn`` uses only the two scikit-learn photos (no
 scikit-image needed); the default ``all`` needs scikit-image. Paired tasks (input -> target photo):
 
-* ``edges``: input = 1-channel edge map of the gray patch: seed 003's ``dilate(g) - g`` (3x3), scaled
+* ``edges``: input = 1-channel edge map of the gray patch: the SCoGAN paper's ``dilate(g) - g`` (3x3), scaled
   by 4 and clipped, drawn as dark lines on white (``1 - 4 (dilate(g) - g)`` on [0, 1]), like the
   pix2pix edges2* sets;
 * ``blur``: input = the patch blurred with a Gaussian of sigma ``1.5 * N / 32`` px;

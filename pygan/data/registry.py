@@ -4,8 +4,8 @@ A data spec is ``[KIND:]NAME_OR_PATH[?key=value&key=value...]``:
 
 =========================  ==========================================================================
 ``digits<N>``              the 1,797 handwritten digits pygan ships at N px (``digits`` = 32), labels
-``digits<N>-edge``         two domains: half the digits as they are, the other half as edges (seed 003)
-``digits<N>-negative``     two domains: half as they are, the other half negated (seed 003)
+``digits<N>-edge``         two domains: half the digits as they are, the other half as edges (SCoGAN)
+``digits<N>-negative``     two domains: half as they are, the other half negated (SCoGAN)
 ``ring8``, ``grid25``      2-D Gaussian mixtures (points, with mode centres); also ``square4``
 ``faces``/``faces<N>``     the 100 real LFW face crops scikit-image ships (25 px or resized)
 ``photos<N>``              colour photo patches (unpaired)
@@ -37,28 +37,29 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 import torch
 
 from pygan.data import files, photos, synthetic
 from pygan.data import transforms as T
-from pygan.data.core import Dataset, LazyRows
+from pygan.data.core import DataInfo, Dataset, LazyRows
 from pygan.data.digits import load_digits
 from pygan.errors import ConfigError
 
-__all__ = ["DATASETS", "PATH_KINDS", "list_datasets", "load_data", "parse_spec"]
+__all__ = ["DATASETS", "PATH_KINDS", "DataSpec", "list_datasets", "load_data", "parse_spec"]
 
 PATH_KINDS = ("mnist", "svhn", "folder", "celeba", "pix2pix")
 
 # name pattern -> (description, needs)
 DATASETS: dict[str, tuple[str, str]] = {
     "digits<N>": ("the UCI handwritten digits pygan ships (1,797, 10 classes) at N px, split 1,438/359", ""),
-    "digits<N>-edge": ("two domains: half the digits, the other half as edges (seed 003 MNIST2edge)", ""),
-    "digits<N>-negative": ("two domains: half the digits, the other half negated (seed 003)", ""),
+    "digits<N>-edge": ("two domains: half the digits, the other half as edges (SCoGAN MNIST2edge)", ""),
+    "digits<N>-negative": ("two domains: half the digits, the other half negated (SCoGAN)", ""),
     "ring8": ("8 Gaussians on a circle (radius 2, sigma 0.02), points with mode centres", ""),
     "grid25": ("25 Gaussians on a 5x5 grid (spacing 2, sigma 0.05), points with mode centres", ""),
-    "square4": ("4 Gaussians at (+-2, +-2) (sigma 0.1), points with mode centres (seed 001 toy)", ""),
+    "square4": ("4 Gaussians at (+-2, +-2) (sigma 0.1), points with mode centres (ACL toy)", ""),
     "faces<N>": ("the 100 real LFW face crops scikit-image ships (25 px; N resizes), split 80/20", "images"),
     "photos<N>": ("colour photo patches from shipped photographs (2,000/256)", "images"),
     "photo-edges<N>": ("paired: edge map -> colour photo patch", "images"),
@@ -373,3 +374,16 @@ def list_datasets() -> list[dict]:
                 ok, why = False, "scikit-learn is not installed: pip install 'pygan[images]'"
         out.append({"name": name, "description": desc, "available": ok, "note": why})
     return out
+
+
+@dataclass
+class DataSpec:
+    """Where a run's data comes from: ``spec`` (and ``spec_b`` for a second domain); ``info`` is the
+    DataInfo a model was built for, when known (:func:`pygan.runs.load_run` fills it in)."""
+
+    spec: str
+    spec_b: str | None = None
+    info: DataInfo | None = field(default=None, repr=False)
+
+    def load(self, split: str = "train") -> Dataset:
+        return load_data(self.spec, split, spec_b=self.spec_b)

@@ -2,7 +2,7 @@
 
 * ``ring8``:  8 equal-weight modes on a circle of radius 2, sigma 0.02.
 * ``grid25``: 25 equal-weight modes on the grid {-4, -2, 0, 2, 4}^2, sigma 0.05.
-* ``square4``: 4 equal-weight modes at (+-2, +-2), sigma 0.1 (seed 001's "4-mode two-dimensional
+* ``square4``: 4 equal-weight modes at (+-2, +-2), sigma 0.1 (the ACL paper's "4-mode two-dimensional
   Gaussian" prior-analysis target, §5.6; the paper gives no centres or sigma, these are its spec's).
 
 Points are in data coordinates (not scaled). The splits are fixed draws: 20,000 train points from

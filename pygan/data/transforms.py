@@ -1,5 +1,5 @@
 """Image transforms on ``[N, C, H, W]`` float tensors in [-1, 1], including the domain transforms of
-seed 003 (``specs/003_scogan.md`` §5).
+the Soft-Coupled GANs paper (Sec. 5).
 
 * :func:`edge` — MNISTedge: ``dilate(img) - img`` with a 3x3 square structuring element, computed on
   the [0, 1] intensities (the thesis' ``cv2.dilate`` then subtract). The thesis does not state the
@@ -115,7 +115,7 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def gray_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """``[N, 1, H, W]`` -> ``[N, 3, H, W]`` by repeating the channel (seed 003's 3-channel MNIST)."""
+    """``[N, 1, H, W]`` -> ``[N, 3, H, W]`` by repeating the channel (the SCoGAN code's 3-channel MNIST)."""
     _check_images("x", x)
     if x.shape[1] != 1:
         raise ValueError(f"x must have 1 channel, got {x.shape[1]}")

@@ -1,18 +1,19 @@
 """Metrics: NRDS, Fréchet distance / KID with pluggable extractors, Inception Score,
 precision/recall and density/coverage, image quality (MSE, PSNR, SSIM, LPIPS-style), mode coverage
-for 2-D mixtures, semantic agreement for coupled generators, and ``evaluate_run`` for
-``pygan eval``. Nothing here downloads: weights come with pygan (the digits
-classifier) or from local paths the user gives (Inception, AlexNet/VGG, LPIPS heads)."""
+for 2-D mixtures and semantic agreement for coupled generators: pure functions of samples and
+features (evaluating a whole run, ``pygan eval``, is :mod:`pygan.evaluate`). The feature networks
+they use live in :mod:`pygan.backbones`. Nothing here downloads: weights come with pygan (the
+digits classifier) or from local paths the user gives (Inception, AlexNet/VGG, LPIPS heads)."""
 
-from pygan.metrics._util import quantize_uint8
-from pygan.metrics.agreement import AgreementResult, per_domain_fid, semantic_agreement
-from pygan.metrics.classifier import (
+from pygan.backbones.digits import (
     DigitsClassifier,
     load_digits_classifier,
     train_digits_classifier,
     train_domain_classifier,
 )
-from pygan.metrics.evaluate import compare_runs_nrds, evaluate_run, select_metrics
+from pygan.backbones.inception import FIDInceptionV3, find_inception_weights, load_fid_inception
+from pygan.metrics._util import quantize_uint8
+from pygan.metrics.agreement import AgreementResult, per_domain_fid, semantic_agreement
 from pygan.metrics.fidelity import (
     classifier_logits,
     density_coverage,
@@ -38,7 +39,6 @@ from pygan.metrics.image_quality import (
     psnr_from_mse,
     ssim,
 )
-from pygan.metrics.inception import FIDInceptionV3, find_inception_weights, load_fid_inception
 from pygan.metrics.modes import ModeCoverage, mode_coverage
 from pygan.metrics.nrds import NRDSResult, nrds, plot_curves, trapezoid
 
@@ -51,9 +51,7 @@ __all__ = [
     "NRDSResult",
     "PerceptualDistance",
     "classifier_logits",
-    "compare_runs_nrds",
     "density_coverage",
-    "evaluate_run",
     "extract_features",
     "fid",
     "find_inception_weights",
@@ -76,7 +74,6 @@ __all__ = [
     "psnr_from_mse",
     "quantize_uint8",
     "resolve_extractor",
-    "select_metrics",
     "semantic_agreement",
     "ssim",
     "train_digits_classifier",

@@ -1,4 +1,4 @@
-"""Semantic agreement of coupled generators (seed 003: CoGAN / SCoGAN) and per-domain FID.
+"""Semantic agreement of coupled generators (CoGAN / SCoGAN: the Soft-Coupled GANs paper) and per-domain FID.
 
 A coupled generator maps one ``z`` to a pair ``(G1(z), G2(z))`` — e.g. a digit and its edge image.
 If it learned the *joint* distribution, both images show the same digit. Agreement is the fraction of
@@ -9,11 +9,11 @@ Domains differ, so each side may need help before the classifier sees it:
 * an **undo** transform maps a domain back to plain digits when that is possible — the negative
   domain ``x -> -x`` is its own inverse; a rotated domain rotates back;
 * a **per-domain classifier** is needed when it is not — edge images ``dilate(x) - x`` lose the
-  stroke interior. :func:`pygan.metrics.classifier.train_domain_classifier` trains the pygan digits
+  stroke interior. :func:`pygan.backbones.digits.train_domain_classifier` trains the pygan digits
   classifier on transformed digits (and caches it); pass it as that domain's classifier.
 
-(The thesis behind seed 003 evaluates with LPIPS only and uses its classifier as a training loss;
-agreement is pygan's metric for the same question.)
+(The thesis behind the Soft-Coupled GANs paper evaluates with LPIPS only and uses its classifier as
+a training loss; agreement is pygan's metric for the same question.)
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def semantic_agreement(
     labels = []
     for x, clf, u in zip((a, b), classifiers, undo):
         if clf is None:
-            from pygan.metrics.classifier import load_digits_classifier
+            from pygan.backbones.digits import load_digits_classifier
 
             clf = load_digits_classifier().to(device)
         elif not callable(clf):

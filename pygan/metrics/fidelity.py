@@ -6,7 +6,7 @@
   ``[i N // splits, (i + 1) N // splits)``; per part ``exp(mean_i KL(p(y|x_i) || p(y)))`` with ``p(y)``
   the part's mean prediction; returns the mean and the (population, ``ddof=0``) standard deviation
   over the parts. On Inception the logits are the 1008-way ones *without* the classifier's bias
-  (:meth:`pygan.metrics.inception.FIDInceptionV3.logits_unbiased`, what Salimans' code and
+  (:meth:`pygan.backbones.inception.FIDInceptionV3.logits_unbiased`, what Salimans' code and
   torch-fidelity use); on the digits classifier its 10-way logits (an IS-like number comparable
   between pygan runs only: at most 10).
 * :func:`precision_recall` (Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for
@@ -160,11 +160,11 @@ def resolve_classifier(
     """``"inception"`` (unbiased 1008-way logits), ``"digits"`` (the shipped digits classifier's
     10-way logits), or an ``nn.Module``/callable mapping images to logits."""
     if classifier == "inception":
-        from pygan.metrics.inception import load_fid_inception
+        from pygan.backbones.inception import load_fid_inception
 
         return load_fid_inception(weights_path).to(device).logits_unbiased
     if classifier == "digits":
-        from pygan.metrics.classifier import load_digits_classifier
+        from pygan.backbones.digits import load_digits_classifier
 
         return load_digits_classifier(weights_path).to(device)
     if isinstance(classifier, str):

@@ -3,9 +3,9 @@
 Extractors (``extractor=``):
 
 * ``"digits"`` (default for digit data): the penultimate layer (128-d) of the small CNN that pygan
-  trains on the embedded digits (:mod:`pygan.metrics.classifier`). Numbers are comparable across
+  trains on the embedded digits (:mod:`pygan.backbones.digits`). Numbers are comparable across
   pygan runs only — they are *not* FID values in the published (Inception) sense.
-* ``"inception"``: the FID Inception-v3 (pool3, 2048-d) of :mod:`pygan.metrics.inception`, with the
+* ``"inception"``: the FID Inception-v3 (pool3, 2048-d) of :mod:`pygan.backbones.inception`, with the
   standard ``pt_inception-2015-12-05-6726825d.pth`` weights loaded from a local path
   (``weights_path=``, ``PYGAN_INCEPTION_WEIGHTS``, or pytorch-fid's copy in
   ``$TORCH_HOME/hub/checkpoints/``). Never downloads: without the file it fails with a message
@@ -159,12 +159,12 @@ def resolve_extractor(
     ``nn.Module`` or a callable -> a callable mapping an image batch to ``[N, d]`` features."""
     if isinstance(extractor, str):
         if extractor == "digits":
-            from pygan.metrics.classifier import load_digits_classifier
+            from pygan.backbones.digits import load_digits_classifier
 
             clf = load_digits_classifier(weights_path).to(device)
             return clf.features
         if extractor == "inception":
-            from pygan.metrics.inception import load_fid_inception
+            from pygan.backbones.inception import load_fid_inception
 
             return load_fid_inception(weights_path).to(device)
         raise ValueError(

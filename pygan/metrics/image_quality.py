@@ -19,13 +19,14 @@ Conventions (the seed paper 002 states none of them):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pygan.backbones.digits import load_digits_classifier
+from pygan.backbones.taps import AlexNetFeatures, VGG16Features, load_state_dict_file
 from pygan.metrics._util import batches, check_images
 
 __all__ = [
@@ -142,77 +143,14 @@ def ssim(
 # ----------------------------------------------------------------------------------------------
 
 
-class _TappedTrunk(nn.Module):
-    """A ``features`` stack whose outputs at the module indices ``taps`` are returned, in order."""
-
-    features: nn.Sequential
-    taps: tuple[int, ...]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                out.append(x)
-        return out
-
-
-class AlexNetFeatures(_TappedTrunk):
-    """AlexNet conv trunk with torchvision's module indices (``features.0`` ... ``features.10``), so a
-    torchvision ``alexnet`` state dict (``classifier.*`` keys are ignored) loads. Returns the five
-    post-ReLU maps that LPIPS taps (relu1..relu5)."""
-
-    channels = (64, 192, 384, 256, 256)
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
-        )  # fmt: skip
-        self.taps = (1, 4, 7, 9, 11)
-
-
-class VGG16Features(_TappedTrunk):
-    """VGG-16 conv trunk with torchvision's indices (``features.0`` ... ``features.28``); returns the
-    LPIPS taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3."""
-
-    channels = (64, 128, 256, 512, 512)
-    _cfg = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-
-    def __init__(self):
-        super().__init__()
-        from pygan.nn.perceptual import vgg_features
-
-        self.features = vgg_features(self._cfg)
-        self.taps = (3, 8, 15, 22, 29)
-
-
 class _DigitsTaps(nn.Module):
     def __init__(self):
         super().__init__()
-        from pygan.metrics.classifier import load_digits_classifier
-
         self.net = load_digits_classifier()
         self.channels = (16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net.feature_maps(x)
-
-
-def _load_state(path: str | os.PathLike, what: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} weights file {str(p)!r} does not exist")
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{str(p)!r} does not hold a state dict")
-    return state
 
 
 def _normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -270,7 +208,7 @@ class PerceptualDistance(nn.Module):
                     "backbone"
                 )
             self.net = nets[backbone]()
-            state = _load_state(backbone_weights, f"{backbone} backbone")
+            state = load_state_dict_file(backbone_weights, f"{backbone} backbone")
             state = {k: v for k, v in state.items() if k.startswith("features.")}
             missing, unexpected = self.net.load_state_dict(state, strict=False)
             if missing or unexpected:
@@ -295,7 +233,7 @@ class PerceptualDistance(nn.Module):
 
     def _load_heads(self, head_weights: Any) -> list[torch.Tensor]:
         if isinstance(head_weights, (str, os.PathLike)):
-            state = _load_state(head_weights, "LPIPS linear head")
+            state = load_state_dict_file(head_weights, "LPIPS linear head")
             heads = []
             for layer in range(len(state)):
                 w = state.get(f"lin{layer}.model.1.weight", state.get(f"lin{layer}.model.0.weight"))

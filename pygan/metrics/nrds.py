@@ -1,4 +1,4 @@
-"""NRDS — Normalized Relative Discriminative Score (seed 000, Zhang, Song & Qi, Sec. 3 / Eq. 11).
+"""NRDS — Normalized Relative Discriminative Score (ED//GAN paper, Zhang, Song & Qi, Sec. 3 / Eq. 11).
 
 Ranks several generative models *relative to each other* (the value for one model alone means
 nothing):

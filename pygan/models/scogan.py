@@ -95,9 +95,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from pygan.backbones.digits import predict_classes
 from pygan.data.core import DataInfo
 from pygan.errors import ConfigError
-from pygan.metrics.classifier import predict_classes
 from pygan.models import frozen, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN
 from pygan.models.nets import ConvEncoder, init_dcgan
@@ -289,7 +289,7 @@ def train_semantic_classifier(
     left as it was."""
     if train_on not in ("both", "a"):
         raise ValueError(f"train_on must be 'both' or 'a', got {train_on!r}")
-    from pygan.metrics.classifier import train_digits_classifier
+    from pygan.backbones.digits import train_digits_classifier
 
     x, y, _, k = _labelled_rows(spec, spec_b, "train", train_on)
     with torch.random.fork_rng(devices=[]):
@@ -314,7 +314,7 @@ def train_semantic_classifier(
 def _cached_semantic_classifier(info: DataInfo, train_on: str, epochs: int) -> SemanticClassifier:
     """Table B.1 trained on the run's labelled domains, from ``$PYGAN_CACHE`` or trained and cached
     (the global RNG is left alone either way, so a run does not depend on the cache)."""
-    from pygan.metrics.classifier import cache_dir
+    from pygan.backbones.digits import cache_dir
 
     spec, spec_b = _data_specs(info)
     key = hashlib.sha256(repr((_CLF_ARCH, spec, spec_b, train_on, epochs, 0)).encode()).hexdigest()[:12]

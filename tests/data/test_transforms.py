@@ -1,4 +1,4 @@
-"""Domain transforms (seed 003 §5) and image helpers against hand-computed values."""
+"""Domain transforms (Soft-Coupled GANs paper, Sec. 5) and image helpers against hand-computed values."""
 
 import numpy as np
 import pytest

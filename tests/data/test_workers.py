@@ -379,7 +379,8 @@ def test_training_with_workers_equals_training_without(folder, tmp_path):
 
 
 def test_corrupt_file_during_training_keeps_the_last_checkpoint(folder, tmp_path):
-    from pygan.train import load_checkpoint, run_paths, train
+    from pygan.runs import load_checkpoint, run_paths
+    from pygan.train import train
 
     root = tmp_path / "split"
     os.makedirs(root / "test")

@@ -24,7 +24,8 @@ import torch
 from pygan.data import Loader, load_data
 from pygan.graphs import EagerStep, GraphedStep, LossMonitor
 from pygan.models import build_model
-from pygan.train import load_checkpoint, run_paths, train
+from pygan.runs import load_checkpoint, run_paths
+from pygan.train import train
 from tests._tiny import all_cases
 
 if not torch.cuda.is_available():

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from pygan.data import load_digits
-from pygan.metrics.classifier import (
+from pygan.backbones.digits import (
     DEFAULT_WEIGHTS,
     DigitsClassifier,
     _shift,
@@ -14,6 +13,7 @@ from pygan.metrics.classifier import (
     train_digits_classifier,
     train_domain_classifier,
 )
+from pygan.data import load_digits
 
 
 def test_shipped_classifier_accuracy_on_test_split():

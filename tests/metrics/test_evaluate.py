@@ -1,4 +1,4 @@
-"""evaluate_run / select_metrics against fake runs (the real loader, pygan.train.load_run, is
+"""evaluate_run / select_metrics against fake runs (the real loader, pygan.runs.load_run, is
 written elsewhere; evaluate_run only relies on the documented contract)."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pygan.data import load_digits
-from pygan.metrics import compare_runs_nrds, evaluate_run, select_metrics
+from pygan.evaluate import compare_runs_nrds, evaluate_run, select_metrics
 
 
 class PointModel:
@@ -187,10 +187,10 @@ def test_coupled_run_agreement_and_per_domain_fid(tmp_path):
     assert "semantic_agreement" in plan["skipped"]
 
 
-def test_default_loader_needs_pygan_train(tmp_path, monkeypatch):
+def test_default_loader_needs_pygan_runs(tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "pygan.train", None)  # as if it were missing
+    monkeypatch.setitem(sys.modules, "pygan.runs", None)  # as if it were missing
     with pytest.raises(ImportError, match="load_run"):
         evaluate_run(tmp_path)
 

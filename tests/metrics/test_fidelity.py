@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import entropy
 from sklearn.neighbors import NearestNeighbors
 
+from pygan.backbones.inception import FID_WEIGHTS_FILE, hub_weights_path
 from pygan.metrics import (
     FIDInceptionV3,
     classifier_logits,
@@ -24,7 +25,6 @@ from pygan.metrics import (
     quantize_uint8,
 )
 from pygan.metrics._util import load_image_folder
-from pygan.metrics.inception import FID_WEIGHTS_FILE, hub_weights_path
 
 # ---- Inception Score ------------------------------------------------------------------------------
 

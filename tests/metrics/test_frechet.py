@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from pygan.backbones.inception import FID_WEIGHTS_FILE, FIDInceptionV3, load_fid_inception
 from pygan.metrics import FeatureStats, fid, frechet_distance, gaussian_stats, kid, mmd2_unbiased
 from pygan.metrics.frechet import extract_features, resolve_extractor, trace_sqrt_product
-from pygan.metrics.inception import FID_WEIGHTS_FILE, FIDInceptionV3, load_fid_inception
 
 
 def _random_spd(d, rng, scale=1.0):

@@ -504,8 +504,9 @@ def test_square4_is_the_four_mode_toy_target():
 
 
 def test_train_resume_and_eval_through_the_loop(tmp_path):
-    from pygan.metrics.evaluate import evaluate_run
-    from pygan.train import load_run, train
+    from pygan.evaluate import evaluate_run
+    from pygan.runs import load_run
+    from pygan.train import train
 
     opts = dict(log_every=1, ckpt_every=2, sample_every=0, eval_every=2, progress=False, tensorboard=False)
     ov = ["width=4", "batch_size=4", "acl_hidden=8"]
@@ -523,7 +524,7 @@ def test_train_resume_and_eval_through_the_loop(tmp_path):
 
 
 def test_points_run_gets_mode_coverage(tmp_path):
-    from pygan.metrics.evaluate import evaluate_run
+    from pygan.evaluate import evaluate_run
     from pygan.train import train
 
     train(

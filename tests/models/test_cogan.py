@@ -397,9 +397,9 @@ def test_face_architecture_trains(loss):
 def test_eval_describes_edge_runs_at_their_side():
     """pygan eval's data description of a 16 px digits->edge run: domain B's classifier is trained on
     edges made at 16 px (then resized to the classifier's 32 px), cached under its own name."""
+    from pygan.data import DataSpec
     from pygan.data import transforms as T
-    from pygan.metrics.evaluate import run_data
-    from pygan.train import DataSpec
+    from pygan.evaluate import run_data
 
     for size, name in ((16, "edge-16px"), (32, None)):
         info = load_data(f"digits{size}-edge", "test").info

@@ -15,7 +15,8 @@ from pygan.data.core import Batch
 from pygan.models import build_model, get_model, list_models
 from pygan.models.edgan import _g_loss
 from pygan.ops import _backend, residual_add_ref
-from pygan.train import load_run, run_paths, train
+from pygan.runs import load_run, run_paths
+from pygan.train import train
 from tests.models.helpers import loss_floats
 
 NAMES = [
@@ -461,7 +462,7 @@ def test_train_grid_with_residual_resume_and_eval(tmp_path):
     assert rows(full) == rows(part) and len(rows(full)) == 4
     # 4 samples as (x, I_ED, I_G, Î), 2 per row: 2 rows of 8 tiles of 16 px (+2 pad), x4 enlarged
     assert Image.open(run_paths(full)["samples"] + "/last.png").size == (584, 152)
-    from pygan.metrics import evaluate_run  # imported here: tests/test_cli.py fakes pygan.metrics
+    from pygan.evaluate import evaluate_run  # imported here: tests/test_cli.py fakes pygan.evaluate
 
     res = evaluate_run(full, n_samples=64)
     assert {"reconstruction", "fid", "kid"} <= set(res["metrics"])
@@ -485,7 +486,7 @@ def test_train_pix2pix_paired_grid_and_translation_eval(tmp_path):
     # one row per sample: (input, I_ED, I_G, Î, target), 16 px tiles + 2 px padding, x4 enlarged
     assert Image.open(run_paths(run)["samples"] + "/last.png").size == ((5 * 18 + 2) * 4, (2 * 18 + 2) * 4)
     assert m.generator is not m.decoder
-    from pygan.metrics import evaluate_run
+    from pygan.evaluate import evaluate_run
 
     res = evaluate_run(run, n_samples=16)
     assert "translation" in res["metrics"] and "fid" in res["skipped"]

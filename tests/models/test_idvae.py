@@ -425,8 +425,9 @@ def test_shapes_for_sizes_and_channels(size):
 
 
 def test_train_loop_and_pygan_eval(tmp_path):
-    from pygan.metrics import evaluate_run
-    from pygan.train import load_run, train
+    from pygan.evaluate import evaluate_run
+    from pygan.runs import load_run
+    from pygan.train import train
 
     run = str(tmp_path / "run")
     train("cidvae", "digits16", run, 3, overrides=TINY, progress=False, tensorboard=False, log_every=1)

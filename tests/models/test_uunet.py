@@ -497,7 +497,8 @@ def test_every_paired_photo_task(task):
 
 def test_train_resume_sample_and_eval(tmp_path):
     from pygan.cli import main
-    from pygan.train import run_paths, train
+    from pygan.runs import run_paths
+    from pygan.train import train
 
     kw = dict(progress=False, tensorboard=False, log_every=1, ckpt_every=2, sample_every=0, eval_every=2)
     over = ["width=4", "d_width=4", "batch_size=4", "kl_fake_ramp=3", "dropout=1"]
@@ -557,7 +558,7 @@ def test_pix2pix_folder_pairs(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pygan.metrics import evaluate_run
+    from pygan.evaluate import evaluate_run
     from pygan.train import train
 
     rng = np.random.default_rng(0)

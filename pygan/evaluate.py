@@ -1,9 +1,11 @@
 """``pygan eval RUN``: compute the metrics that fit a run's model and data, write ``metrics.json``.
 
-Contract with the training code (kept minimal so that this module depends on nothing else):
+Evaluating a run needs the run's model, so this module sits above :mod:`pygan.models` and
+:mod:`pygan.runs` (the metric functions themselves are in :mod:`pygan.metrics`). The contract with
+the run-directory code is kept minimal:
 
-``pygan.train.load_run(run_dir) -> (model, config, data)`` (imported lazily; tests and other callers
-may pass ``loader=`` instead), where
+``pygan.runs.load_run(run_dir) -> (model, config, data)`` (tests and other callers may pass
+``loader=`` instead), where
 
 * ``model`` has ``sample(n, generator=None)`` returning samples in [-1, 1]: an image batch
   ``[n, C, H, W]``, 2-D points ``[n, 2]``, or — for a coupled generator — a tuple with one image batch
@@ -76,10 +78,10 @@ def _get(spec: Any, key: str, default: Any = None) -> Any:
 
 def _default_loader(run_dir: str, ema: bool = True):
     try:
-        from pygan.train import load_run
+        from pygan.runs import load_run  # lazily: importing pygan.evaluate loads no model code
     except ImportError as exc:
         raise ImportError(
-            "evaluate_run needs pygan.train.load_run(run_dir) -> (model, config, data); it is not available "
+            "evaluate_run needs pygan.runs.load_run(run_dir) -> (model, config, data); it is not available "
             f"in this installation ({exc}). Pass loader= to use another loader."
         ) from exc
     model, config, data = load_run(run_dir, ema=ema)
@@ -123,17 +125,17 @@ def metric_names(wanted: Any) -> list[str] | None:
 
 
 def run_data(data: Any) -> Any:
-    """Adapts a training run's data description (:class:`pygan.train.DataSpec`: ``spec``,
+    """Adapts a training run's data description (:class:`pygan.data.DataSpec`: ``spec``,
     ``spec_b``, ``info``, ``load(split)``) to the mapping this module reads; anything else is returned
     unchanged. Real samples come from the **test** split, loaded on first use:
 
     * ``images``: ``real`` = the test images;
     * ``points``: the mixture's ``centres`` and ``std`` (from the data's meta);
     * ``paired``: ``pairs`` = (test inputs, test targets), ``real`` = the test targets;
-    * ``two-domain``: ``kind="coupled"``, one entry per domain with its test images; a domain made by a
-      seed-003 transform carries ``undo`` (negative: ``-x``) or ``transform`` (edge: a classifier is
-      trained on edge digits, since edges cannot be undone — edges made at the run's side, e.g. 16 px,
-      then resized to the classifier's 32 px).
+    * ``two-domain``: ``kind="coupled"``, one entry per domain with its test images; a domain made by
+      one of the Soft-Coupled GANs paper's transforms carries ``undo`` (negative: ``-x``) or
+      ``transform`` (edge: a classifier is trained on edge digits, since edges cannot be undone —
+      edges made at the run's side, e.g. 16 px, then resized to the classifier's 32 px).
     """
     info = getattr(data, "info", None)
     if isinstance(data, Mapping) or info is None or not hasattr(data, "load"):
@@ -235,7 +237,7 @@ def _extractor(options: Mapping, data: Any) -> Any:
         return _get(data, "extractor")
     if _is_digits(data):
         return "digits"
-    from pygan.metrics.inception import find_inception_weights
+    from pygan.backbones.inception import find_inception_weights
 
     if find_inception_weights() is not None:  # $PYGAN_INCEPTION_WEIGHTS or the torch hub cache
         return "inception"
@@ -513,7 +515,7 @@ def _apply(fn: Callable, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 def _domain_classifier(dom: Any, idx: int) -> tuple[Any, Callable | None]:
     clf, undo = _get(dom, "classifier"), _get(dom, "undo")
     if clf is None and undo is None and _get(dom, "transform") is not None:
-        from pygan.metrics.classifier import train_domain_classifier
+        from pygan.backbones.digits import train_domain_classifier
 
         name = _get(dom, "cache_name") or _get(dom, "name") or f"domain{idx}"
         clf = train_domain_classifier(_get(dom, "transform"), name)

@@ -3,14 +3,14 @@
 It serves three metrics: the default FID/KID feature extractor for digit data (its 128-d
 penultimate layer), the labeller for semantic agreement, and the LPIPS-style fallback backbone.
 
-**Shipped, not trained on first use.** The weights (``pygan/metrics/weights/digits_cnn.pt``, ~0.6 MB)
+**Shipped, not trained on first use.** The weights (``pygan/backbones/weights/digits_cnn.pt``, ~0.6 MB)
 ship inside the package. A feature extractor for a metric must be *the same network everywhere*:
 training on first use would make every machine's FID depend on its own float rounding (oneDNN
 kernels and thread counts change the summation order, so weights trained on two CPUs are not
 bitwise equal), and would cost every fresh install a training run. The file is regenerated,
 deterministically on a given machine, with::
 
-    python -m pygan.metrics.classifier --out pygan/metrics/weights/digits_cnn.pt
+    python -m pygan.backbones.digits --out pygan/backbones/weights/digits_cnn.pt
 
 (seed 0, 30 epochs, Adam 1e-3, batch 64, random ±2 px shifts; ~20-40 s on 2 CPU cores). Its
 training settings and test accuracy are stored in the file (``meta``). Classifiers for
@@ -42,6 +42,7 @@ __all__ = [
     "accuracy",
     "cache_dir",
     "load_digits_classifier",
+    "predict_classes",
     "save_classifier",
     "train_digits_classifier",
     "train_domain_classifier",
@@ -248,7 +249,7 @@ def load_digits_classifier(path: str | os.PathLike | None = None) -> DigitsClass
         if not p.is_file():
             hint = (
                 " The shipped file is missing from this installation; regenerate it with "
-                "`python -m pygan.metrics.classifier --out " + str(DEFAULT_WEIGHTS) + "`."
+                "`python -m pygan.backbones.digits --out " + str(DEFAULT_WEIGHTS) + "`."
                 if path is None
                 else ""
             )
