@@ -118,7 +118,25 @@ from torch import nn
 from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    BETAS,
+    COUNT,
+    GP_EVERY,
+    LAYERS,
+    LR,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.dcgan import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
 from pygan.ops import feature_regularizer, gradient_penalty
@@ -487,8 +505,8 @@ def _make_prior(kind: str, code_dim: int, z_dim: int | None, info: DataInfo) -> 
 # ---- ACL-AE ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class ACLAEConfig:
+@dataclass(frozen=True)
+class ACLAEConfig(ModelConfig):
     """ACL-AE settings (seed 001 §4.1, §5.2, §5.6). The paper states λ_1 = 1 (Eq. 3), a latent
     dimension of 10 on MNIST, and that its MNIST runs follow hwalsuklee/tensorflow-mnist-AAE; the
     defaults below are that repository's (spec §3.2 [EXTERNAL]) where the paper is silent: MLP
@@ -512,28 +530,25 @@ class ACLAEConfig:
         lambda_z: λ_1 of Eq. 3.
     """
 
-    batch_size: int = 128
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    code_dim: int | None = None
-    z_dim: int | None = None
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(1e-3)
+    betas: tuple[float, float] = betas_field((0.9, 0.999))
+    code_dim: int | None = knob(None, COUNT)
+    z_dim: int | None = knob(None, COUNT)
     prior: str = "normal"
     arch: str = "mlp"
-    ae_hidden: int | None = None
-    ae_layers: int = 2
-    dropout: float | None = None
-    width: int = 64
-    acl_hidden: int = 512
-    acl_layers: int = 1
-    acl_lr: float = 1e-3
-    acl_lr_d: float = 2e-4
-    acl_g_steps: int = 2
-    lambda_z: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    ae_hidden: int | None = knob(None, COUNT)
+    ae_layers: int = knob(2, COUNT)
+    dropout: float | None = knob(None, lo=0, hi=1, hi_open=True, note="a dropout probability")
+    width: int = knob(64, COUNT)
+    acl_hidden: int = knob(512, COUNT)
+    acl_layers: int = knob(1, LAYERS)
+    acl_lr: float = knob(1e-3, LR)
+    acl_lr_d: float = knob(2e-4, LR)
+    acl_g_steps: int = knob(2, COUNT)
+    lambda_z: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
 def _mlp_dropout(d_in: int, d_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
@@ -683,8 +698,8 @@ class ACLAE(_ACLModel):
 # ---- ACL-GAN, ACL-GAN-GP, ACL-SGAN ---------------------------------------------------------------
 
 
-@dataclass
-class ACLGANConfig:
+@dataclass(frozen=True)
+class ACLGANConfig(ModelConfig):
     """ACL-GAN settings (seed 001 §4.2, Eq. 6, Algorithm 1). The paper: λ_2 = λ_3 = λ_4 = 1, and
     "we simply attach our ACL module to vanilla GAN, keeping everything else unchanged" — so the
     image networks and their optimiser are the DCGAN baseline's (:class:`pygan.models.dcgan.DCGANConfig`:
@@ -706,48 +721,45 @@ class ACLGANConfig:
         lambda_rec, lambda_gan, lambda_z: λ_2, λ_3, λ_4 of Eq. 6.
     """
 
-    batch_size: int = 128
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    code_dim: int | None = None
-    width: int = 64
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    code_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
     rec_updates: str = "encoder"
     gan_loss: str = "gan"
-    n_critic: int = 1
-    gp_weight: float = 10.0
+    n_critic: int = knob(1, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
     gp_kind: str = "wgan-gp"
-    gp_every: int = 1
+    gp_every: int = knob(1, GP_EVERY)
     critic_norm: str = "batch"
-    acl_hidden: int = 512
-    acl_layers: int = 1
-    acl_lr: float | None = None
-    acl_betas: tuple[float, float] | None = None
-    lambda_rec: float = 1.0
-    lambda_gan: float = 1.0
-    lambda_z: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    acl_hidden: int = knob(512, COUNT)
+    acl_layers: int = knob(1, LAYERS)
+    acl_lr: float | None = knob(None, LR)
+    acl_betas: tuple[float, float] | None = knob(None, BETAS)
+    lambda_rec: float = knob(1.0, WEIGHT)
+    lambda_gan: float = knob(1.0, WEIGHT)
+    lambda_z: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ACLGANGPConfig(ACLGANConfig):
     """ACL-GAN-GP settings: ACL-GAN on the WGAN-GP baseline, "following the same settings" (§5.3),
     i.e. :class:`pygan.models.wgan_gp.WGANGPConfig`'s: Adam ``1e-4``, ``(0, 0.9)``, ``n_critic = 5``,
     penalty weight 10 (two-sided, on interpolates of reals and ``x_ff``), batch 64, ``d_c = d_z`` =
     128, no normalisation in the critic. ``D_c`` keeps Eq. 1's cross-entropy game (no penalty)."""
 
-    batch_size: int = 64
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
+    batch_size: int = batch_size_field(64)
+    lr: float = lr_field(1e-4)
+    betas: tuple[float, float] = betas_field((0.0, 0.9))
     gan_loss: str = "wgan-gp"
-    n_critic: int = 5
+    n_critic: int = knob(5, COUNT)
     critic_norm: str = "none"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ACLSGANConfig(ACLGANConfig):
     """ACL-SGAN settings: ACL-GAN's, plus the classifier (§4.3; spec §9.13 — none of it is stated).
 
@@ -759,7 +771,7 @@ class ACLSGANConfig(ACLGANConfig):
     """
 
     sgan_code: str = "features"
-    cls_weight: float = 1.0
+    cls_weight: float = knob(1.0, WEIGHT)
 
 
 class CodeClassifier(nn.Module):

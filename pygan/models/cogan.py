@@ -83,7 +83,22 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    GP_EVERY,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -103,8 +118,8 @@ LOSSES = ("ns", "wgan-gp")
 INITS = ("xavier", "normal")
 
 
-@dataclass
-class CoGANConfig:
+@dataclass(frozen=True)
+class CoGANConfig(ModelConfig):
     """CoGAN settings (seed 003 §3.3 and §5; spec §2, §4). ``None`` fields are resolved from the
     architecture and loss as the thesis sets them (see :meth:`CoGAN.resolved`).
 
@@ -130,28 +145,25 @@ class CoGANConfig:
         d_unshared: discriminator stages not shared (from the input): 1.
     """
 
-    batch_size: int = 128
+    batch_size: int = batch_size_field(128)
     loss: str = "ns"
-    n_critic: int | None = None
-    gp_weight: float = 10.0
-    gp_every: int = 1
-    lr: float | None = None
-    betas: tuple[float, float] | None = None
-    weight_decay: float | None = None
+    n_critic: int | None = knob(None, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
+    gp_every: int = knob(1, GP_EVERY)
+    lr: float | None = lr_field(None)
+    betas: tuple[float, float] | None = betas_field(None)
+    weight_decay: float | None = knob(None, lo=0, note="Adam weight decay")
     init: str | None = None
-    z_dim: int = 100
+    z_dim: int = knob(100, COUNT)
     z_dist: str = "uniform"
     arch: str = "auto"
-    g_width: int = 1024
-    d_width: int | None = None
+    g_width: int = knob(1024, COUNT)
+    d_width: int | None = knob(None, COUNT)
     g_first_conv: bool = True
-    g_unshared: int | None = None
-    d_unshared: int = 1
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    g_unshared: int | None = knob(None, COUNT)
+    d_unshared: int = knob(1, COUNT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
 # ---- networks ----------------------------------------------------------------------------------

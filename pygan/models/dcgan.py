@@ -30,7 +30,20 @@ import torch.nn.functional as F
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    LAYERS,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
 __all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
@@ -47,8 +60,8 @@ def g_loss_bce(d_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-d_fake).mean()
 
 
-@dataclass
-class DCGANConfig:
+@dataclass(frozen=True)
+class DCGANConfig(ModelConfig):
     """DCGAN settings; defaults are the DCGAN paper's (Radford et al. 2016, §4): Adam ``lr = 2e-4``,
     ``betas = (0.5, 0.999)``, batch 128, 100-dimensional ``z ~ N(0, I)`` (the paper draws uniform
     noise; the DCGAN reference code and most re-implementations use a normal), ``width`` (ngf/ndf)
@@ -59,18 +72,15 @@ class DCGANConfig:
         mlp_hidden, mlp_layers: the toy MLPs for points.
     """
 
-    batch_size: int = 128
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    z_dim: int | None = None
-    width: int = 64
-    mlp_hidden: int = 512
-    mlp_layers: int = 3
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    z_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
+    mlp_hidden: int = knob(512, COUNT)
+    mlp_layers: int = knob(3, LAYERS)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
 @register("dcgan")

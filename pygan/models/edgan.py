@@ -102,7 +102,21 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    DROPOUT_LEVELS,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
 from pygan.ops import residual_add
 from pygan.ops.residual import ACTIVATIONS
@@ -132,8 +146,8 @@ RESIDUAL_INITS = ("dcgan", "zero")
 # ---- configs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class EDGANConfig:
+@dataclass(frozen=True)
+class EDGANConfig(ModelConfig):
     """ED//GAN with the Table 1 networks (spec §2.2, Sec. 4.1).
 
     Paper numbers: batch 25 (Sec. 4.1), z of 50 dimensions with tanh, width 64 (Table 1: 64 ... 1024
@@ -153,34 +167,31 @@ class EDGANConfig:
             Unused by the coupled baselines (no G).
     """
 
-    batch_size: int = 25
-    z_dim: int = 50
-    width: int = 64
+    batch_size: int = batch_size_field(25)
+    z_dim: int = knob(50, COUNT)
+    width: int = knob(64, COUNT)
     ed_batchnorm: bool = True
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EDGANCoupledConfig(EDGANConfig):
     """ED+GAN (Eq. 1) with the Table 1 networks. ``adv_weight`` is lambda; the paper sweeps
     {1e-3, 1e-2, 1e-1, 1} and states no default: 1e-2 is used (the middle of the sweep, and
     pix2pix's 100:1). ``output_act`` is unused (there is no residual)."""
 
-    adv_weight: float = 1e-2
+    adv_weight: float = knob(1e-2, WEIGHT)
 
 
-@dataclass
-class Pix2PixConfig:
+@dataclass(frozen=True)
+class Pix2PixConfig(ModelConfig):
     """ED//GAN's pix2pix adaptation (Sec. 4.2.1; spec §2.4 and App. A ``Adapt_Pix2Pix``).
 
     The paper defers every setting to pix2pix; these are pix2pix's (Isola et al. 2017) and the
@@ -193,36 +204,33 @@ class Pix2PixConfig:
     ``adv_weight``, ``gan_loss``, ``output_act`` and ``residual_init`` as in :class:`EDGANConfig`.
     """
 
-    batch_size: int = 1
-    width: int = 64
-    depth: int | None = None
+    batch_size: int = batch_size_field(1)
+    width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
     norm: str = "instance"
-    dropout: int = 3
-    d_width: int = 64
-    d_layers: int | None = None
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
+    dropout: int = knob(3, DROPOUT_LEVELS)
+    d_width: int = knob(64, COUNT)
+    d_layers: int | None = knob(None, COUNT)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pix2PixCoupledConfig(Pix2PixConfig):
     """pix2pix (ED+GAN): ``adv_weight`` = 0.01 is pix2pix's reconstruction:adversarial = 100:1 (the
     paper also runs 1:1 and 1000:1, Table 4)."""
 
-    adv_weight: float = 1e-2
+    adv_weight: float = knob(1e-2, WEIGHT)
 
 
-@dataclass
-class CAAEConfig:
+@dataclass(frozen=True)
+class CAAEConfig(ModelConfig):
     """ED//GAN's CAAE adaptation (Sec. 4.2.2; spec §2.5 and App. A ``Adapt_CAAE``), label-conditioned.
 
     From the paper/CAAE: z of 50 dimensions with tanh, uniform prior on z enforced by D_z, the label
@@ -240,30 +248,27 @@ class CAAEConfig:
     ``residual_init`` as in :class:`EDGANConfig`.
     """
 
-    batch_size: int = 25
-    z_dim: int = 50
-    width: int = 64
+    batch_size: int = batch_size_field(25)
+    z_dim: int = knob(50, COUNT)
+    width: int = knob(64, COUNT)
     ed_batchnorm: bool = False
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
-    z_adv_weight: float = 1e-2
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
+    z_adv_weight: float = knob(1e-2, WEIGHT)
     gan_loss: str = "nonsaturating"
     output_act: str = "none"
     residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CAAECoupledConfig(CAAEConfig):
     """CAAE (ED+GAN): ``adv_weight`` = 1e-4 is CAAE's reconstruction:adversarial = 1:1e-4 (the paper
     also runs 1:1e-2 and 1:1, Table 5)."""
 
-    adv_weight: float = 1e-4
+    adv_weight: float = knob(1e-4, WEIGHT)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------

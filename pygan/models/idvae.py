@@ -103,7 +103,20 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import NORMS, ConvDecoder, ConvEncoder, conv_plan, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -128,8 +141,8 @@ __all__ = [
 # ---- configs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class VAEConfig:
+@dataclass(frozen=True)
+class VAEConfig(ModelConfig):
     """Settings of the plain VAE baseline (and the parts every model here shares). The paper states
     none of these numbers (its supplement holds them; spec §5.3); the choices are explained in the
     module docstring.
@@ -146,23 +159,20 @@ class VAEConfig:
         beta: weight of the KL term (eq. 8's β).
     """
 
-    batch_size: int = 64
-    z_dim: int = 128
-    width: int = 64
+    batch_size: int = batch_size_field(64)
+    z_dim: int = knob(128, COUNT)
+    width: int = knob(64, COUNT)
     trunk_norm: str = "layer"
     decoder_norm: str = "batch"
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    alpha: float = 1.0
-    beta: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    alpha: float = knob(1.0, WEIGHT)
+    beta: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDVAEConfig(VAEConfig):
     """IDVAE settings (paper §3.3-3.4; values not stated there — see the module docstring).
 
@@ -174,26 +184,26 @@ class IDVAEConfig(VAEConfig):
             ``"enc-first"`` (encoder step first; the paper's alternative).
     """
 
-    omega: float = 1.0
-    lam: float = 1.0
-    gamma: float = 0.0
+    omega: float = knob(1.0, WEIGHT)
+    lam: float = knob(1.0, WEIGHT)
+    gamma: float = knob(0.0, WEIGHT)
     order: str = "dis-first"
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDVAERConfig(IDVAEConfig):
     """IDVAE(R) (paper §5.1): IDVAE whose decoder also minimises the pixel reconstruction, weight
     ``gamma`` (the paper's undefined γ; default 1)."""
 
-    gamma: float = 1.0
+    gamma: float = knob(1.0, WEIGHT)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConditionalIDVAEConfig(IDVAEConfig):
     """C-IDVAE (paper §5.3): IDVAE's settings; the condition is the data's class label (one-hot)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class VAEGANConfig(IDVAEConfig):
     """VAE-GAN (Larsen et al. 2016) as the paper's baseline: IDVAE's settings plus
 

@@ -98,7 +98,7 @@ from torch import nn
 from pygan.data.core import DataInfo
 from pygan.errors import ConfigError
 from pygan.metrics.classifier import predict_classes
-from pygan.models import frozen, register
+from pygan.models import COUNT, WEIGHT, frozen, knob, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN
 from pygan.models.nets import ConvEncoder, init_dcgan
 from pygan.ops import feature_regularizer
@@ -117,7 +117,7 @@ REGULARIZERS = ("fr", "sl", "cc", "pl")
 _CLF_ARCH = "pygan-scogan-semantic-v1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SCoGANConfig(CoGANConfig):
     """SCoGAN settings: :class:`pygan.models.cogan.CoGANConfig`'s (architecture, optimiser, loss;
     ``g_unshared``/``d_unshared`` unused) plus the soft coupling. Defaults: the thesis' §5 numbers.
@@ -146,17 +146,17 @@ class SCoGANConfig(CoGANConfig):
     regularizers: tuple[str, ...] = ("fr",)
     share_fc: bool = False
     share_discriminators: bool = False
-    fr_weight: float = 10.0
-    fr_layers: int = 3
-    sl_weight: float = 10.0
+    fr_weight: float = knob(10.0, WEIGHT)
+    fr_layers: int = knob(3, COUNT)
+    sl_weight: float = knob(10.0, WEIGHT)
     sl_classifier: str | None = None
     sl_train_on: str = "both"
-    sl_epochs: int = 10
-    cc_weight: float = 10.0
+    sl_epochs: int = knob(10, COUNT)
+    cc_weight: float = knob(10.0, WEIGHT)
     cc_norm: str = "l1"
-    enc_width: int = 64
-    pl_content_weight: float = 1e-3
-    pl_style_weight: float = 1e-11
+    enc_width: int = knob(64, COUNT)
+    pl_content_weight: float = knob(1e-3, WEIGHT)
+    pl_style_weight: float = knob(1e-11, WEIGHT)
     pl_extractor: str = "auto"
     pl_weights: str | None = None
     pl_content_layers: tuple[str, ...] | None = None

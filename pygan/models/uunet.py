@@ -88,7 +88,21 @@ from torch import nn
 from pygan.amp import optimizer_step, scaled_backward, unscale_grads
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    DROPOUT_LEVELS,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
 
 __all__ = [
@@ -212,8 +226,8 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 # ---- configs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Pix2PixConfig:
+@dataclass(frozen=True)
+class Pix2PixConfig(ModelConfig):
     """pix2pix (Isola et al. 2017) as seed 002's baseline. The paper trains every Table 1 model with
     batch 8 (§4.1), so ``batch_size = 8`` here (pix2pix itself used 1); the rest are pix2pix's
     published settings (seed 002 gives none): Adam ``lr = 2e-4``, ``betas = (0.5, 0.999)``, ``ngf =
@@ -228,26 +242,23 @@ class Pix2PixConfig:
         adv_weight: weight of G's adversarial term.
     """
 
-    batch_size: int = 8
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    width: int = 64
-    d_width: int = 64
-    depth: int | None = None
+    batch_size: int = batch_size_field(8)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    width: int = knob(64, COUNT)
+    d_width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
     norm: str = "batch"
-    dropout: int = 3
-    d_layers: int | None = None
+    dropout: int = knob(3, DROPOUT_LEVELS)
+    d_layers: int | None = knob(None, COUNT)
     rec_loss: str = "l1"
-    rec_weight: float = 100.0
-    adv_weight: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    rec_weight: float = knob(100.0, WEIGHT)
+    adv_weight: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UNetVAEGANConfig(Pix2PixConfig):
     """The U-Net VAE-GAN ("Unet-VAE-GAN"/"UVAE-GAN", seed 002 §3.6, Table 1): pix2pix's networks
     with a Gaussian bottleneck in the generator U-Net, the paper's ``L2`` reconstruction (Eq. 4,
@@ -261,13 +272,13 @@ class UNetVAEGANConfig(Pix2PixConfig):
     """
 
     rec_loss: str = "l2"
-    rec_weight: float = 1.0
-    kl_g: float = 1.0
-    z_channels: int | None = None
+    rec_weight: float = knob(1.0, WEIGHT)
+    kl_g: float = knob(1.0, WEIGHT)
+    z_channels: int | None = knob(None, COUNT)
 
 
-@dataclass
-class UUNetConfig:
+@dataclass(frozen=True)
+class UUNetConfig(ModelConfig):
     """UU-Net GAN settings. Paper (seed 002): batch 8 (§4.1); BCE GAN loss (Eq. 1, 2), ``L2``
     reconstruction (Eq. 4); both networks U-Nets "developed from the original Pix2pix design" (§3.5).
     Not stated, so pix2pix's conventions (see :class:`Pix2PixConfig`): Adam ``2e-4``, ``(0.5, 0.999)``,
@@ -292,29 +303,26 @@ class UUNetConfig:
         d_norm: norm of D's U-Net and tail (not stated; pix2pix's BatchNorm). D has no dropout.
     """
 
-    batch_size: int = 8
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    width: int = 64
-    d_width: int = 64
-    depth: int | None = None
+    batch_size: int = batch_size_field(8)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    width: int = knob(64, COUNT)
+    d_width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
     norm: str = "batch"
     d_norm: str = "batch"
-    dropout: int = 3
+    dropout: int = knob(3, DROPOUT_LEVELS)
     connect: str = "v4"
     g_in_d_step: str = "cooperative"
     tail: bool = True
     rec_loss: str = "l2"
-    rec_weight: float = 1.0
-    adv_weight: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    rec_weight: float = knob(1.0, WEIGHT)
+    adv_weight: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UUVAEGANConfig(UUNetConfig):
     """UUVAE-GAN ("double UVAE-GAN", Fig. 4 (g), (h)): both U-Nets have a Gaussian bottleneck of
     ``z_channels`` channels. Defaults are the paper's best rows where they name a number: the
@@ -333,13 +341,13 @@ class UUVAEGANConfig(UUNetConfig):
         z_channels: latent channels of both bottlenecks (None: G's innermost width).
     """
 
-    kl_g: float = 1.0
-    kl_d: float = 0.65
-    kl_alpha: float = 1.0
-    kl_beta: float = 1.0
-    kl_fake_ramp: int = 0
-    ckl: float = 1.0
-    z_channels: int | None = None
+    kl_g: float = knob(1.0, WEIGHT)
+    kl_d: float = knob(0.65, WEIGHT)
+    kl_alpha: float = knob(1.0, WEIGHT)
+    kl_beta: float = knob(1.0, WEIGHT)
+    kl_fake_ramp: int = knob(0, lo=0, integer=True, note="iterations; 0: no ramp")
+    ckl: float = knob(1.0, WEIGHT)
+    z_channels: int | None = knob(None, COUNT)
 
 
 # ---- shared base: a U-Net generator for paired data ------------------------------------------------

@@ -38,15 +38,31 @@ from torch import nn
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
 from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    GP_EVERY,
+    LAYERS,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
 __all__ = ["WGANGP", "ConvCritic", "ConvGenerator", "WGANGPConfig", "conv_plan"]
 
 
-@dataclass
-class WGANGPConfig:
+@dataclass(frozen=True)
+class WGANGPConfig(ModelConfig):
     """WGAN-GP settings. Defaults are the paper's (Gulrajani et al. 2017, restated in seed 003 §2.5
     and §3.2): Adam ``lr = 1e-4``, ``betas = (0, 0.9)``, ``n_critic = 5`` critic steps per generator
     step, ``gp_weight`` (lambda) ``= 10``, batch 64, latent 128, ``width`` (their DIM) 64, no
@@ -63,24 +79,21 @@ class WGANGPConfig:
             of training) with its weight multiplied by ``gp_every``; 1 (every step) is the paper.
     """
 
-    batch_size: int = 64
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    n_critic: int = 5
-    gp_weight: float = 10.0
+    batch_size: int = batch_size_field(64)
+    lr: float = lr_field(1e-4)
+    betas: tuple[float, float] = betas_field((0.0, 0.9))
+    n_critic: int = knob(5, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
     gp_kind: str = "wgan-gp"
-    z_dim: int | None = None
-    width: int = 64
+    z_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
     g_batchnorm: bool = True
     critic_norm: str = "none"
-    mlp_hidden: int = 512
-    mlp_layers: int = 3
-    gp_every: int = 1
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    mlp_hidden: int = knob(512, COUNT)
+    mlp_layers: int = knob(3, LAYERS)
+    gp_every: int = knob(1, GP_EVERY)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
 def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
