@@ -439,9 +439,12 @@ def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
         tp = hints[f.name]
         choices = field_choices(tp)
         optional, inner = _is_optional(tp)
+        args = typing.get_args(inner)
         if choices is not None:
             kinds = {type(c).__name__ for c in choices}
             name = (kinds.pop() if len(kinds) == 1 else "str") + (" | None" if optional else "")
+        elif typing.get_origin(inner) is tuple and args[-1:] == (Ellipsis,) and field_choices(args[0]):
+            name = "tuple[str, ...]" + (" | None" if optional else "")  # names from a Literal
         else:
             name = str(tp).replace("typing.", "")
             if "[" not in name and "|" not in name:
@@ -456,6 +459,8 @@ def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
             allowed = _choices_text(choices, optional)
         elif rule is not None:
             allowed = rule.describe() + (" or None" if optional else "")
+        elif name.startswith("tuple[str, ...]"):
+            allowed = _type_text(tp)
         else:
             allowed = ""
         rows.append(
@@ -707,6 +712,10 @@ def check_config(config) -> None:
 
 def _type_text(tp) -> str:
     optional, inner = _is_optional(tp)
+    args = typing.get_args(inner)
+    if typing.get_origin(inner) is tuple and args[-1:] == (Ellipsis,) and field_choices(args[0]):
+        names = ", ".join(map(repr, field_choices(args[0])))
+        return f"{'None or ' if optional else ''}a tuple of names from {names}"
     name = str(inner).replace("typing.", "")
     if "[" not in name:
         name = getattr(inner, "__name__", name)

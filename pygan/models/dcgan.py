@@ -22,14 +22,13 @@ units for both networks and 2-D noise (the same toy nets as ``wgan-gp``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.errors import ConfigError
 from pygan.models import (
     COUNT,
     LAYERS,
@@ -82,6 +81,12 @@ class DCGANConfig(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    def resolve(self, info: DataInfo):
+        """This Config with ``z_dim`` set for data ``info`` (None: 100 for images, 2 for points)."""
+        if self.z_dim is not None:
+            return self
+        return replace(self, z_dim=2 if info.kind == "points" else 100)
+
 
 @register("dcgan")
 class DCGAN(Model):
@@ -99,10 +104,8 @@ class DCGAN(Model):
     def __init__(self, config: DCGANConfig, info: DataInfo):
         super().__init__(config, info)
         c = config
-        if c.z_dim is not None and c.z_dim < 1:
-            raise ConfigError(f"z_dim must be >= 1, got {c.z_dim}")
         self.points = info.kind == "points"
-        self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 100)
+        self.z_dim = self.resolved_config.z_dim
         if self.points:
             (d,) = info.shape
             self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)

@@ -92,9 +92,8 @@ input, I_ED, I_G, Î, target). :meth:`decompose` returns the three images for an
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +118,6 @@ from pygan.models import (
 )
 from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
 from pygan.ops import residual_add
-from pygan.ops.residual import ACTIVATIONS
 
 __all__ = [
     "EDGAN",
@@ -139,8 +137,11 @@ __all__ = [
     "ZDiscriminator",
 ]
 
-GAN_LOSSES = ("nonsaturating", "saturating")
-RESIDUAL_INITS = ("dcgan", "zero")
+GanLoss = Literal["nonsaturating", "saturating"]
+ResidualInit = Literal["dcgan", "zero"]
+OutputAct = Literal["none", "tanh", "clamp"]  # pygan.ops.residual_add's activations
+GAN_LOSSES = get_args(GanLoss)
+RESIDUAL_INITS = get_args(ResidualInit)
 
 
 # ---- configs ---------------------------------------------------------------------------------------
@@ -148,11 +149,11 @@ RESIDUAL_INITS = ("dcgan", "zero")
 
 @dataclass(frozen=True)
 class EDGANConfig(ModelConfig):
-    """ED//GAN with the Table 1 networks (spec §2.2, Sec. 4.1).
+    """ED//GAN with the Table 1 networks (ED//GAN paper, Sec. 4.1).
 
     Paper numbers: batch 25 (Sec. 4.1), z of 50 dimensions with tanh, width 64 (Table 1: 64 ... 1024
     channels), BN in Enc and Dec (Table 2; ``ed_batchnorm=False`` is Table 3), no weight between the
-    losses. Not stated in the paper, taken from the authors' code (spec App. A): Adam lr 2e-4, beta1
+    losses. Not stated in the paper, taken from the authors' code: Adam lr 2e-4, beta1
     0.5, BCE for D and the non-saturating loss for G.
 
     Attributes:
@@ -174,9 +175,9 @@ class EDGANConfig(ModelConfig):
     lr: float = lr_field(2e-4)
     betas: tuple[float, float] = betas_field((0.5, 0.999))
     adv_weight: float = knob(1.0, WEIGHT)
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
@@ -192,7 +193,7 @@ class EDGANCoupledConfig(EDGANConfig):
 
 @dataclass(frozen=True)
 class Pix2PixConfig(ModelConfig):
-    """ED//GAN's pix2pix adaptation (Sec. 4.2.1; spec §2.4 and App. A ``Adapt_Pix2Pix``).
+    """ED//GAN's pix2pix adaptation (ED//GAN paper, Sec. 4.2.1; the authors' ``Adapt_Pix2Pix``).
 
     The paper defers every setting to pix2pix; these are pix2pix's (Isola et al. 2017) and the
     authors' adaptation code's: batch 1, Adam lr 2e-4 beta1 0.5, U-Net with width 64 down to 1x1
@@ -207,16 +208,16 @@ class Pix2PixConfig(ModelConfig):
     batch_size: int = batch_size_field(1)
     width: int = knob(64, COUNT)
     depth: int | None = knob(None, COUNT)
-    norm: str = "instance"
+    norm: Literal["batch", "instance", "none"] = "instance"
     dropout: int = knob(3, DROPOUT_LEVELS)
     d_width: int = knob(64, COUNT)
     d_layers: int | None = knob(None, COUNT)
     lr: float = lr_field(2e-4)
     betas: tuple[float, float] = betas_field((0.5, 0.999))
     adv_weight: float = knob(1.0, WEIGHT)
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
@@ -231,7 +232,7 @@ class Pix2PixCoupledConfig(Pix2PixConfig):
 
 @dataclass(frozen=True)
 class CAAEConfig(ModelConfig):
-    """ED//GAN's CAAE adaptation (Sec. 4.2.2; spec §2.5 and App. A ``Adapt_CAAE``), label-conditioned.
+    """ED//GAN's CAAE adaptation (ED//GAN paper, Sec. 4.2.2; the authors' ``Adapt_CAAE``), label-conditioned.
 
     From the paper/CAAE: z of 50 dimensions with tanh, uniform prior on z enforced by D_z, the label
     concatenated to z for Dec and G and fed to D; batch 25. From the authors' code: labels one-hot in
@@ -256,9 +257,9 @@ class CAAEConfig(ModelConfig):
     betas: tuple[float, float] = betas_field((0.5, 0.999))
     adv_weight: float = knob(1.0, WEIGHT)
     z_adv_weight: float = knob(1e-2, WEIGHT)
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
@@ -333,24 +334,6 @@ class _EDGANBase(Model):
     coupled: ClassVar[bool] = False
     #: networks updated by L_const (the "ed" optimizer)
     ed_networks: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
-
-    def __init__(self, config, info: DataInfo):
-        super().__init__(config, info)
-        c = config
-        if isinstance(c.batch_size, bool) or not isinstance(c.batch_size, int) or c.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {c.batch_size!r}")
-        if not (isinstance(c.adv_weight, (int, float)) and math.isfinite(c.adv_weight) and c.adv_weight >= 0):
-            raise ConfigError(f"adv_weight must be a finite number >= 0, got {c.adv_weight!r}")
-        if c.gan_loss not in GAN_LOSSES:
-            raise ConfigError(f"gan_loss must be one of {list(GAN_LOSSES)}, got {c.gan_loss!r}")
-        if c.output_act not in [a for a in ACTIVATIONS if a is not None]:
-            raise ConfigError(f"output_act must be 'none', 'tanh' or 'clamp', got {c.output_act!r}")
-        if c.residual_init not in RESIDUAL_INITS:
-            raise ConfigError(f"residual_init must be one of {list(RESIDUAL_INITS)}, got {c.residual_init!r}")
-        if not c.lr > 0:
-            raise ConfigError(f"lr must be positive, got {c.lr!r}")
-        if getattr(c, "width", 1) < 1:
-            raise ConfigError(f"width must be >= 1, got {c.width!r}")
 
     # -- what subclasses provide
     def _ed(self, inp: torch.Tensor, y: torch.Tensor | None, plain: bool = False) -> tuple[torch.Tensor, Any]:
@@ -584,8 +567,6 @@ class _Table1(_EDGANBase):
                 raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
             out_ch = tc
         conv_plan(size, what)
-        if isinstance(c.z_dim, bool) or not isinstance(c.z_dim, int) or c.z_dim < 1:
-            raise ConfigError(f"z_dim must be a positive int, got {c.z_dim!r}")
         ed_norm = "batch" if c.ed_batchnorm else "none"
         self.encoder = ConvEncoder(ch, size, c.width, out_dim=c.z_dim, norm=ed_norm)
         self.decoder = ConvDecoder(self._dec_in(), out_ch, size, c.width, norm=ed_norm)
@@ -681,10 +662,6 @@ class _Pix2Pix(_EDGANBase):
         tc, th, tw = info.target_shape
         if (th, tw) != (size, size):
             raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
-        if c.norm not in ("batch", "instance", "none"):
-            raise ConfigError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
-        if c.d_width < 1:
-            raise ConfigError(f"d_width must be >= 1, got {c.d_width!r}")
         # The ED U-Net is Enc and Dec in one network ("decoder" holds both; its down path is Enc).
         self.decoder = UNet(ch, tc, size, c.width, c.depth, c.norm, c.dropout)
         if not self.coupled:
@@ -756,8 +733,6 @@ class _CAAE(_Table1):
             raise ValueError(
                 f"{what} is label-conditioned: it needs labelled images (e.g. digits32), got none"
             )
-        if not (math.isfinite(config.z_adv_weight) and config.z_adv_weight >= 0):
-            raise ConfigError(f"z_adv_weight must be a finite number >= 0, got {config.z_adv_weight!r}")
         self.num_classes = info.num_classes
         self.tile = max(1, config.z_dim // info.num_classes)
         super().__init__(config, info)
