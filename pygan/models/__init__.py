@@ -301,8 +301,8 @@ def _fits_type(value, tp) -> bool:
 def check_presets(cls: type, name: str | None = None) -> None:
     """Checks a model class's ``PRESETS`` (``@register`` calls it): a dict ``{preset name: {Config
     field: value}}`` with an empty ``"paper"`` entry (the defaults), every key a field of
-    ``cls.Config`` and every value of that field's type. Raises ``TypeError`` naming the model, the
-    preset and the field."""
+    ``cls.Config`` and every value of that field's type, within the field's range and choices. Raises
+    ``TypeError`` naming the model, the preset and the field."""
     who = name or cls.__name__
     presets = getattr(cls, "PRESETS", None)
     if not isinstance(presets, dict) or not all(isinstance(k, str) and k for k in presets):
@@ -324,6 +324,10 @@ def check_presets(cls: type, name: str | None = None) -> None:
                     f"{who}: PRESETS[{preset!r}][{key!r}] = {value!r} is not a {hints[key]} "
                     f"({cls.Config.__name__}.{key})"
                 )
+        try:  # the ranges and choices the fields declare, as --set would meet them
+            check_config(cls.Config(**values))
+        except ConfigError as exc:
+            raise TypeError(f"{who}: PRESETS[{preset!r}]: {exc}") from None
 
 
 def list_presets(model: str | type) -> dict[str, dict[str, Any]]:
