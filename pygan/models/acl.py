@@ -740,6 +740,21 @@ class ACLGANConfig(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gan_loss == "gan" and self.n_critic != 1:
+            raise ConfigError(
+                f"n_critic={self.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1"
+            )
+        if self.gan_loss == "wgan-gp" and self.critic_norm == "batch":
+            raise ConfigError(
+                "critic_norm='batch' mixes samples, which breaks the per-sample gradient penalty"
+            )
+        if self.gp_every != 1 and self.gan_loss != "wgan-gp":
+            raise ConfigError(
+                f"gp_every={self.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)"
+            )
+
 
 @dataclass(frozen=True)
 class ACLGANGPConfig(ACLGANConfig):
@@ -809,14 +824,6 @@ class ACLGAN(_ACLModel):
     def __init__(self, config: ACLGANConfig, info: DataInfo):
         super().__init__(config, info)
         c = config
-        if c.gan_loss == "gan" and c.n_critic != 1:
-            raise ConfigError(f"n_critic={c.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1")
-        if c.gan_loss == "wgan-gp" and c.critic_norm == "batch":
-            raise ConfigError(
-                "critic_norm='batch' mixes samples, which breaks the per-sample gradient penalty"
-            )
-        if c.gp_every != 1 and c.gan_loss != "wgan-gp":
-            raise ConfigError(f"gp_every={c.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)")
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{type(self).name or 'acl-gan'} needs square images, got {h}x{w}")

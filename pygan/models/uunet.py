@@ -349,8 +349,14 @@ class UUVAEGANConfig(UUNetConfig):
     kl_alpha: float = knob(1.0, WEIGHT)
     kl_beta: float = knob(1.0, WEIGHT)
     kl_fake_ramp: int = knob(0, lo=0, integer=True, note="iterations; 0: no ramp")
+
     ckl: float = knob(1.0, WEIGHT)
     z_channels: int | None = knob(None, COUNT)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kl_alpha + self.kl_beta <= 0:
+            raise ConfigError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
 
 
 # ---- shared base: a U-Net generator for paired data ------------------------------------------------
@@ -767,9 +773,6 @@ class UUVAEGAN(UUNet):
 
     def __init__(self, config: UUVAEGANConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
-        if c.kl_alpha + c.kl_beta <= 0:
-            raise ConfigError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
 
     def beta(self) -> float | torch.Tensor:
         """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0, computed on the device
