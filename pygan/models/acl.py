@@ -108,7 +108,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -550,6 +550,21 @@ class ACLAEConfig(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    def resolve(self, info: DataInfo):
+        """This Config with its None fields set for data ``info``: ``code_dim`` 10 / ``ae_hidden``
+        1000 / ``dropout`` 0.1 for images, 2 / 128 / 0 for points."""
+        points = info.kind == "points"
+
+        def given(value, default):
+            return default if value is None else value
+
+        return replace(
+            self,
+            code_dim=given(self.code_dim, 2 if points else 10),
+            ae_hidden=given(self.ae_hidden, 128 if points else 1000),
+            dropout=given(self.dropout, 0.0 if points else 0.1),
+        )
+
 
 def _mlp_dropout(d_in: int, d_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
     mods: list[nn.Module] = []
@@ -590,11 +605,8 @@ class ACLAE(_ACLModel):
         self.points = info.kind == "points"
         if self.points and c.arch == "conv":
             raise ConfigError("arch='conv' needs image data; points use arch='mlp'")
-        dropout = c.dropout if c.dropout is not None else (0.0 if self.points else 0.1)
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        self.code_dim = c.code_dim if c.code_dim is not None else (2 if self.points else 10)
-        hidden = c.ae_hidden if c.ae_hidden is not None else (128 if self.points else 1000)
+        r = self.resolved_config
+        dropout, self.code_dim, hidden = r.dropout, r.code_dim, r.ae_hidden
         d_in = 1
         for s in info.shape:
             d_in *= s
