@@ -388,6 +388,8 @@ def _model_settings_help(name: str) -> str:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         head = f"  {r['name']:<{width}}  {r['type']} = {r['default']!r}"
+        if r.get("allowed"):  # the choices or the range, as the errors state them
+            head += f"  [{r['allowed']}]"
         lines.append(head + (f"\n      {r['doc']}" if r["doc"] else ""))
     return "\n".join(lines)
 

@@ -158,6 +158,11 @@ def test_train_model_help_lists_the_models_settings(capsys):
         assert line in out
     assert "latent size; None = 128 for images, 2 for points." in out  # the field's doc
     assert "generator EMA decay" in out
+    # what each setting accepts, from the same declarations that validate it
+    for text in ("gp_kind      str = 'wgan-gp'  [one of 'wgan-gp', 'one-sided' or 'r1']",
+                 "critic_norm  str = 'none'  ['none' or 'layer']", "n_critic     int = 5  [an int >= 1]",
+                 "z_dim        int | None = None  [an int >= 1 or None]"):  # fmt: skip
+        assert text in out, text
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "pygan train MODEL --help lists MODEL's settings" in capsys.readouterr().out
@@ -172,6 +177,11 @@ def test_every_models_settings_are_listed(name, capsys):
     for r in rows:
         assert f"  {r['name']} " in out
         assert "\n" not in r["doc"] and len(r["doc"]) <= 110
+    for r in rows:  # every choice field lists its choices, every numeric field its range
+        if r["choices"] is not None or r["range"] is not None:
+            assert r["allowed"] and f"[{r['allowed']}]" in out, r
+        if r["type"].split(" ")[0] in ("int", "float") or r["type"].startswith("tuple[float"):
+            assert r["range"] is not None, r
     documented = sum(bool(r["doc"]) for r in rows)
     assert documented >= 3, f"{name}: only {documented} of {len(rows)} settings have a doc line"
 

@@ -166,6 +166,8 @@ def _fake_model(presets):
         ({"paper": {}, "small": {"betas": (0.5,)}}, "'betas']"),
         ({"paper": {}, "small": {"betas": [0.5, 0.9]}}, "'betas']"),
         ({"paper": {}, "small": {"mode": 3}}, "'mode'] = 3"),
+        ({"paper": {}, "small": {"batch_size": 0}}, "PRESETS['small']: batch_size must be an int >= 1"),
+        ({"paper": {}, "small": {"lr": -1.0}}, "lr must be a finite number > 0"),
         ({"paper": {}, "small": ["batch_size"]}, "must be a dict of Config fields"),
         ([("paper", {})], "must be a dict"),
     ],

@@ -19,7 +19,7 @@ import pytest
 
 from pygan.cli import main
 from pygan.errors import ConfigError
-from pygan.models import FIELD_RULES, field_rule, get_model, list_models, parse_overrides
+from pygan.models import FIELD_RULES, field_choices, field_rule, get_model, list_models, parse_overrides
 from tests._tiny import all_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,15 +80,61 @@ def _one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_every_numeric_config_field_has_a_range():
+def _choice_fields(config_cls) -> list[tuple[str, tuple]]:
+    """``(name, choices)`` of the ``Literal[...]`` fields (also ``Literal[...] | None``)."""
+    hints = typing.get_type_hints(config_cls)
+    return [(f.name, c) for f in dataclasses.fields(config_cls) if (c := field_choices(hints[f.name]))]
+
+
+def _choice_cases():
+    for model in list_models():
+        for name, choices in _choice_fields(get_model(model).Config):
+            yield pytest.param(model, name, choices, id=f"{model}-{name}")
+
+
+def test_every_numeric_config_field_has_a_range(monkeypatch):
+    import pygan.models
+
+    # the built-in Configs declare every range in the field's metadata (knob), not in the fallback table
+    monkeypatch.setattr(pygan.models, "FIELD_RULES", {})
     missing = [
         f"{m}: {get_model(m).Config.__name__}.{n}"
         for m in list_models()
         for n, tp in _numeric_fields(get_model(m).Config)
         if field_rule(get_model(m).Config, n, tp) is None
     ]
-    assert not missing, f"add these fields to pygan.models.FIELD_RULES: {missing}"
+    assert not missing, f"declare the range of these fields (pygan.models.knob): {missing}"
+    monkeypatch.undo()
     assert all(r.describe() for r in FIELD_RULES.values())
+
+
+def test_the_choice_fields_are_typed():
+    """Every setting with a fixed set of values is a ``Literal`` (its choices are checked when the
+    Config is built, listed by the errors and by --help)."""
+    n = sum(len(_choice_fields(get_model(m).Config)) for m in list_models())
+    assert n >= 40, n
+    # the ones that stay free text: file paths, layer names, connection specs
+    free = {
+        (m, f.name)
+        for m in list_models()
+        for f in dataclasses.fields(get_model(m).Config)
+        if typing.get_type_hints(get_model(m).Config)[f.name] in (str, str | None)
+    }
+    assert {name for _, name in free} <= {"connect", "sl_classifier", "pl_weights"}, free
+
+
+@pytest.mark.parametrize(("model", "field", "choices"), list(_choice_cases()))
+def test_a_config_choice_not_offered_is_exit_2_and_lists_the_choices(model, field, choices, tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["train", model, "--steps", "1", "--out", str(out), "--no-progress", "--set", f"{field}=bogus"])
+    line = _one_error_line(capsys)
+    assert rc == 2
+    assert line.startswith("pygan train: error: ") and f"{field} must be " in line, line
+    assert "got 'bogus'" in line and all(repr(c) in line for c in choices), line
+    assert not out.exists()
+    cls = get_model(model).Config
+    with pytest.raises(ConfigError, match=rf"^{field} must be .*, got 'bogus' \({cls.__name__}\.{field}\)$"):
+        cls(**{field: "bogus"})
 
 
 @pytest.mark.parametrize(("model", "field", "text"), list(_generic_cases()))
@@ -126,8 +172,45 @@ def test_config_errors_name_field_value_and_range():
     get_model("pix2pix").Config(dropout=5)
     with pytest.raises(ConfigError, match=r"dropout must be an int >= 0 .*, got -1"):
         get_model("pix2pix").Config(dropout=-1)
+    # choices: the error lists them, in the CLI's style
+    with pytest.raises(
+        ConfigError,
+        match=r"^critic_norm must be 'none' or 'layer', got 'batch' \(WGANGPConfig\.critic_norm\)$",
+    ):
+        cfg(critic_norm="batch")
+    with pytest.raises(ConfigError, match=r"^init must be one of 'xavier', 'normal' or None, got 'he'"):
+        get_model("cogan").Config(init="he")
+    with pytest.raises(
+        ConfigError, match=r"regularizers must be a tuple of names from 'fr', 'sl', 'cc', 'pl'"
+    ):
+        get_model("scogan").Config(regularizers=("fr", "xx"))
     # ConfigError is a ValueError: library callers that catch ValueError keep working
     assert issubclass(ConfigError, ValueError)
+
+
+def test_configs_are_frozen_and_resolved_into_a_second_config():
+    """A Config is immutable (change one with dataclasses.replace, which validates again); what a
+    model derives from the data ("auto"/None fields) lives in ``model.resolved_config``, while
+    ``model.config`` (what config.json records) stays what was asked for."""
+    import torch
+
+    from pygan.data.core import DataInfo
+    from pygan.models import build_model, config_to_dict
+
+    cfg = get_model("wgan-gp").Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.width = 8
+    with pytest.raises(ConfigError, match="width must be an int >= 1"):
+        dataclasses.replace(cfg, width=0)
+    with torch.device("meta"):
+        m = build_model("cogan", DataInfo("two-domain", (1, 32, 32), shape_b=(1, 32, 32)), ["g_width=32"])
+    assert (m.config.arch, m.config.n_critic, m.config.lr, m.config.init) == ("auto", None, None, None)
+    r = m.resolved_config
+    assert (r.arch, r.n_critic, r.lr, r.init, r.d_width, r.g_unshared) == ("digits", 1, 2e-4, "xavier", 20, 1)
+    assert type(r) is type(m.config) and m.resolved() is r
+    assert config_to_dict(m.config)["arch"] == "auto" and config_to_dict(m.config)["lr"] is None
+    m = build_model("wgan-gp", DataInfo("points", (2,)), ["mlp_hidden=8"])
+    assert m.config.z_dim is None and m.resolved_config.z_dim == m.z_dim == 2
 
 
 def _doc_settings() -> list[str]:

@@ -130,13 +130,25 @@ from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
 
 __all__ = [
+    "BETAS",
+    "COUNT",
+    "DROPOUT_LEVELS",
     "EMA",
+    "EMA_DECAY",
+    "EMA_RAMPUP",
     "FIELD_RULES",
+    "GP_EVERY",
+    "LAYERS",
+    "LR",
     "MODELS",
+    "WEIGHT",
     "LazyPenalty",
     "Model",
+    "ModelConfig",
     "Range",
     "as_floats",
+    "batch_size_field",
+    "betas_field",
     "build_model",
     "check_config",
     "check_ema_config",
@@ -144,11 +156,17 @@ __all__ = [
     "config_field_docs",
     "config_from_dict",
     "config_to_dict",
+    "ema_decay_field",
+    "ema_rampup_field",
+    "field_choices",
+    "field_rule",
     "frozen",
     "get_model",
+    "knob",
     "lazy_schedule",
     "list_models",
     "list_presets",
+    "lr_field",
     "parse_overrides",
     "preset_overrides",
     "register",
@@ -241,9 +259,8 @@ def _parse_value(key: str, text: str, tp) -> Any:
                 raise ValueError
             return tuple(_parse_value(key, p, a) for p, a in zip(parts, args))
         if origin is typing.Literal:
-            if s not in typing.get_args(tp):
-                raise ValueError
-            return s
+            # the choice itself is checked when the Config is built (the error lists the choices)
+            return next((c for c in typing.get_args(tp) if str(c) == s), s)
     except ValueError:
         pass
     else:
@@ -284,8 +301,8 @@ def _fits_type(value, tp) -> bool:
 def check_presets(cls: type, name: str | None = None) -> None:
     """Checks a model class's ``PRESETS`` (``@register`` calls it): a dict ``{preset name: {Config
     field: value}}`` with an empty ``"paper"`` entry (the defaults), every key a field of
-    ``cls.Config`` and every value of that field's type. Raises ``TypeError`` naming the model, the
-    preset and the field."""
+    ``cls.Config`` and every value of that field's type, within the field's range and choices. Raises
+    ``TypeError`` naming the model, the preset and the field."""
     who = name or cls.__name__
     presets = getattr(cls, "PRESETS", None)
     if not isinstance(presets, dict) or not all(isinstance(k, str) and k for k in presets):
@@ -307,6 +324,10 @@ def check_presets(cls: type, name: str | None = None) -> None:
                     f"{who}: PRESETS[{preset!r}][{key!r}] = {value!r} is not a {hints[key]} "
                     f"({cls.Config.__name__}.{key})"
                 )
+        try:  # the ranges and choices the fields declare, as --set would meet them
+            check_config(cls.Config(**values))
+        except ConfigError as exc:
+            raise TypeError(f"{who}: PRESETS[{preset!r}]: {exc}") from None
 
 
 def list_presets(model: str | type) -> dict[str, dict[str, Any]]:
@@ -407,9 +428,12 @@ def _one_line(text: str, limit: int = 110) -> str:
 
 
 def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
-    """One row per field of a model ``Config``: ``name``, ``type`` (as ``--set`` parses it),
-    ``default`` and a one-line ``doc`` (from the class's ``Attributes:`` docstring section, its bases',
-    or :data:`COMMON_FIELD_DOCS`; empty when none says anything)."""
+    """One row per field of a model ``Config``: ``name``, ``type`` (as ``--set`` parses it: ``str``
+    for a ``Literal`` of strings), ``default``, a one-line ``doc`` (from the class's ``Attributes:``
+    docstring section, its bases', the field's metadata (:func:`knob`) or :data:`COMMON_FIELD_DOCS`;
+    empty when none says anything), ``choices`` (a ``Literal`` field's values, else None), ``range``
+    (its :class:`Range`, else None) and ``allowed`` (what the field accepts, in words, as the
+    errors say it; empty for fields with neither)."""
     hints = typing.get_type_hints(config_cls)
     docs: dict[str, str] = {}
     for klass in reversed(config_cls.__mro__):
@@ -417,11 +441,43 @@ def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
     rows = []
     for f in dataclasses.fields(config_cls):
         tp = hints[f.name]
-        name = str(tp).replace("typing.", "")
-        if "[" not in name and "|" not in name:
-            name = getattr(tp, "__name__", name)
-        doc = docs.get(f.name) or COMMON_FIELD_DOCS.get(f.name, "")
-        rows.append({"name": f.name, "type": name, "default": f.default, "doc": _one_line(doc)})
+        choices = field_choices(tp)
+        optional, inner = _is_optional(tp)
+        args = typing.get_args(inner)
+        if choices is not None:
+            kinds = {type(c).__name__ for c in choices}
+            name = (kinds.pop() if len(kinds) == 1 else "str") + (" | None" if optional else "")
+        elif typing.get_origin(inner) is tuple and args[-1:] == (Ellipsis,) and field_choices(args[0]):
+            name = "tuple[str, ...]" + (" | None" if optional else "")  # names from a Literal
+        else:
+            name = str(tp).replace("typing.", "")
+            if "[" not in name and "|" not in name:
+                name = getattr(tp, "__name__", name)
+        doc = (
+            docs.get(f.name)
+            or _field_metadata(config_cls, f.name, _DOC_KEY)
+            or COMMON_FIELD_DOCS.get(f.name, "")
+        )
+        rule = None if choices is not None else field_rule(config_cls, f.name, tp)
+        if choices is not None:
+            allowed = _choices_text(choices, optional)
+        elif rule is not None:
+            allowed = rule.describe() + (" or None" if optional else "")
+        elif name.startswith("tuple[str, ...]"):
+            allowed = _type_text(tp)
+        else:
+            allowed = ""
+        rows.append(
+            {
+                "name": f.name,
+                "type": name,
+                "default": f.default,
+                "doc": _one_line(doc),
+                "choices": choices,
+                "range": rule,
+                "allowed": allowed,
+            }
+        )
     return rows
 
 
@@ -470,56 +526,130 @@ class Range:
         return f"{text} ({self.note})" if self.note else text
 
 
-_COUNT = Range(1, integer=True)  # sizes, widths, batch sizes, steps per iteration: >= 1
-_LAYERS = Range(0, integer=True, note="0: no hidden layer")
-_LR = Range(0, lo_open=True, note="a learning rate")
-_WEIGHT = Range(0, note="a loss weight; 0 turns the term off")
-_UNIT = Range(0, 1, hi_open=True)
+#: Ranges many Config fields share (pass one to :func:`knob`).
+COUNT = Range(1, integer=True)  # sizes, widths, batch sizes, steps per iteration: >= 1
+LAYERS = Range(0, integer=True, note="0: no hidden layer")
+LR = Range(0, lo_open=True, note="a learning rate")
+WEIGHT = Range(0, note="a loss weight; 0 turns the term off")
+BETAS = Range(0, 1, hi_open=True, note="Adam betas, each")
+EMA_DECAY = Range(0, 1, hi_open=True, note="0: no EMA")
+EMA_RAMPUP = Range(0, note="0: no ramp")
+GP_EVERY = Range(1, integer=True, note="1: the penalty on every critic step")
+DROPOUT_LEVELS = Range(0, integer=True, note="the number of innermost decoder levels with dropout")
 
-#: The range of every numeric field of the built-in models' Configs, by field name (for a field whose
-#: meaning differs with its type, by ``(name, type)``). A model Config may add or override entries with
-#: a ``field_rules`` class attribute (a ClassVar dict of the same shape). Fields that are None
-#: (``X | None`` = "the model's default") are not range-checked. Data-dependent limits (a width too
-#: small for the image size, a U-Net deeper than the image allows) are checked when the model is built.
+_RANGE_KEY = "pygan.range"
+_DOC_KEY = "pygan.doc"
+
+
+def knob(
+    default: Any = dataclasses.MISSING,
+    rule: Range | None = None,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+    note: str = "",
+    doc: str = "",
+) -> Any:
+    """A Config field (``dataclasses.field``) with its allowed range in the field's metadata: ``rule``
+    (a :class:`Range`) or the range the keywords describe. ``doc`` is the field's one-line help for
+    Configs whose docstring does not describe it. :func:`check_config` (run when the Config is built)
+    and ``pygan train MODEL --help`` read it."""
+    if rule is None and (lo is not None or hi is not None or integer or note):
+        rule = Range(lo, hi, lo_open, hi_open, integer, note)
+    metadata: dict[str, Any] = {}
+    if rule is not None:
+        metadata[_RANGE_KEY] = rule
+    if doc:
+        metadata[_DOC_KEY] = doc
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# The settings most models share: one definition each (range and doc); every model states its own
+# default (the paper's).
+
+
+def batch_size_field(default: int) -> Any:
+    """``batch_size: int``: rows per training batch, >= 1."""
+    return knob(default, COUNT, doc="rows per training batch (per process under DDP).")
+
+
+def lr_field(default: float | None) -> Any:
+    """``lr: float``: the Adam learning rate, > 0 (None where the model resolves it)."""
+    return knob(default, LR, doc="Adam learning rate.")
+
+
+def betas_field(default: tuple[float, float] | None) -> Any:
+    """``betas: tuple[float, float]``: Adam's betas, each in [0, 1)."""
+    return knob(default, BETAS, doc="Adam betas.")
+
+
+def ema_decay_field(default: float = 0.0) -> Any:
+    """``ema_decay: float``: the generator EMA's decay, in [0, 1); 0 (the papers') keeps no EMA."""
+    return knob(default, EMA_DECAY, doc=COMMON_FIELD_DOCS["ema_decay"])
+
+
+def ema_rampup_field(default: float = 0.05) -> Any:
+    """``ema_rampup: float``: the EMA's warm-up (StyleGAN2-ADA's), >= 0; 0: none."""
+    return knob(default, EMA_RAMPUP, doc=COMMON_FIELD_DOCS["ema_rampup"])
+
+
+#: Fallback ranges, by field name, for Configs that do not declare theirs with :func:`knob` (e.g. a
+#: model defined outside pygan): the shared optimiser and EMA settings. The built-in Configs declare
+#: the range of every numeric field in the field's metadata. A Config may add or override entries with
+#: a ``field_rules`` class attribute (a ClassVar dict ``{name or (name, type): Range}``). Fields that
+#: are None (``X | None`` = "the model's default") are not range-checked. Data-dependent limits (a
+#: width too small for the image size, a U-Net deeper than the image allows) are checked when the
+#: model is built.
 FIELD_RULES: dict[str | tuple[str, type], Range] = {
-    **dict.fromkeys(
-        (
-            "batch_size", "code_dim", "z_dim", "z_channels", "width", "d_width", "g_width", "enc_width",
-            "mlp_hidden", "ae_hidden", "acl_hidden", "ae_layers", "acl_g_steps", "n_critic", "depth",
-            "d_layers", "fr_layers", "sl_epochs", "g_unshared", "d_unshared",
-        ),
-        _COUNT,
-    ),
-    "gp_every": Range(1, integer=True, note="1: the penalty on every critic step"),
-    "mlp_layers": _LAYERS,
-    "acl_layers": _LAYERS,
-    ("dropout", int): Range(0, integer=True, note="the number of innermost decoder levels with dropout"),
-    ("dropout", float): Range(0, 1, hi_open=True, note="a dropout probability"),
-    "kl_fake_ramp": Range(0, integer=True, note="iterations; 0: no ramp"),
-    **dict.fromkeys(("lr", "acl_lr", "acl_lr_d"), _LR),
-    **dict.fromkeys(("betas", "acl_betas"), Range(0, 1, hi_open=True, note="Adam betas, each")),
-    "ema_decay": Range(0, 1, hi_open=True, note="0: no EMA"),
-    "ema_rampup": Range(0, note="0: no ramp"),
-    "weight_decay": Range(0, note="Adam weight decay"),
-    **dict.fromkeys(
-        (
-            "gp_weight", "lambda_rec", "lambda_gan", "lambda_z", "adv_weight", "z_adv_weight",
-            "rec_weight", "alpha", "beta", "omega", "lam", "gamma", "kl_g", "kl_d", "kl_alpha",
-            "kl_beta", "ckl", "cls_weight", "fr_weight", "sl_weight", "cc_weight", "pl_content_weight",
-            "pl_style_weight",
-        ),
-        _WEIGHT,
-    ),
-}  # fmt: skip
+    "batch_size": COUNT,
+    "lr": LR,
+    "betas": BETAS,
+    "ema_decay": EMA_DECAY,
+    "ema_rampup": EMA_RAMPUP,
+}
 
 
-def field_rule(config_cls: type, name: str, tp) -> Range | None:
-    """The :class:`Range` of field ``name`` (of type ``tp``, ``X | None`` unwrapped) of ``config_cls``."""
+def _field_metadata(config_cls: type, name: str, key: str) -> Any:
+    """``key`` in the metadata of field ``name``, from the nearest class of ``config_cls``'s MRO that
+    declares it (a subclass that only changes a field's default keeps its base's range and doc)."""
+    for klass in config_cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and key in f.metadata:
+            return f.metadata[key]
+    return None
+
+
+def field_rule(config_cls: type, name: str, tp=None) -> Range | None:
+    """The :class:`Range` of field ``name`` of ``config_cls``: its metadata (:func:`knob`), else
+    ``config_cls.field_rules`` or :data:`FIELD_RULES` (by ``(name, type)`` — ``tp``, ``X | None`` and
+    tuples unwrapped — then by name)."""
+    rule = _field_metadata(config_cls, name, _RANGE_KEY)
+    if rule is not None:
+        return rule
     rules = {**FIELD_RULES, **getattr(config_cls, "field_rules", {})}
-    _, inner = _is_optional(tp)
-    if typing.get_origin(inner) is tuple:
-        inner = typing.get_args(inner)[0]
+    inner = None
+    if tp is not None:
+        _, inner = _is_optional(tp)
+        if typing.get_origin(inner) is tuple:
+            inner = typing.get_args(inner)[0]
     return rules.get((name, inner), rules.get(name))
+
+
+def field_choices(tp) -> tuple | None:
+    """The allowed values of a ``Literal[...]`` field type (``X | None`` unwrapped), else None."""
+    _, inner = _is_optional(tp)
+    return typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else None
+
+
+def _choices_text(choices: Sequence, optional: bool = False) -> str:
+    """``'a' or 'b'``; ``one of 'a', 'b' or 'c'`` (``None`` last when the field is optional)."""
+    items = [repr(c) for c in choices] + (["None"] if optional else [])
+    if len(items) <= 2:
+        return " or ".join(items)
+    return f"one of {', '.join(items[:-1])} or {items[-1]}"
 
 
 def _type_ok(value, tp, strict: bool = False) -> bool:
@@ -547,20 +677,26 @@ def _type_ok(value, tp, strict: bool = False) -> bool:
             return all(_type_ok(v, args[0], strict) for v in value)
         return len(value) == len(args) and all(_type_ok(v, a, strict) for v, a in zip(value, args))
     if origin is typing.Literal:
-        return value in typing.get_args(tp)
+        return any(value == c and type(value) is type(c) for c in typing.get_args(tp))
     return True  # a type --set cannot produce: the model checks it
 
 
 def check_config(config) -> None:
-    """Checks every field of a model Config dataclass: its type, and for numeric fields the range in
-    :data:`FIELD_RULES` (plus the EMA settings, :func:`check_ema_config`). Raises
-    :class:`~pygan.errors.ConfigError` naming the field, the value and what is allowed. The built-in
-    Configs call it from ``__post_init__``, and :class:`Model` calls it again when a model is built."""
+    """Checks every field of a model Config dataclass: its type (for a ``Literal[...]`` field, that the
+    value is one of its choices), and for numeric fields the range its metadata declares
+    (:func:`knob`; :func:`field_rule`), plus the EMA settings (:func:`check_ema_config`). Raises
+    :class:`~pygan.errors.ConfigError` naming the field, the value and what is allowed. Configs derived
+    from :class:`ModelConfig` run it when they are built, and :class:`Model` runs it again when a model
+    is built (for Configs that do not derive from it)."""
     cls = type(config)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(config):
         value, tp = getattr(config, f.name), hints[f.name]
         if not _type_ok(value, tp):
+            choices = field_choices(tp)
+            if choices is not None and (isinstance(value, str) or value is None):
+                what = _choices_text(choices, _is_optional(tp)[0])
+                raise ConfigError(f"{f.name} must be {what}, got {value!r} ({cls.__name__}.{f.name})")
             raise ConfigError(
                 f"{f.name} must be {_type_text(tp)}, got {value!r} ({type(value).__name__}; "
                 f"{cls.__name__}.{f.name})"
@@ -580,10 +716,31 @@ def check_config(config) -> None:
 
 def _type_text(tp) -> str:
     optional, inner = _is_optional(tp)
+    args = typing.get_args(inner)
+    if typing.get_origin(inner) is tuple and args[-1:] == (Ellipsis,) and field_choices(args[0]):
+        names = ", ".join(map(repr, field_choices(args[0])))
+        return f"{'None or ' if optional else ''}a tuple of names from {names}"
     name = str(inner).replace("typing.", "")
     if "[" not in name:
         name = getattr(inner, "__name__", name)
     return f"{'None or ' if optional else ''}{name}"
+
+
+class ModelConfig:
+    """Base of the built-in model Configs (``@dataclass(frozen=True) class XConfig(ModelConfig)``):
+    every field is validated once, when the Config is built (:func:`check_config`: ``Literal`` choices,
+    the ranges in the fields' metadata), with one-line errors naming the field, the value and what is
+    allowed. A Config is frozen: change it with ``dataclasses.replace`` (which validates again).
+
+    ``resolve(info)`` returns the Config the model runs, its data-dependent ``"auto"``/None fields
+    filled in for the data ``info`` describes (:class:`pygan.data.DataInfo`); this base returns the
+    Config itself. The run's ``config.json`` keeps the Config as given (what the user asked for)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def resolve(self, info: DataInfo):
+        return self
 
 
 # ---- generator EMA ---------------------------------------------------------------------------------
@@ -815,7 +972,10 @@ class Model(nn.Module):
                 f"data (try --data {self.default_data})"
             )
         check_config(config)
+        #: the Config as given (what the run's config.json records) and the one the model runs: its
+        #: data-dependent "auto"/None fields resolved for ``info`` (``config.resolve(info)``)
         self.config = config
+        self.resolved_config = config.resolve(info) if isinstance(config, ModelConfig) else config
         self.info = info
         self.ema: EMA | None = None  # set by make_ema() (the loop calls it)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}

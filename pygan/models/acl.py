@@ -108,8 +108,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,25 @@ from torch import nn
 from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    BETAS,
+    COUNT,
+    GP_EVERY,
+    LAYERS,
+    LR,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.dcgan import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
 from pygan.ops import feature_regularizer, gradient_penalty
@@ -487,11 +505,11 @@ def _make_prior(kind: str, code_dim: int, z_dim: int | None, info: DataInfo) -> 
 # ---- ACL-AE ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class ACLAEConfig:
-    """ACL-AE settings (seed 001 §4.1, §5.2, §5.6). The paper states λ_1 = 1 (Eq. 3), a latent
+@dataclass(frozen=True)
+class ACLAEConfig(ModelConfig):
+    """ACL-AE settings (ACL paper, Sec. 4.1, 5.2, 5.6). The paper states λ_1 = 1 (Eq. 3), a latent
     dimension of 10 on MNIST, and that its MNIST runs follow hwalsuklee/tensorflow-mnist-AAE; the
-    defaults below are that repository's (spec §3.2 [EXTERNAL]) where the paper is silent: MLP
+    defaults below are that repository's where the paper is silent: MLP
     encoder/decoder with 2 hidden layers of 1000 ReLU units and dropout 0.1 (keep_prob 0.9), ``tanh``
     output (pygan's images are in [-1, 1]; the repository's sigmoid is for [0, 1]), mean squared
     error, batch 128, Adam ``lr = 1e-3`` for the autoencoder and ``G_z`` and ``1e-3 / 5`` for
@@ -505,35 +523,47 @@ class ACLAEConfig:
             Gaussian mixture with the data's mode centres and std, §5.6 setting 2).
         arch: ``"mlp"`` (the repository's) or ``"conv"`` (DCGAN encoder/decoder of ``width``).
         ae_hidden, ae_layers, dropout: the MLPs; ``ae_hidden``/``dropout`` None = 1000/0.1 for
-            images, 128/0 for points (spec §8's toy networks).
+            images, 128/0 for points (small toy networks).
         acl_hidden, acl_layers: the ACL MLPs (1 hidden layer: the paper's "2-layer MLPs").
         acl_lr, acl_lr_d, acl_g_steps: ``G_z``'s and ``D_c``'s Adam learning rates, ``G_z`` steps per
             ``D_c`` step.
         lambda_z: λ_1 of Eq. 3.
     """
 
-    batch_size: int = 128
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    code_dim: int | None = None
-    z_dim: int | None = None
-    prior: str = "normal"
-    arch: str = "mlp"
-    ae_hidden: int | None = None
-    ae_layers: int = 2
-    dropout: float | None = None
-    width: int = 64
-    acl_hidden: int = 512
-    acl_layers: int = 1
-    acl_lr: float = 1e-3
-    acl_lr_d: float = 2e-4
-    acl_g_steps: int = 2
-    lambda_z: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(1e-3)
+    betas: tuple[float, float] = betas_field((0.9, 0.999))
+    code_dim: int | None = knob(None, COUNT)
+    z_dim: int | None = knob(None, COUNT)
+    prior: Literal["normal", "mixture"] = "normal"
+    arch: Literal["mlp", "conv"] = "mlp"
+    ae_hidden: int | None = knob(None, COUNT)
+    ae_layers: int = knob(2, COUNT)
+    dropout: float | None = knob(None, lo=0, hi=1, hi_open=True, note="a dropout probability")
+    width: int = knob(64, COUNT)
+    acl_hidden: int = knob(512, COUNT)
+    acl_layers: int = knob(1, LAYERS)
+    acl_lr: float = knob(1e-3, LR)
+    acl_lr_d: float = knob(2e-4, LR)
+    acl_g_steps: int = knob(2, COUNT)
+    lambda_z: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    def resolve(self, info: DataInfo):
+        """This Config with its None fields set for data ``info``: ``code_dim`` 10 / ``ae_hidden``
+        1000 / ``dropout`` 0.1 for images, 2 / 128 / 0 for points."""
+        points = info.kind == "points"
+
+        def given(value, default):
+            return default if value is None else value
+
+        return replace(
+            self,
+            code_dim=given(self.code_dim, 2 if points else 10),
+            ae_hidden=given(self.ae_hidden, 128 if points else 1000),
+            dropout=given(self.dropout, 0.0 if points else 0.1),
+        )
 
 
 def _mlp_dropout(d_in: int, d_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
@@ -573,20 +603,10 @@ class ACLAE(_ACLModel):
         super().__init__(config, info)
         c = config
         self.points = info.kind == "points"
-        if c.arch not in ("mlp", "conv"):
-            raise ConfigError(f"arch must be 'mlp' or 'conv', got {c.arch!r}")
         if self.points and c.arch == "conv":
             raise ConfigError("arch='conv' needs image data; points use arch='mlp'")
-        _check_positive("code_dim", c.code_dim, allow_none=True)
-        _check_positive("z_dim", c.z_dim, allow_none=True)
-        _check_positive("ae_hidden", c.ae_hidden, allow_none=True)
-        _check_positive("acl_g_steps", c.acl_g_steps)
-        _check_positive("ae_layers", c.ae_layers)
-        dropout = c.dropout if c.dropout is not None else (0.0 if self.points else 0.1)
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        self.code_dim = c.code_dim if c.code_dim is not None else (2 if self.points else 10)
-        hidden = c.ae_hidden if c.ae_hidden is not None else (128 if self.points else 1000)
+        r = self.resolved_config
+        dropout, self.code_dim, hidden = r.dropout, r.code_dim, r.ae_hidden
         d_in = 1
         for s in info.shape:
             d_in *= s
@@ -683,9 +703,13 @@ class ACLAE(_ACLModel):
 # ---- ACL-GAN, ACL-GAN-GP, ACL-SGAN ---------------------------------------------------------------
 
 
-@dataclass
-class ACLGANConfig:
-    """ACL-GAN settings (seed 001 §4.2, Eq. 6, Algorithm 1). The paper: λ_2 = λ_3 = λ_4 = 1, and
+GanLoss = Literal["gan", "wgan-gp"]
+CriticNorm = Literal["batch", "layer", "none"]
+
+
+@dataclass(frozen=True)
+class ACLGANConfig(ModelConfig):
+    """ACL-GAN settings (ACL paper, Sec. 4.2, Eq. 6, Algorithm 1). The paper: λ_2 = λ_3 = λ_4 = 1, and
     "we simply attach our ACL module to vanilla GAN, keeping everything else unchanged" — so the
     image networks and their optimiser are the DCGAN baseline's (:class:`pygan.models.dcgan.DCGANConfig`:
     Adam ``2e-4``, ``(0.5, 0.999)``, batch 128, width 64, BatchNorm) and ``d_c = d_z`` = the baseline's
@@ -706,50 +730,62 @@ class ACLGANConfig:
         lambda_rec, lambda_gan, lambda_z: λ_2, λ_3, λ_4 of Eq. 6.
     """
 
-    batch_size: int = 128
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    code_dim: int | None = None
-    width: int = 64
-    rec_updates: str = "encoder"
-    gan_loss: str = "gan"
-    n_critic: int = 1
-    gp_weight: float = 10.0
-    gp_kind: str = "wgan-gp"
-    gp_every: int = 1
-    critic_norm: str = "batch"
-    acl_hidden: int = 512
-    acl_layers: int = 1
-    acl_lr: float | None = None
-    acl_betas: tuple[float, float] | None = None
-    lambda_rec: float = 1.0
-    lambda_gan: float = 1.0
-    lambda_z: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    code_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
+    rec_updates: Literal["encoder", "encoder+generator"] = "encoder"
+    gan_loss: GanLoss = "gan"
+    n_critic: int = knob(1, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
+    gp_kind: Literal["wgan-gp", "one-sided", "r1"] = "wgan-gp"
+    gp_every: int = knob(1, GP_EVERY)
+    critic_norm: CriticNorm = "batch"
+    acl_hidden: int = knob(512, COUNT)
+    acl_layers: int = knob(1, LAYERS)
+    acl_lr: float | None = knob(None, LR)
+    acl_betas: tuple[float, float] | None = knob(None, BETAS)
+    lambda_rec: float = knob(1.0, WEIGHT)
+    lambda_gan: float = knob(1.0, WEIGHT)
+    lambda_z: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
     def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+        super().__post_init__()
+        if self.gan_loss == "gan" and self.n_critic != 1:
+            raise ConfigError(
+                f"n_critic={self.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1"
+            )
+        if self.gan_loss == "wgan-gp" and self.critic_norm == "batch":
+            raise ConfigError(
+                "critic_norm='batch' mixes samples, which breaks the per-sample gradient penalty"
+            )
+        if self.gp_every != 1 and self.gan_loss != "wgan-gp":
+            raise ConfigError(
+                f"gp_every={self.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)"
+            )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ACLGANGPConfig(ACLGANConfig):
     """ACL-GAN-GP settings: ACL-GAN on the WGAN-GP baseline, "following the same settings" (§5.3),
     i.e. :class:`pygan.models.wgan_gp.WGANGPConfig`'s: Adam ``1e-4``, ``(0, 0.9)``, ``n_critic = 5``,
     penalty weight 10 (two-sided, on interpolates of reals and ``x_ff``), batch 64, ``d_c = d_z`` =
     128, no normalisation in the critic. ``D_c`` keeps Eq. 1's cross-entropy game (no penalty)."""
 
-    batch_size: int = 64
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    gan_loss: str = "wgan-gp"
-    n_critic: int = 5
-    critic_norm: str = "none"
+    batch_size: int = batch_size_field(64)
+    lr: float = lr_field(1e-4)
+    betas: tuple[float, float] = betas_field((0.0, 0.9))
+    gan_loss: GanLoss = "wgan-gp"
+    n_critic: int = knob(5, COUNT)
+    critic_norm: CriticNorm = "none"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ACLSGANConfig(ACLGANConfig):
-    """ACL-SGAN settings: ACL-GAN's, plus the classifier (§4.3; spec §9.13 — none of it is stated).
+    """ACL-SGAN settings: ACL-GAN's, plus the classifier (ACL paper, Sec. 4.3, which states none of it).
 
     Attributes:
         sgan_code: ``"features"`` (the classifier's last hidden fully connected layer, ``code_dim``
@@ -758,8 +794,8 @@ class ACLSGANConfig(ACLGANConfig):
         cls_weight: weight of the cross-entropy added to the classifier's ``L_R`` at line 11.
     """
 
-    sgan_code: str = "features"
-    cls_weight: float = 1.0
+    sgan_code: Literal["features", "logits"] = "features"
+    cls_weight: float = knob(1.0, WEIGHT)
 
 
 class CodeClassifier(nn.Module):
@@ -800,24 +836,6 @@ class ACLGAN(_ACLModel):
     def __init__(self, config: ACLGANConfig, info: DataInfo):
         super().__init__(config, info)
         c = config
-        if c.rec_updates not in ("encoder", "encoder+generator"):
-            raise ConfigError(f"rec_updates must be 'encoder' or 'encoder+generator', got {c.rec_updates!r}")
-        if c.gan_loss not in ("gan", "wgan-gp"):
-            raise ConfigError(f"gan_loss must be 'gan' or 'wgan-gp', got {c.gan_loss!r}")
-        _check_positive("n_critic", c.n_critic)
-        _check_positive("code_dim", c.code_dim, allow_none=True)
-        if c.gan_loss == "gan" and c.n_critic != 1:
-            raise ConfigError(f"n_critic={c.n_critic} applies to gan_loss='wgan-gp'; the vanilla GAN takes 1")
-        if c.critic_norm not in ("batch", "layer", "none"):
-            raise ConfigError(f"critic_norm must be 'batch', 'layer' or 'none', got {c.critic_norm!r}")
-        if c.gan_loss == "wgan-gp" and c.critic_norm == "batch":
-            raise ConfigError(
-                "critic_norm='batch' mixes samples, which breaks the per-sample gradient penalty"
-            )
-        if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
-            raise ConfigError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
-        if c.gp_every != 1 and c.gan_loss != "wgan-gp":
-            raise ConfigError(f"gp_every={c.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)")
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{type(self).name or 'acl-gan'} needs square images, got {h}x{w}")
@@ -1020,8 +1038,6 @@ class ACLSGAN(ACLGAN):
 
     def _code_dim(self, info: DataInfo) -> int:
         c = self.config
-        if c.sgan_code not in ("features", "logits"):
-            raise ConfigError(f"sgan_code must be 'features' or 'logits', got {c.sgan_code!r}")
         if not info.num_classes or info.num_classes < 2:
             raise ValueError(
                 "acl-sgan trains its classifier on labels: it needs labelled images (e.g. --data digits16), "

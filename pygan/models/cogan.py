@@ -73,9 +73,10 @@ the non-saturating loss (DCGAN); ``z`` is 100-d ``U[-1, 1]`` (§5.1/§5.3). Any 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +84,22 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    GP_EVERY,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -98,14 +114,17 @@ __all__ = [
     "generator_stages",
 ]
 
-ARCHS = ("auto", "digits", "faces")
-LOSSES = ("ns", "wgan-gp")
-INITS = ("xavier", "normal")
+Arch = Literal["auto", "digits", "faces"]
+Loss = Literal["ns", "wgan-gp"]
+Init = Literal["xavier", "normal"]
+ARCHS = get_args(Arch)
+LOSSES = get_args(Loss)
+INITS = get_args(Init)
 
 
-@dataclass
-class CoGANConfig:
-    """CoGAN settings (seed 003 §3.3 and §5; spec §2, §4). ``None`` fields are resolved from the
+@dataclass(frozen=True)
+class CoGANConfig(ModelConfig):
+    """CoGAN settings (Soft-Coupled GANs paper, Sec. 3.3 and 5). ``None`` fields are resolved from the
     architecture and loss as the thesis sets them (see :meth:`CoGAN.resolved`).
 
     Attributes:
@@ -125,33 +144,56 @@ class CoGANConfig:
         arch: ``"digits"`` (Tables 3.1/3.2), ``"faces"`` (A.1/A.2) or ``"auto"`` (digits up to 32 px).
         g_width: channels of the generators' 4x4 stage (1024 in every table).
         d_width: first discriminator conv's channels; None = 20 (digits) / 32 (faces).
-        g_first_conv: the digits generator's stride-1 4x4 layer (Table 3.1; spec decision 2).
+        g_first_conv: the digits generator's stride-1 4x4 layer (Soft-Coupled GANs paper, Table 3.1).
         g_unshared: generator stages *not* shared (from the output); None = 1 digits / 2 faces.
         d_unshared: discriminator stages not shared (from the input): 1.
     """
 
-    batch_size: int = 128
-    loss: str = "ns"
-    n_critic: int | None = None
-    gp_weight: float = 10.0
-    gp_every: int = 1
-    lr: float | None = None
-    betas: tuple[float, float] | None = None
-    weight_decay: float | None = None
-    init: str | None = None
-    z_dim: int = 100
-    z_dist: str = "uniform"
-    arch: str = "auto"
-    g_width: int = 1024
-    d_width: int | None = None
+    batch_size: int = batch_size_field(128)
+    loss: Loss = "ns"
+    n_critic: int | None = knob(None, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
+    gp_every: int = knob(1, GP_EVERY)
+    lr: float | None = lr_field(None)
+    betas: tuple[float, float] | None = betas_field(None)
+    weight_decay: float | None = knob(None, lo=0, note="Adam weight decay")
+    init: Init | None = None
+    z_dim: int = knob(100, COUNT)
+    z_dist: Literal["uniform", "normal"] = "uniform"
+    arch: Arch = "auto"
+    g_width: int = knob(1024, COUNT)
+    d_width: int | None = knob(None, COUNT)
     g_first_conv: bool = True
-    g_unshared: int | None = None
-    d_unshared: int = 1
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
+    g_unshared: int | None = knob(None, COUNT)
+    d_unshared: int = knob(1, COUNT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
     def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+        super().__post_init__()
+        if self.gp_every != 1 and self.loss != "wgan-gp":
+            raise ConfigError(f"gp_every={self.gp_every} applies to loss='wgan-gp' (no penalty otherwise)")
+
+    def resolve(self, info: DataInfo):
+        """This Config with its ``"auto"``/None fields set as the thesis sets them for data ``info``:
+        the architecture from the image side (digits up to 32 px), the rest from it and the loss."""
+        arch = self.arch if self.arch != "auto" else ("digits" if info.size <= 32 else "faces")
+        wgan, faces = self.loss == "wgan-gp", arch == "faces"
+
+        def given(value, default):
+            return default if value is None else value
+
+        return dataclasses.replace(
+            self,
+            arch=arch,
+            n_critic=given(self.n_critic, 5 if wgan else 1),
+            lr=given(self.lr, 1e-4 if faces and wgan else 2e-4),
+            betas=tuple(given(self.betas, (0.0, 0.9) if faces and wgan else (0.5, 0.999))),
+            weight_decay=given(self.weight_decay, 1e-4 if faces else 5e-4),
+            init=given(self.init, "normal" if faces else "xavier"),
+            d_width=given(self.d_width, 32 if faces else 20),
+            g_unshared=given(self.g_unshared, 2 if faces else 1),
+        )
 
 
 # ---- networks ----------------------------------------------------------------------------------
@@ -375,8 +417,7 @@ class CoupledGAN(Model):
 
     def __init__(self, config, info: DataInfo):
         super().__init__(config, info)
-        c = self.resolved()
-        self.hp = c
+        c = self.resolved_config
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{self.name} needs square images, got {h}x{w}")
@@ -384,53 +425,27 @@ class CoupledGAN(Model):
             raise ValueError(
                 f"{self.name} needs both domains in one shape, got {info.shape} and {info.shape_b}"
             )
-        norm = "layer" if c["loss"] == "wgan-gp" else "batch"
+        norm = "layer" if c.loss == "wgan-gp" else "batch"
         g_shared, d_shared = self._sharing(c)
 
         def gen():
-            return generator_stages(c["arch"], c["z_dim"], ch, h, c["g_width"], c["g_first_conv"])
+            return generator_stages(c.arch, c.z_dim, ch, h, c.g_width, c.g_first_conv)
 
         def disc():
-            return discriminator_stages(c["arch"], ch, h, c["d_width"], norm)
+            return discriminator_stages(c.arch, ch, h, c.d_width, norm)
 
         self.generators = CoupledGenerators(gen, g_shared)
         self.discriminators = CoupledDiscriminators(disc, d_shared)
-        init_weights(self.generators, c["init"])
-        init_weights(self.discriminators, c["init"])
+        init_weights(self.generators, c.init)
+        init_weights(self.discriminators, c.init)
         self._fast: dict[str, nn.Module] = {}
-        self.lazy_gp = LazyPenalty(c["gp_every"], c["n_critic"], names=("gp1", "gp2"))
+        self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic, names=("gp1", "gp2"))
 
     # -- settings
-    def resolved(self) -> dict:
-        """The config with its ``None`` fields filled in as the thesis sets them for this data."""
-        cfg = self.config
-        for name, allowed in (("loss", LOSSES), ("arch", ARCHS), ("z_dist", ("uniform", "normal"))):
-            if getattr(cfg, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(cfg, name)!r}")
-        if cfg.init is not None and cfg.init not in INITS:
-            raise ConfigError(f"init must be one of {list(INITS)} or None, got {cfg.init!r}")
-        size = self.info.size
-        arch = cfg.arch if cfg.arch != "auto" else ("digits" if size <= 32 else "faces")
-        wgan = cfg.loss == "wgan-gp"
-        faces = arch == "faces"
-        out = dict(vars(cfg))
-        out["arch"] = arch
-        out["n_critic"] = cfg.n_critic if cfg.n_critic is not None else (5 if wgan else 1)
-        out["lr"] = cfg.lr if cfg.lr is not None else (1e-4 if faces and wgan else 2e-4)
-        out["betas"] = (
-            tuple(cfg.betas) if cfg.betas is not None else ((0.0, 0.9) if faces and wgan else (0.5, 0.999))
-        )
-        out["weight_decay"] = cfg.weight_decay if cfg.weight_decay is not None else (1e-4 if faces else 5e-4)
-        out["init"] = cfg.init if cfg.init is not None else ("normal" if faces else "xavier")
-        out["d_width"] = cfg.d_width if cfg.d_width is not None else (32 if faces else 20)
-        for name in ("n_critic", "z_dim", "g_width", "d_width", "batch_size"):
-            if isinstance(out[name], bool) or not isinstance(out[name], int) or out[name] < 1:
-                raise ConfigError(f"{name} must be a positive int, got {out[name]!r}")
-        if out["weight_decay"] < 0 or out["lr"] <= 0 or out["gp_weight"] < 0:
-            raise ConfigError("lr must be > 0 and weight_decay, gp_weight >= 0")
-        if out["gp_every"] != 1 and not wgan:
-            raise ConfigError(f"gp_every={out['gp_every']} applies to loss='wgan-gp' (no penalty otherwise)")
-        return out
+    def resolved(self) -> CoGANConfig:
+        """The config with its ``"auto"``/None fields filled in as the thesis sets them for this data
+        (:meth:`CoGANConfig.resolve`; also ``self.resolved_config``)."""
+        return self.resolved_config
 
     def _sharing(self, c: dict):
         """``(g_shared(n_stages) -> int, d_shared(n_stages) -> int)``: how many generator stages
@@ -439,7 +454,7 @@ class CoupledGAN(Model):
 
     @property
     def batches_per_step(self) -> int:
-        return self.hp["n_critic"]
+        return self.resolved_config.n_critic
 
     def configure_optimizers(self):
         return {
@@ -450,7 +465,7 @@ class CoupledGAN(Model):
     def _adam(self, *modules: nn.Module) -> torch.optim.Adam:
         """Adam with the L2 weight decay ``c sum w^2`` (``weight_decay = 2c``) on conv/dense kernels
         only; parameters shared by two towers appear once."""
-        c = self.hp
+        c = self.resolved_config
         decay, rest, seen = [], [], set()
         for mod in modules:
             for m in mod.modules():
@@ -461,27 +476,27 @@ class CoupledGAN(Model):
                     kernel = pname == "weight" and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
                     (decay if kernel else rest).append(p)
         groups = [
-            {"params": decay, "weight_decay": 2 * c["weight_decay"]},
+            {"params": decay, "weight_decay": 2 * c.weight_decay},
             {"params": rest, "weight_decay": 0.0},
         ]
-        return torch.optim.Adam([g for g in groups if g["params"]], lr=c["lr"], betas=c["betas"])
+        return torch.optim.Adam([g for g in groups if g["params"]], lr=c.lr, betas=c.betas)
 
     # -- pieces of the objective
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.empty(n, self.hp["z_dim"], device=self.device)
-        if self.hp["z_dist"] == "uniform":
+        z = torch.empty(n, self.resolved_config.z_dim, device=self.device)
+        if self.resolved_config.z_dist == "uniform":
             return z.uniform_(-1.0, 1.0, generator=generator)
         return z.normal_(generator=generator)
 
     def d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
         """The discriminator's adversarial loss (without the penalty)."""
-        if self.hp["loss"] == "wgan-gp":
+        if self.resolved_config.loss == "wgan-gp":
             return fake_score.mean() - real_score.mean()
         return F.softplus(-real_score).mean() + F.softplus(fake_score).mean()  # BCE with logits
 
     def g_adv(self, fake_score: torch.Tensor) -> torch.Tensor:
         """The generator's adversarial loss (non-saturating, or ``-mean D(G(z))``)."""
-        if self.hp["loss"] == "wgan-gp":
+        if self.resolved_config.loss == "wgan-gp":
             return -fake_score.mean()
         return F.softplus(-fake_score).mean()
 
@@ -494,7 +509,7 @@ class CoupledGAN(Model):
         penalty is added (times ``gp_every``: lazy regularisation skips it on the other steps) and the
         logs hold each domain's penalty ``gp1``/``gp2`` (``lambda GP_i``); ``loss_d1``/``loss_d2`` are
         the losses as optimised (penalty included, times ``gp_every``)."""
-        c = self.hp
+        c = self.resolved_config
         real1, real2 = part.x, part.x_b
         if real2 is None:
             raise ValueError(f"{self.name} needs two-domain batches (batch.x_b); got a batch without x_b")
@@ -507,7 +522,7 @@ class CoupledGAN(Model):
         loss_d1, loss_d2 = self.d_loss(r1, f1), self.d_loss(r2, f2)
         logs = {}
         loss = loss_d1 + loss_d2
-        if c["loss"] == "wgan-gp":
+        if c.loss == "wgan-gp":
             n = len(real1)
             if penalise:
 
@@ -515,17 +530,17 @@ class CoupledGAN(Model):
                     s1, s2 = D(x[:n], x[n:])
                     return torch.cat([s1, s2])
 
-                k = c["gp_every"]
+                k = c.gp_every
                 gp, norms = gradient_penalty(
                     critic,
                     torch.cat([real1, real2]),
                     torch.cat([fake1, fake2]),
-                    weight=2 * c["gp_weight"] * k,
+                    weight=2 * c.gp_weight * k,
                     return_norms=True,
                 )
                 loss = loss + gp  # = k (lambda GP_1 + lambda GP_2)
                 with torch.no_grad():
-                    per = c["gp_weight"] * (norms.float() - 1).square()
+                    per = c.gp_weight * (norms.float() - 1).square()
                     logs["gp1"], logs["gp2"] = per[:n].mean(), per[n:].mean()
                     loss_d1 = loss_d1 + (logs["gp1"] if k == 1 else k * logs["gp1"])
                     loss_d2 = loss_d2 + (logs["gp2"] if k == 1 else k * logs["gp2"])
@@ -567,7 +582,7 @@ class CoupledGAN(Model):
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.prepare()
-        parts = batch.split(self.hp["n_critic"])
+        parts = batch.split(self.resolved_config.n_critic)
         due = self.lazy_gp.due(self.iteration)
         sums: dict[str, torch.Tensor] = {}
         gp: dict[str, torch.Tensor] = {}
@@ -577,7 +592,7 @@ class CoupledGAN(Model):
                     gp[k] = gp.get(k, 0.0) + v
                 else:
                     sums[k] = sums.get(k, 0.0) + v / len(parts)
-        if self.hp["loss"] == "wgan-gp":
+        if self.resolved_config.loss == "wgan-gp":
             for k in ("gp1", "gp2"):
                 sums[k] = self.lazy_gp.log(gp.get(k, 0.0), due, k)
         last = parts[-1]
@@ -587,7 +602,7 @@ class CoupledGAN(Model):
     def bench_phases(self) -> dict:
         """The iteration's two sub-steps for ``bench/train_step.py --phases``: one discriminator
         step (with the penalty under WGAN-GP) and one generator step (all enabled regularisers)."""
-        n = self.hp["n_critic"]
+        n = self.resolved_config.n_critic
 
         def critic(batch: Batch):
             return self.discriminator_step(batch.split(n)[0])
@@ -663,9 +678,4 @@ class CoGAN(CoupledGAN):
     }
 
     def _sharing(self, c):
-        g_unshared = c["g_unshared"] if c["g_unshared"] is not None else (1 if c["arch"] == "digits" else 2)
-        d_unshared = c["d_unshared"]
-        for name, v in (("g_unshared", g_unshared), ("d_unshared", d_unshared)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an int >= 1 (the per-domain layers), got {v!r}")
-        return (lambda n: max(0, n - g_unshared)), (lambda n: max(0, n - d_unshared))
+        return (lambda n: max(0, n - c.g_unshared)), (lambda n: max(0, n - c.d_unshared))

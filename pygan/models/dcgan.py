@@ -22,15 +22,27 @@ units for both networks and 2-D noise (the same toy nets as ``wgan-gp``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    LAYERS,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
 __all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
@@ -47,8 +59,8 @@ def g_loss_bce(d_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-d_fake).mean()
 
 
-@dataclass
-class DCGANConfig:
+@dataclass(frozen=True)
+class DCGANConfig(ModelConfig):
     """DCGAN settings; defaults are the DCGAN paper's (Radford et al. 2016, §4): Adam ``lr = 2e-4``,
     ``betas = (0.5, 0.999)``, batch 128, 100-dimensional ``z ~ N(0, I)`` (the paper draws uniform
     noise; the DCGAN reference code and most re-implementations use a normal), ``width`` (ngf/ndf)
@@ -59,18 +71,21 @@ class DCGANConfig:
         mlp_hidden, mlp_layers: the toy MLPs for points.
     """
 
-    batch_size: int = 128
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    z_dim: int | None = None
-    width: int = 64
-    mlp_hidden: int = 512
-    mlp_layers: int = 3
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
+    batch_size: int = batch_size_field(128)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    z_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
+    mlp_hidden: int = knob(512, COUNT)
+    mlp_layers: int = knob(3, LAYERS)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    def resolve(self, info: DataInfo):
+        """This Config with ``z_dim`` set for data ``info`` (None: 100 for images, 2 for points)."""
+        if self.z_dim is not None:
+            return self
+        return replace(self, z_dim=2 if info.kind == "points" else 100)
 
 
 @register("dcgan")
@@ -89,10 +104,8 @@ class DCGAN(Model):
     def __init__(self, config: DCGANConfig, info: DataInfo):
         super().__init__(config, info)
         c = config
-        if c.z_dim is not None and c.z_dim < 1:
-            raise ConfigError(f"z_dim must be >= 1, got {c.z_dim}")
         self.points = info.kind == "points"
-        self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 100)
+        self.z_dim = self.resolved_config.z_dim
         if self.points:
             (d,) = info.shape
             self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)

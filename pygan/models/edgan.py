@@ -92,9 +92,8 @@ input, I_ED, I_G, Î, target). :meth:`decompose` returns the three images for an
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -102,10 +101,23 @@ from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    DROPOUT_LEVELS,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
 from pygan.ops import residual_add
-from pygan.ops.residual import ACTIVATIONS
 
 __all__ = [
     "EDGAN",
@@ -125,20 +137,23 @@ __all__ = [
     "ZDiscriminator",
 ]
 
-GAN_LOSSES = ("nonsaturating", "saturating")
-RESIDUAL_INITS = ("dcgan", "zero")
+GanLoss = Literal["nonsaturating", "saturating"]
+ResidualInit = Literal["dcgan", "zero"]
+OutputAct = Literal["none", "tanh", "clamp"]  # pygan.ops.residual_add's activations
+GAN_LOSSES = get_args(GanLoss)
+RESIDUAL_INITS = get_args(ResidualInit)
 
 
 # ---- configs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class EDGANConfig:
-    """ED//GAN with the Table 1 networks (spec §2.2, Sec. 4.1).
+@dataclass(frozen=True)
+class EDGANConfig(ModelConfig):
+    """ED//GAN with the Table 1 networks (ED//GAN paper, Sec. 4.1).
 
     Paper numbers: batch 25 (Sec. 4.1), z of 50 dimensions with tanh, width 64 (Table 1: 64 ... 1024
     channels), BN in Enc and Dec (Table 2; ``ed_batchnorm=False`` is Table 3), no weight between the
-    losses. Not stated in the paper, taken from the authors' code (spec App. A): Adam lr 2e-4, beta1
+    losses. Not stated in the paper, taken from the authors' code: Adam lr 2e-4, beta1
     0.5, BCE for D and the non-saturating loss for G.
 
     Attributes:
@@ -153,35 +168,32 @@ class EDGANConfig:
             Unused by the coupled baselines (no G).
     """
 
-    batch_size: int = 25
-    z_dim: int = 50
-    width: int = 64
+    batch_size: int = batch_size_field(25)
+    z_dim: int = knob(50, COUNT)
+    width: int = knob(64, COUNT)
     ed_batchnorm: bool = True
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EDGANCoupledConfig(EDGANConfig):
     """ED+GAN (Eq. 1) with the Table 1 networks. ``adv_weight`` is lambda; the paper sweeps
     {1e-3, 1e-2, 1e-1, 1} and states no default: 1e-2 is used (the middle of the sweep, and
     pix2pix's 100:1). ``output_act`` is unused (there is no residual)."""
 
-    adv_weight: float = 1e-2
+    adv_weight: float = knob(1e-2, WEIGHT)
 
 
-@dataclass
-class Pix2PixConfig:
-    """ED//GAN's pix2pix adaptation (Sec. 4.2.1; spec §2.4 and App. A ``Adapt_Pix2Pix``).
+@dataclass(frozen=True)
+class Pix2PixConfig(ModelConfig):
+    """ED//GAN's pix2pix adaptation (ED//GAN paper, Sec. 4.2.1; the authors' ``Adapt_Pix2Pix``).
 
     The paper defers every setting to pix2pix; these are pix2pix's (Isola et al. 2017) and the
     authors' adaptation code's: batch 1, Adam lr 2e-4 beta1 0.5, U-Net with width 64 down to 1x1
@@ -193,37 +205,34 @@ class Pix2PixConfig:
     ``adv_weight``, ``gan_loss``, ``output_act`` and ``residual_init`` as in :class:`EDGANConfig`.
     """
 
-    batch_size: int = 1
-    width: int = 64
-    depth: int | None = None
-    norm: str = "instance"
-    dropout: int = 3
-    d_width: int = 64
-    d_layers: int | None = None
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    batch_size: int = batch_size_field(1)
+    width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
+    norm: Literal["batch", "instance", "none"] = "instance"
+    dropout: int = knob(3, DROPOUT_LEVELS)
+    d_width: int = knob(64, COUNT)
+    d_layers: int | None = knob(None, COUNT)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pix2PixCoupledConfig(Pix2PixConfig):
     """pix2pix (ED+GAN): ``adv_weight`` = 0.01 is pix2pix's reconstruction:adversarial = 100:1 (the
     paper also runs 1:1 and 1000:1, Table 4)."""
 
-    adv_weight: float = 1e-2
+    adv_weight: float = knob(1e-2, WEIGHT)
 
 
-@dataclass
-class CAAEConfig:
-    """ED//GAN's CAAE adaptation (Sec. 4.2.2; spec §2.5 and App. A ``Adapt_CAAE``), label-conditioned.
+@dataclass(frozen=True)
+class CAAEConfig(ModelConfig):
+    """ED//GAN's CAAE adaptation (ED//GAN paper, Sec. 4.2.2; the authors' ``Adapt_CAAE``), label-conditioned.
 
     From the paper/CAAE: z of 50 dimensions with tanh, uniform prior on z enforced by D_z, the label
     concatenated to z for Dec and G and fed to D; batch 25. From the authors' code: labels one-hot in
@@ -240,30 +249,27 @@ class CAAEConfig:
     ``residual_init`` as in :class:`EDGANConfig`.
     """
 
-    batch_size: int = 25
-    z_dim: int = 50
-    width: int = 64
+    batch_size: int = batch_size_field(25)
+    z_dim: int = knob(50, COUNT)
+    width: int = knob(64, COUNT)
     ed_batchnorm: bool = False
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    adv_weight: float = 1.0
-    z_adv_weight: float = 1e-2
-    gan_loss: str = "nonsaturating"
-    output_act: str = "none"
-    residual_init: str = "dcgan"
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    adv_weight: float = knob(1.0, WEIGHT)
+    z_adv_weight: float = knob(1e-2, WEIGHT)
+    gan_loss: GanLoss = "nonsaturating"
+    output_act: OutputAct = "none"
+    residual_init: ResidualInit = "dcgan"
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CAAECoupledConfig(CAAEConfig):
     """CAAE (ED+GAN): ``adv_weight`` = 1e-4 is CAAE's reconstruction:adversarial = 1:1e-4 (the paper
     also runs 1:1e-2 and 1:1, Table 5)."""
 
-    adv_weight: float = 1e-4
+    adv_weight: float = knob(1e-4, WEIGHT)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -328,24 +334,6 @@ class _EDGANBase(Model):
     coupled: ClassVar[bool] = False
     #: networks updated by L_const (the "ed" optimizer)
     ed_networks: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
-
-    def __init__(self, config, info: DataInfo):
-        super().__init__(config, info)
-        c = config
-        if isinstance(c.batch_size, bool) or not isinstance(c.batch_size, int) or c.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {c.batch_size!r}")
-        if not (isinstance(c.adv_weight, (int, float)) and math.isfinite(c.adv_weight) and c.adv_weight >= 0):
-            raise ConfigError(f"adv_weight must be a finite number >= 0, got {c.adv_weight!r}")
-        if c.gan_loss not in GAN_LOSSES:
-            raise ConfigError(f"gan_loss must be one of {list(GAN_LOSSES)}, got {c.gan_loss!r}")
-        if c.output_act not in [a for a in ACTIVATIONS if a is not None]:
-            raise ConfigError(f"output_act must be 'none', 'tanh' or 'clamp', got {c.output_act!r}")
-        if c.residual_init not in RESIDUAL_INITS:
-            raise ConfigError(f"residual_init must be one of {list(RESIDUAL_INITS)}, got {c.residual_init!r}")
-        if not c.lr > 0:
-            raise ConfigError(f"lr must be positive, got {c.lr!r}")
-        if getattr(c, "width", 1) < 1:
-            raise ConfigError(f"width must be >= 1, got {c.width!r}")
 
     # -- what subclasses provide
     def _ed(self, inp: torch.Tensor, y: torch.Tensor | None, plain: bool = False) -> tuple[torch.Tensor, Any]:
@@ -579,8 +567,6 @@ class _Table1(_EDGANBase):
                 raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
             out_ch = tc
         conv_plan(size, what)
-        if isinstance(c.z_dim, bool) or not isinstance(c.z_dim, int) or c.z_dim < 1:
-            raise ConfigError(f"z_dim must be a positive int, got {c.z_dim!r}")
         ed_norm = "batch" if c.ed_batchnorm else "none"
         self.encoder = ConvEncoder(ch, size, c.width, out_dim=c.z_dim, norm=ed_norm)
         self.decoder = ConvDecoder(self._dec_in(), out_ch, size, c.width, norm=ed_norm)
@@ -676,10 +662,6 @@ class _Pix2Pix(_EDGANBase):
         tc, th, tw = info.target_shape
         if (th, tw) != (size, size):
             raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
-        if c.norm not in ("batch", "instance", "none"):
-            raise ConfigError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
-        if c.d_width < 1:
-            raise ConfigError(f"d_width must be >= 1, got {c.d_width!r}")
         # The ED U-Net is Enc and Dec in one network ("decoder" holds both; its down path is Enc).
         self.decoder = UNet(ch, tc, size, c.width, c.depth, c.norm, c.dropout)
         if not self.coupled:
@@ -751,8 +733,6 @@ class _CAAE(_Table1):
             raise ValueError(
                 f"{what} is label-conditioned: it needs labelled images (e.g. digits32), got none"
             )
-        if not (math.isfinite(config.z_adv_weight) and config.z_adv_weight >= 0):
-            raise ConfigError(f"z_adv_weight must be a finite number >= 0, got {config.z_adv_weight!r}")
         self.num_classes = info.num_classes
         self.tile = max(1, config.z_dim // info.num_classes)
         super().__init__(config, info)

@@ -95,16 +95,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
-from pygan.models.nets import NORMS, ConvDecoder, ConvEncoder, conv_plan, init_dcgan
+from pygan.models import (
+    COUNT,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
+from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan
 from pygan.ops import feature_regularizer
 
 __all__ = [
@@ -128,10 +140,10 @@ __all__ = [
 # ---- configs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class VAEConfig:
+@dataclass(frozen=True)
+class VAEConfig(ModelConfig):
     """Settings of the plain VAE baseline (and the parts every model here shares). The paper states
-    none of these numbers (its supplement holds them; spec §5.3); the choices are explained in the
+    none of these numbers (its supplement holds them); the choices are explained in the
     module docstring.
 
     Attributes:
@@ -146,23 +158,20 @@ class VAEConfig:
         beta: weight of the KL term (eq. 8's β).
     """
 
-    batch_size: int = 64
-    z_dim: int = 128
-    width: int = 64
-    trunk_norm: str = "layer"
-    decoder_norm: str = "batch"
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    alpha: float = 1.0
-    beta: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    batch_size: int = batch_size_field(64)
+    z_dim: int = knob(128, COUNT)
+    width: int = knob(64, COUNT)
+    trunk_norm: Literal["batch", "instance", "layer", "none"] = "layer"  # nets.NORMS
+    decoder_norm: Literal["batch", "instance", "none"] = "batch"
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    alpha: float = knob(1.0, WEIGHT)
+    beta: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDVAEConfig(VAEConfig):
     """IDVAE settings (paper §3.3-3.4; values not stated there — see the module docstring).
 
@@ -174,26 +183,26 @@ class IDVAEConfig(VAEConfig):
             ``"enc-first"`` (encoder step first; the paper's alternative).
     """
 
-    omega: float = 1.0
-    lam: float = 1.0
-    gamma: float = 0.0
-    order: str = "dis-first"
+    omega: float = knob(1.0, WEIGHT)
+    lam: float = knob(1.0, WEIGHT)
+    gamma: float = knob(0.0, WEIGHT)
+    order: Literal["dis-first", "enc-first"] = "dis-first"
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDVAERConfig(IDVAEConfig):
     """IDVAE(R) (paper §5.1): IDVAE whose decoder also minimises the pixel reconstruction, weight
     ``gamma`` (the paper's undefined γ; default 1)."""
 
-    gamma: float = 1.0
+    gamma: float = knob(1.0, WEIGHT)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConditionalIDVAEConfig(IDVAEConfig):
     """C-IDVAE (paper §5.3): IDVAE's settings; the condition is the data's class label (one-hot)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class VAEGANConfig(IDVAEConfig):
     """VAE-GAN (Larsen et al. 2016) as the paper's baseline: IDVAE's settings plus
 
@@ -202,7 +211,7 @@ class VAEGANConfig(IDVAEConfig):
             likelihood ``L_recons^dis``) or ``"pixel"`` (IDVAE's pixel loss: IDVAE without sharing).
     """
 
-    encoder_loss: str = "feature"
+    encoder_loss: Literal["feature", "pixel"] = "feature"
 
 
 # ---- loss pieces -----------------------------------------------------------------------------------
@@ -307,16 +316,6 @@ class _VAEBase(Model):
         if h != w:
             raise ValueError(f"{self.name or type(self).__name__} needs square images, got {h}x{w}")
         conv_plan(h, f"{self.name or type(self).__name__}'s nets")
-        for field, value in (("z_dim", c.z_dim), ("width", c.width), ("batch_size", c.batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{field} must be a positive int, got {value!r}")
-        if c.trunk_norm not in NORMS:
-            raise ConfigError(f"trunk_norm must be one of {list(NORMS)}, got {c.trunk_norm!r}")
-        if c.decoder_norm not in ("batch", "instance", "none"):
-            raise ConfigError(f"decoder_norm must be 'batch', 'instance' or 'none', got {c.decoder_norm!r}")
-        for field in ("alpha", "beta"):
-            if getattr(c, field) < 0:
-                raise ConfigError(f"{field} must be >= 0, got {getattr(c, field)}")
         self.num_classes = 0
         if self.conditional:
             if not info.num_classes or info.num_classes < 2:
@@ -516,12 +515,6 @@ class IDVAE(_VAEBase):
 
     def __init__(self, config: IDVAEConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
-        for field in ("omega", "lam", "gamma"):
-            if getattr(c, field) < 0:
-                raise ConfigError(f"{field} must be >= 0, got {getattr(c, field)}")
-        if c.order not in ("dis-first", "enc-first"):
-            raise ConfigError(f"order must be 'dis-first' or 'enc-first', got {c.order!r}")
         self._build_discriminator()
         self.dis_head = _DisHead(self.trunk.feature_dim)
         self._init_weights()
@@ -693,8 +686,6 @@ class VAEGAN(IDVAE):
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
 
     def __init__(self, config: VAEGANConfig, info: DataInfo):
-        if config.encoder_loss not in ("feature", "pixel"):
-            raise ConfigError(f"encoder_loss must be 'feature' or 'pixel', got {config.encoder_loss!r}")
         super().__init__(config, info)
 
     def _build_discriminator(self) -> None:

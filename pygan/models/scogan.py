@@ -85,12 +85,13 @@ Decisions (the spec's §8 list; the architecture ones are detailed in :mod:`pyga
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import nn
@@ -98,8 +99,8 @@ from torch import nn
 from pygan.backbones.digits import predict_classes
 from pygan.data.core import DataInfo
 from pygan.errors import ConfigError
-from pygan.models import frozen, register
-from pygan.models.cogan import CoGANConfig, CoupledGAN
+from pygan.models import COUNT, WEIGHT, frozen, knob, register
+from pygan.models.cogan import CoGANConfig, CoupledGAN, Loss
 from pygan.models.nets import ConvEncoder, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -113,11 +114,12 @@ __all__ = [
     "train_semantic_classifier",
 ]
 
-REGULARIZERS = ("fr", "sl", "cc", "pl")
+Regularizer = Literal["fr", "sl", "cc", "pl"]
+REGULARIZERS = get_args(Regularizer)
 _CLF_ARCH = "pygan-scogan-semantic-v1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SCoGANConfig(CoGANConfig):
     """SCoGAN settings: :class:`pygan.models.cogan.CoGANConfig`'s (architecture, optimiser, loss;
     ``g_unshared``/``d_unshared`` unused) plus the soft coupling. Defaults: the thesis' §5 numbers.
@@ -127,8 +129,8 @@ class SCoGANConfig(CoGANConfig):
         regularizers: any of ``fr``, ``sl``, ``cc``, ``pl`` (``--set regularizers=sl,fr``);
             ``()`` trains two independent GANs (the thesis' §4.1 baseline). Default: FR, the first
             proposal (§4.1).
-        share_fc: share the generators' Dense stage (decision 4; default False: nothing shared).
-        share_discriminators: CoGAN's discriminator sharing (decision 6; default False).
+        share_fc: share the generators' Dense stage (default False: nothing shared).
+        share_discriminators: CoGAN's discriminator sharing (default False).
         fr_weight: alpha_FR = 10 (§4.1/§5.1; 100 in the MNIST2SVHN SLFR/FRCC runs).
         fr_layers: K = 3.
         sl_weight: alpha_SL = 10. sl_classifier: a classifier file (:func:`save_semantic_classifier`,
@@ -138,30 +140,46 @@ class SCoGANConfig(CoGANConfig):
         pl_content_weight: alpha_PL = 1e-3. pl_style_weight: beta_PL = 1e-11.
         pl_extractor: ``"vgg19"``, ``"digits"`` or ``"auto"`` (VGG19 when ``pl_weights`` is given,
             else the digits classifier). pl_weights: local VGG19 (torchvision) weights file.
-        pl_content_layers, pl_style_layers: None = the extractor's defaults (decision 11).
+        pl_content_layers, pl_style_layers: None = the extractor's defaults.
         pl_gram_norm: ``"hw"`` (the code) or ``"chw"``.
     """
 
-    loss: str = "wgan-gp"
-    regularizers: tuple[str, ...] = ("fr",)
+    loss: Loss = "wgan-gp"
+    regularizers: tuple[Regularizer, ...] = ("fr",)
     share_fc: bool = False
     share_discriminators: bool = False
-    fr_weight: float = 10.0
-    fr_layers: int = 3
-    sl_weight: float = 10.0
+    fr_weight: float = knob(10.0, WEIGHT)
+    fr_layers: int = knob(3, COUNT)
+    sl_weight: float = knob(10.0, WEIGHT)
     sl_classifier: str | None = None
-    sl_train_on: str = "both"
-    sl_epochs: int = 10
-    cc_weight: float = 10.0
-    cc_norm: str = "l1"
-    enc_width: int = 64
-    pl_content_weight: float = 1e-3
-    pl_style_weight: float = 1e-11
-    pl_extractor: str = "auto"
+    sl_train_on: Literal["both", "a"] = "both"
+    sl_epochs: int = knob(10, COUNT)
+    cc_weight: float = knob(10.0, WEIGHT)
+    cc_norm: Literal["l1", "mse"] = "l1"
+    enc_width: int = knob(64, COUNT)
+    pl_content_weight: float = knob(1e-3, WEIGHT)
+    pl_style_weight: float = knob(1e-11, WEIGHT)
+    pl_extractor: Literal["auto", "vgg19", "digits"] = "auto"
     pl_weights: str | None = None
     pl_content_layers: tuple[str, ...] | None = None
     pl_style_layers: tuple[str, ...] | None = None
-    pl_gram_norm: str = "hw"
+    pl_gram_norm: Literal["hw", "chw"] = "hw"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        regs = tuple(self.regularizers)
+        if len(set(regs)) != len(regs):
+            raise ConfigError(f"regularizers must be distinct names from {list(REGULARIZERS)}, got {regs!r}")
+        if "pl" in regs and self.pl_extractor == "vgg19" and self.pl_weights is None:
+            raise ConfigError("pl_extractor='vgg19' needs pl_weights=PATH (a local torchvision vgg19 file)")
+
+    def resolve(self, info: DataInfo):
+        """:meth:`CoGANConfig.resolve`, and ``pl_extractor="auto"``: VGG19 when ``pl_weights`` is
+        given, else the digits classifier."""
+        ext = self.pl_extractor
+        if ext == "auto":
+            ext = "vgg19" if self.pl_weights is not None else "digits"
+        return dataclasses.replace(super().resolve(info), pl_extractor=ext)
 
 
 # ---- the semantic-loss classifier (Appendix B) -------------------------------------------------
@@ -346,11 +364,8 @@ class SCoGAN(CoupledGAN):
 
     def __init__(self, config: SCoGANConfig, info: DataInfo):
         super().__init__(config, info)
-        c = self.hp
+        c = self.resolved_config
         regs = tuple(config.regularizers)
-        bad = [r for r in regs if r not in REGULARIZERS]
-        if bad or len(set(regs)) != len(regs):
-            raise ConfigError(f"regularizers must be distinct names from {list(REGULARIZERS)}, got {regs!r}")
         self.regs = regs
         n_stages = len(self.generators.g1.stages)
         k = config.fr_layers
@@ -358,19 +373,6 @@ class SCoGAN(CoupledGAN):
             raise ConfigError(
                 f"fr_layers must be an int in 1..{n_stages - 1} (stages after the Dense one), got {k!r}"
             )
-        for name in ("fr_weight", "sl_weight", "cc_weight", "pl_content_weight", "pl_style_weight"):
-            if getattr(config, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)}")
-        if config.sl_train_on not in ("both", "a"):
-            raise ConfigError(f"sl_train_on must be 'both' or 'a', got {config.sl_train_on!r}")
-        if config.cc_norm not in ("l1", "mse"):
-            raise ConfigError(f"cc_norm must be 'l1' or 'mse', got {config.cc_norm!r}")
-        if config.pl_extractor not in ("auto", "vgg19", "digits"):
-            raise ConfigError(
-                f"pl_extractor must be 'auto', 'vgg19' or 'digits', got {config.pl_extractor!r}"
-            )
-        if config.pl_gram_norm not in ("hw", "chw"):
-            raise ConfigError(f"pl_gram_norm must be 'hw' or 'chw', got {config.pl_gram_norm!r}")
         ch, size = info.channels, info.size
         if "sl" in regs:
             if config.sl_classifier is None:
@@ -389,17 +391,10 @@ class SCoGAN(CoupledGAN):
             # reloaded run never retrains it)
             self.register_buffer("classifier_ready", torch.tensor(config.sl_classifier is not None))
         if "cc" in regs:
-            self.encoder = ConvEncoder(ch, size, config.enc_width, out_dim=c["z_dim"])
+            self.encoder = ConvEncoder(ch, size, config.enc_width, out_dim=c.z_dim)
             self.encoder.apply(init_dcgan)
         if "pl" in regs:
-            ext = config.pl_extractor
-            if ext == "auto":
-                ext = "vgg19" if config.pl_weights is not None else "digits"
-            if ext == "vgg19" and config.pl_weights is None:
-                raise ConfigError(
-                    "pl_extractor='vgg19' needs pl_weights=PATH (a local torchvision vgg19 file)"
-                )
-            self.pl_kind = ext
+            self.pl_kind = c.pl_extractor
         # the frozen perceptual network lives outside the module tree (not in checkpoints)
         self.__dict__["_pl"] = None
 

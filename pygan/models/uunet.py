@@ -77,9 +77,8 @@ mean of a VAE bottleneck.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +87,21 @@ from torch import nn
 from pygan.amp import optimizer_step, scaled_backward, unscale_grads
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    DROPOUT_LEVELS,
+    WEIGHT,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
 
 __all__ = [
@@ -138,7 +151,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: steps every parameter D's loss reaches) and descend D's loss; ``adversarial``: they *ascend* it
 #: (the gradient reaching G is negated before D's optimizer steps); ``none``: only D's parameters
 #: receive D's gradient and step.
-G_IN_D_STEP = ("cooperative", "adversarial", "none")
+GInDStep = Literal["cooperative", "adversarial", "none"]
+G_IN_D_STEP = get_args(GInDStep)
 
 
 def parse_connect(spec: str) -> tuple[str, ...]:
@@ -211,45 +225,45 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 # ---- configs ---------------------------------------------------------------------------------------
 
+Norm = Literal["batch", "instance", "none"]
+RecLoss = Literal["l1", "l2"]
 
-@dataclass
-class Pix2PixConfig:
-    """pix2pix (Isola et al. 2017) as seed 002's baseline. The paper trains every Table 1 model with
+
+@dataclass(frozen=True)
+class Pix2PixConfig(ModelConfig):
+    """pix2pix (Isola et al. 2017) as the UU-Nets paper's baseline. The paper trains every Table 1 model with
     batch 8 (§4.1), so ``batch_size = 8`` here (pix2pix itself used 1); the rest are pix2pix's
-    published settings (seed 002 gives none): Adam ``lr = 2e-4``, ``betas = (0.5, 0.999)``, ``ngf =
+    published settings (the UU-Nets paper gives none): Adam ``lr = 2e-4``, ``betas = (0.5, 0.999)``, ``ngf =
     ndf = 64`` (``width``, ``d_width``), BatchNorm, dropout in the 3 innermost up blocks, ``L1`` weight
     100, a 70x70 PatchGAN (``d_layers = 3``; None = 3, or fewer for small images so that the patch map
     keeps a side >= 1: 2 layers at 16 px, a 2x2 map of 34x34 patches).
 
     Attributes:
         depth: U-Net depth; None = ``log2(size)`` (down to 1x1, pix2pix's choice).
-        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (seed 002's Eq. 4: ``1/2`` sum of squares per
+        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (the UU-Nets paper's Eq. 4: ``1/2`` sum of squares per
             sample). ``rec_weight`` is its weight (lambda).
         adv_weight: weight of G's adversarial term.
     """
 
-    batch_size: int = 8
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    width: int = 64
-    d_width: int = 64
-    depth: int | None = None
-    norm: str = "batch"
-    dropout: int = 3
-    d_layers: int | None = None
-    rec_loss: str = "l1"
-    rec_weight: float = 100.0
-    adv_weight: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    batch_size: int = batch_size_field(8)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    width: int = knob(64, COUNT)
+    d_width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
+    norm: Norm = "batch"
+    dropout: int = knob(3, DROPOUT_LEVELS)
+    d_layers: int | None = knob(None, COUNT)
+    rec_loss: RecLoss = "l1"
+    rec_weight: float = knob(100.0, WEIGHT)
+    adv_weight: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UNetVAEGANConfig(Pix2PixConfig):
-    """The U-Net VAE-GAN ("Unet-VAE-GAN"/"UVAE-GAN", seed 002 §3.6, Table 1): pix2pix's networks
+    """The U-Net VAE-GAN ("Unet-VAE-GAN"/"UVAE-GAN", UU-Nets paper, Sec. 3.6, Table 1): pix2pix's networks
     with a Gaussian bottleneck in the generator U-Net, the paper's ``L2`` reconstruction (Eq. 4,
     ``rec_weight`` = lambda_re) and G-KL (Eq. 3, ``kl_g`` = lambda_Gkl). The paper states no weights:
     all lambdas are 1, which with Eq. 4's per-sample *sum* already makes the pixel term dominate the
@@ -260,15 +274,15 @@ class UNetVAEGANConfig(Pix2PixConfig):
             the latent is ``z_channels x (size / 2^depth)^2`` units (a vector at full depth).
     """
 
-    rec_loss: str = "l2"
-    rec_weight: float = 1.0
-    kl_g: float = 1.0
-    z_channels: int | None = None
+    rec_loss: RecLoss = "l2"
+    rec_weight: float = knob(1.0, WEIGHT)
+    kl_g: float = knob(1.0, WEIGHT)
+    z_channels: int | None = knob(None, COUNT)
 
 
-@dataclass
-class UUNetConfig:
-    """UU-Net GAN settings. Paper (seed 002): batch 8 (§4.1); BCE GAN loss (Eq. 1, 2), ``L2``
+@dataclass(frozen=True)
+class UUNetConfig(ModelConfig):
+    """UU-Net GAN settings. Paper (UU-Nets): batch 8 (§4.1); BCE GAN loss (Eq. 1, 2), ``L2``
     reconstruction (Eq. 4); both networks U-Nets "developed from the original Pix2pix design" (§3.5).
     Not stated, so pix2pix's conventions (see :class:`Pix2PixConfig`): Adam ``2e-4``, ``(0.5, 0.999)``,
     widths 64, BatchNorm, G dropout 3, one D step per G step; all lambdas 1 (see the module docstring).
@@ -292,29 +306,26 @@ class UUNetConfig:
         d_norm: norm of D's U-Net and tail (not stated; pix2pix's BatchNorm). D has no dropout.
     """
 
-    batch_size: int = 8
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    width: int = 64
-    d_width: int = 64
-    depth: int | None = None
-    norm: str = "batch"
-    d_norm: str = "batch"
-    dropout: int = 3
+    batch_size: int = batch_size_field(8)
+    lr: float = lr_field(2e-4)
+    betas: tuple[float, float] = betas_field((0.5, 0.999))
+    width: int = knob(64, COUNT)
+    d_width: int = knob(64, COUNT)
+    depth: int | None = knob(None, COUNT)
+    norm: Norm = "batch"
+    d_norm: Norm = "batch"
+    dropout: int = knob(3, DROPOUT_LEVELS)
     connect: str = "v4"
-    g_in_d_step: str = "cooperative"
+    g_in_d_step: GInDStep = "cooperative"
     tail: bool = True
-    rec_loss: str = "l2"
-    rec_weight: float = 1.0
-    adv_weight: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    rec_loss: RecLoss = "l2"
+    rec_weight: float = knob(1.0, WEIGHT)
+    adv_weight: float = knob(1.0, WEIGHT)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UUVAEGANConfig(UUNetConfig):
     """UUVAE-GAN ("double UVAE-GAN", Fig. 4 (g), (h)): both U-Nets have a Gaussian bottleneck of
     ``z_channels`` channels. Defaults are the paper's best rows where they name a number: the
@@ -333,13 +344,19 @@ class UUVAEGANConfig(UUNetConfig):
         z_channels: latent channels of both bottlenecks (None: G's innermost width).
     """
 
-    kl_g: float = 1.0
-    kl_d: float = 0.65
-    kl_alpha: float = 1.0
-    kl_beta: float = 1.0
-    kl_fake_ramp: int = 0
-    ckl: float = 1.0
-    z_channels: int | None = None
+    kl_g: float = knob(1.0, WEIGHT)
+    kl_d: float = knob(0.65, WEIGHT)
+    kl_alpha: float = knob(1.0, WEIGHT)
+    kl_beta: float = knob(1.0, WEIGHT)
+    kl_fake_ramp: int = knob(0, lo=0, integer=True, note="iterations; 0: no ramp")
+
+    ckl: float = knob(1.0, WEIGHT)
+    z_channels: int | None = knob(None, COUNT)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kl_alpha + self.kl_beta <= 0:
+            raise ConfigError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
 
 
 # ---- shared base: a U-Net generator for paired data ------------------------------------------------
@@ -367,19 +384,6 @@ class _Translator(Model):
                 f"{self.name} needs square inputs and targets of the same side, got {h}x{w} -> {ht}x{wt} "
                 "(resize the data, e.g. ?size=32)"
             )
-        for k in ("width", "d_width", "batch_size"):
-            if getattr(c, k) < 1:
-                raise ConfigError(f"{k} must be >= 1, got {getattr(c, k)}")
-        if c.dropout < 0:
-            raise ConfigError(f"dropout must be >= 0, got {c.dropout}")
-        if c.norm not in ("batch", "instance", "none"):
-            raise ConfigError(f"norm must be 'batch', 'instance' or 'none', got {c.norm!r}")
-        if c.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {c.lr}")
-        if c.rec_loss not in ("l1", "l2"):
-            raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {c.rec_loss!r}")
-        if c.rec_weight < 0 or c.adv_weight < 0:
-            raise ConfigError("rec_weight and adv_weight must be >= 0")
         self.size = h
         self.depth = c.depth if c.depth is not None else h.bit_length() - 1
         if self.depth < 2 or h % (2**self.depth):
@@ -525,8 +529,6 @@ class UNetVAEGAN(Pix2Pix):
 
     def __init__(self, config: UNetVAEGANConfig, info: DataInfo):
         super().__init__(config, info)
-        if config.kl_g < 0:
-            raise ConfigError(f"kl_g must be >= 0, got {config.kl_g}")
 
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
         return {"kl_g": self.config.kl_g * gaussian_kl(feats["mu"], feats["logvar"]).mean()}
@@ -640,11 +642,6 @@ class UUNet(_Translator):
         super().__init__(config, info)
         c = config
         self.connect = parse_connect(c.connect)
-        if c.g_in_d_step not in G_IN_D_STEP:
-            raise ConfigError(f"g_in_d_step must be one of {list(G_IN_D_STEP)}, got {c.g_in_d_step!r}")
-        for k in ("norm", "d_norm"):
-            if getattr(c, k) not in ("batch", "instance", "none"):
-                raise ConfigError(f"{k} must be 'batch', 'instance' or 'none', got {getattr(c, k)!r}")
         g = self.generator
         self.discriminator = UUDiscriminator(
             info.shape[0] + info.target_shape[0],
@@ -776,15 +773,6 @@ class UUVAEGAN(UUNet):
 
     def __init__(self, config: UUVAEGANConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
-        for k in ("kl_g", "kl_d", "kl_alpha", "kl_beta", "ckl"):
-            v = getattr(c, k)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"{k} must be a finite number >= 0, got {v!r}")
-        if c.kl_alpha + c.kl_beta <= 0:
-            raise ConfigError("kl_alpha + kl_beta must be > 0 (Eq. 6 divides by it)")
-        if c.kl_fake_ramp < 0:
-            raise ConfigError(f"kl_fake_ramp must be >= 0, got {c.kl_fake_ramp}")
 
     def beta(self) -> float | torch.Tensor:
         """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0, computed on the device

@@ -29,28 +29,43 @@ Points (``ring8``, ``grid25``): Gulrajani et al.'s toy nets, ``mlp_layers`` hidd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.data.synthetic import mode_stats
-from pygan.errors import ConfigError
-from pygan.models import LazyPenalty, Model, check_config, frozen, register
+from pygan.models import (
+    COUNT,
+    GP_EVERY,
+    LAYERS,
+    WEIGHT,
+    LazyPenalty,
+    Model,
+    ModelConfig,
+    batch_size_field,
+    betas_field,
+    ema_decay_field,
+    ema_rampup_field,
+    frozen,
+    knob,
+    lr_field,
+    register,
+)
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
 __all__ = ["WGANGP", "ConvCritic", "ConvGenerator", "WGANGPConfig", "conv_plan"]
 
 
-@dataclass
-class WGANGPConfig:
-    """WGAN-GP settings. Defaults are the paper's (Gulrajani et al. 2017, restated in seed 003 §2.5
-    and §3.2): Adam ``lr = 1e-4``, ``betas = (0, 0.9)``, ``n_critic = 5`` critic steps per generator
-    step, ``gp_weight`` (lambda) ``= 10``, batch 64, latent 128, ``width`` (their DIM) 64, no
-    normalisation in the critic; toy nets: 3 hidden layers of 512 units, 2-D noise.
+@dataclass(frozen=True)
+class WGANGPConfig(ModelConfig):
+    """WGAN-GP settings. Defaults are the paper's (Gulrajani et al. 2017, restated in the Soft-Coupled
+    GANs paper, Sec. 2.5 and 3.2): Adam ``lr = 1e-4``, ``betas = (0, 0.9)``, ``n_critic = 5`` critic
+    steps per generator step, ``gp_weight`` (lambda) ``= 10``, batch 64, latent 128, ``width`` (their
+    DIM) 64, no normalisation in the critic; toy nets: 3 hidden layers of 512 units, 2-D noise.
 
     Attributes:
         z_dim: latent size; None = 128 for images, 2 for points.
@@ -63,24 +78,27 @@ class WGANGPConfig:
             of training) with its weight multiplied by ``gp_every``; 1 (every step) is the paper.
     """
 
-    batch_size: int = 64
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    gp_kind: str = "wgan-gp"
-    z_dim: int | None = None
-    width: int = 64
+    batch_size: int = batch_size_field(64)
+    lr: float = lr_field(1e-4)
+    betas: tuple[float, float] = betas_field((0.0, 0.9))
+    n_critic: int = knob(5, COUNT)
+    gp_weight: float = knob(10.0, WEIGHT)
+    gp_kind: Literal["wgan-gp", "one-sided", "r1"] = "wgan-gp"
+    z_dim: int | None = knob(None, COUNT)
+    width: int = knob(64, COUNT)
     g_batchnorm: bool = True
-    critic_norm: str = "none"
-    mlp_hidden: int = 512
-    mlp_layers: int = 3
-    gp_every: int = 1
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
+    critic_norm: Literal["none", "layer"] = "none"
+    mlp_hidden: int = knob(512, COUNT)
+    mlp_layers: int = knob(3, LAYERS)
+    gp_every: int = knob(1, GP_EVERY)
+    ema_decay: float = ema_decay_field(0.0)
+    ema_rampup: float = ema_rampup_field(0.05)
 
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
+    def resolve(self, info: DataInfo):
+        """This Config with ``z_dim`` set for data ``info`` (None: 128 for images, 2 for points)."""
+        if self.z_dim is not None:
+            return self
+        return replace(self, z_dim=2 if info.kind == "points" else 128)
 
 
 def ConvGenerator(z_dim: int, channels: int, size: int, width: int, batchnorm: bool) -> ConvDecoder:
@@ -110,14 +128,8 @@ class WGANGP(Model):
     def __init__(self, config: WGANGPConfig, info: DataInfo):
         super().__init__(config, info)
         c = config
-        if c.n_critic < 1:
-            raise ConfigError(f"n_critic must be >= 1, got {c.n_critic}")
-        if c.critic_norm not in ("none", "layer"):
-            raise ConfigError(f"critic_norm must be 'none' or 'layer', got {c.critic_norm!r}")
-        if c.gp_kind not in ("wgan-gp", "one-sided", "r1"):
-            raise ConfigError(f"gp_kind must be 'wgan-gp', 'one-sided' or 'r1', got {c.gp_kind!r}")
         self.points = info.kind == "points"
-        self.z_dim = c.z_dim if c.z_dim is not None else (2 if self.points else 128)
+        self.z_dim = self.resolved_config.z_dim
         if self.points:
             (d,) = info.shape
             self.generator = mlp(self.z_dim, d, c.mlp_hidden, c.mlp_layers)

@@ -3,6 +3,7 @@ hard weight sharing as the *same* Parameter objects, the objective (checked agai
 replay with reference ops), gradient isolation, and the loop/CLI/eval plumbing on tiny runs."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -138,9 +139,9 @@ def test_paper_defaults_resolve_by_architecture_and_loss():
     c = CoGAN.Config()
     assert (c.z_dim, c.gp_weight, c.batch_size, c.loss, c.g_width) == (100, 10.0, 128, "ns", 1024)
     with torch.device("meta"):
-        digits = CoGAN(CoGAN.Config(loss="wgan-gp"), _info(32)).hp
-        faces = CoGAN(CoGAN.Config(loss="wgan-gp"), _info(64, 3)).hp
-        ns = CoGAN(CoGAN.Config(), _info(64, 3)).hp
+        digits = dataclasses.asdict(CoGAN(CoGAN.Config(loss="wgan-gp"), _info(32)).resolved_config)
+        faces = dataclasses.asdict(CoGAN(CoGAN.Config(loss="wgan-gp"), _info(64, 3)).resolved_config)
+        ns = dataclasses.asdict(CoGAN(CoGAN.Config(), _info(64, 3)).resolved_config)
     assert (digits["arch"], digits["n_critic"], digits["lr"], digits["betas"]) == (
         "digits",
         5,

@@ -3,6 +3,7 @@ variant connects, the g_in_d_step option, which loss updates which network, the 
 every paired data kind, the training loop (resume, eval, sample) and the CLI."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -442,7 +443,7 @@ def test_uuvae_posteriors_have_matching_shapes_and_the_kl_terms(z):
     ckg = cross_kl(d_fake["mu"], d_fake["logvar"], gf["mu"], gf["logvar"]).mean()
     assert tg["ckl_g"].item() == pytest.approx(ckg.item(), rel=1e-4)
     # alpha:beta mixes the real and fake KLs (Eq. 6)
-    m.config.kl_alpha, m.config.kl_beta = 1.0, 3.0
+    m.config = dataclasses.replace(m.config, kl_alpha=1.0, kl_beta=3.0)  # Configs are frozen
     kl_fake = gaussian_kl(d_fake["mu"], d_fake["logvar"]).mean()
     _, t2 = m.discriminator_loss(m.discriminator, b.x, b.target, fake, gf)
     assert t2["kl_d"].item() == pytest.approx(0.65 * (kl_real + 3 * kl_fake).item() / 4, rel=1e-5)
