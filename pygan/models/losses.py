@@ -2,7 +2,7 @@
 
 Adversarial losses take the networks' raw outputs (logits for the cross-entropy GAN, scores for the
 Wasserstein critic) and return 0-dim tensors. The cross-entropy ones are written with ``softplus``
-(``softplus(-l) = -log sigmoid(l)``, ``softplus(l) = -log(1 - sigmoid(l))``) on float32 logits, so
+(``softplus(-l) = -log sigmoid(l)``, ``softplus(l) = -log(1 - sigmoid(l))``) on at least float32 logits, so
 that they are computed in float32 under bf16 autocast::
 
     bce_real(l) = mean softplus(-l)       -mean log D         (target "real")
@@ -44,12 +44,12 @@ __all__ = [
 
 def bce_real(logits: torch.Tensor) -> torch.Tensor:
     """``-mean log sigmoid(l)``: binary cross-entropy of logits ``l`` against the target "real"."""
-    return F.softplus(-logits.float()).mean()
+    return F.softplus(-_f32(logits)).mean()
 
 
 def bce_fake(logits: torch.Tensor) -> torch.Tensor:
     """``-mean log(1 - sigmoid(l))``: binary cross-entropy of logits ``l`` against "fake"."""
-    return F.softplus(logits.float()).mean()
+    return F.softplus(_f32(logits)).mean()
 
 
 def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
