@@ -1,9 +1,9 @@
-"""SCoGAN — Soft-Coupled GANs (seed 003: Juul-Nyholm & Alminde, "Improved Learning of Joint
-Distributions using Soft-Coupled GANs", Aalborg University 2020; ``specs/003_scogan.md``).
+"""SCoGAN — Soft-Coupled GANs (Juul-Nyholm & Alminde, "Improved Learning of Joint Distributions
+using Soft-Coupled GANs", Aalborg University 2020).
 
 CoGAN's hard weight sharing is removed: two GANs (the networks of :mod:`pygan.models.cogan`,
 with **no** shared layers by default) see the same ``z``, and the generators are coupled softly by
-regularisers added to *both* generator losses (Chapter 4; spec §3.3-§3.6, §3.8)::
+regularisers added to *both* generator losses (Chapter 4)::
 
     L_G1 = adv(D1(G1(z))) + a_FR FR + a_SL SL + a_CC L_cyc + a_PL FRL(G1, G2) + b_PL SRL(G1(z), x1)
     L_G2 = adv(D2(G2(z))) + a_FR FR + a_SL SL + a_CC L_cyc + a_PL FRL(G2, G1) + b_PL SRL(G2(z), x2)
@@ -257,7 +257,7 @@ def _labelled_rows(spec: str, spec_b: str | None, split: str, train_on: str):
 
 def _data_specs(info: DataInfo) -> tuple[str, str | None]:
     """The data spec(s) a run was trained on, recovered from its DataInfo: the embedded digits with
-    a seed-003 domain transform, or two datasets joined with ``--data-b`` (their specs are the domain
+    a SCoGAN-paper domain transform, or two datasets joined with ``--data-b`` (their specs are the domain
     names). Anything else: ValueError asking for ``sl_classifier``."""
     meta = info.meta
     c, size = info.channels, info.size
