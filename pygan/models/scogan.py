@@ -100,6 +100,7 @@ from pygan.errors import ConfigError
 from pygan.metrics.classifier import predict_classes
 from pygan.models import frozen, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN
+from pygan.models.losses import l1, mse
 from pygan.models.nets import ConvEncoder, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -480,8 +481,7 @@ class SCoGAN(CoupledGAN):
             logs["fr"] = fr1.detach()
         if "sl" in self.regs:  # Eq. 4.2 (Listing 6.15): MSE of the frozen classifier's probabilities
             p1, p2 = self.classifier.probabilities(x1), self.classifier.probabilities(x2)
-            sl1 = (p1 - p2.detach()).square().mean()
-            sl2 = (p2 - p1.detach()).square().mean()
+            sl1, sl2 = mse(p1, p2.detach()), mse(p2, p1.detach())
             loss1, loss2 = loss1 + c.sl_weight * sl1, loss2 + c.sl_weight * sl2
             logs["sl"] = sl1.detach()
         if "cc" in self.regs:  # Eq. 4.3 (Listing 6.16): F(G_i(z)) back to z; F frozen here
@@ -506,8 +506,7 @@ class SCoGAN(CoupledGAN):
         return loss1, loss2, logs
 
     def _recon(self, z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        d = z_hat - z
-        return d.abs().mean() if self.config.cc_norm == "l1" else d.square().mean()
+        return l1(z_hat, z) if self.config.cc_norm == "l1" else mse(z_hat, z)
 
     def generator_step(self, reals):
         logs = super().generator_step(reals)
