@@ -82,10 +82,10 @@ def g_loss_wgan(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 def kl_normal(
-    mu: torch.Tensor, logvar: torch.Tensor, reduction: Literal["none", "mean"] = "none"
+    mu: torch.Tensor, logvar: torch.Tensor, reduction: Literal["mean", "none"] = "mean"
 ) -> torch.Tensor:
     """``KL(N(mu, diag exp(logvar)) || N(0, I))`` in closed form, summed over every non-batch
-    dimension: ``[B]`` per sample (``reduction="none"``) or their batch mean (``"mean"``).
+    dimension: the batch mean (``reduction="mean"``) or ``[B]`` per sample (``"none"``).
     bfloat16/float16 inputs are upcast to float32 first."""
     if mu.shape != logvar.shape or mu.dim() < 1:
         raise ValueError(

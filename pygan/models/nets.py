@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pygan.errors import ConfigError
+from pygan.models.losses import reparameterize
 
 __all__ = [
     "NORMS",
@@ -229,7 +230,7 @@ class UNet(nn.Module):
     (innermost first, before concatenation) and the map the decoder starts from (the bottleneck, or
     the sampled code with ``vae=True``, which adds ``"mu"`` and ``"logvar"``).
 
-    Options for networks built on the U-Net (all off by default; UU-Net, seed 002, uses them for a
+    Options for networks built on the U-Net (all off by default; the UU-Nets paper uses them for a
     discriminator U-Net that takes a generator's maps, and for U-Net VAEs):
 
     * ``out_act``: ``"tanh"`` (a generator) or ``"none"`` (raw output, e.g. a discriminator's map).
@@ -362,7 +363,7 @@ class UNet(nn.Module):
         feats: dict = {"down": downs}
         if self.vae:
             mu, logvar = self.mu(h), self.logvar(h)
-            h = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+            h = reparameterize(mu, logvar, torch.randn_like(mu)) if self.training else mu
             feats.update(mu=mu, logvar=logvar)
         feats["latent"] = h
         ups = []
