@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "at_least_f32",
     "bce_fake",
     "bce_real",
     "d_loss_bce",
@@ -44,12 +45,12 @@ __all__ = [
 
 def bce_real(logits: torch.Tensor) -> torch.Tensor:
     """``-mean log sigmoid(l)``: binary cross-entropy of logits ``l`` against the target "real"."""
-    return F.softplus(-_f32(logits)).mean()
+    return F.softplus(-at_least_f32(logits)).mean()
 
 
 def bce_fake(logits: torch.Tensor) -> torch.Tensor:
     """``-mean log(1 - sigmoid(l))``: binary cross-entropy of logits ``l`` against "fake"."""
-    return F.softplus(_f32(logits)).mean()
+    return F.softplus(at_least_f32(logits)).mean()
 
 
 def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,7 @@ def kl_normal(
         )
     if reduction not in ("none", "mean"):
         raise ValueError(f"reduction must be 'none' or 'mean', got {reduction!r}")
-    mu, logvar = _f32(mu), _f32(logvar)
+    mu, logvar = at_least_f32(mu), at_least_f32(logvar)
     per = 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).flatten(1).sum(1)
     return per.mean() if reduction == "mean" else per
 
@@ -127,6 +128,6 @@ def half_sq_sum(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 0.5 * (out - target).square().flatten(1).sum(1).mean()
 
 
-def _f32(t: torch.Tensor) -> torch.Tensor:
+def at_least_f32(t: torch.Tensor) -> torch.Tensor:
     """At least float32 (the loss terms under bf16 autocast)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t

@@ -82,14 +82,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pygan.amp import optimizer_step, scaled_backward, unscale_grads
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
-from pygan.models import Model, check_config, frozen, register
-from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
+from pygan.models import Model, check_config, eval_mode, frozen, register
+from pygan.models.losses import at_least_f32, d_loss_bce, g_loss_bce, half_sq_sum, kl_normal, l1
+from pygan.models.nets import ConvEncoder, UNet, init_dcgan
+from pygan.models.pix2pix import Pix2PixSettings, pair_logits, patch_discriminator, unet
 
 __all__ = [
     "CONNECTIONS",
@@ -160,14 +161,9 @@ def parse_connect(spec: str) -> tuple[str, ...]:
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, sigma^2) || N(0, I))`` per sample, summed over every non-batch unit: Eq. 3 with
-    its sign corrected, ``-1/2 sum (1 + log sigma^2 - mu^2 - sigma^2)``. Returns ``[B]``."""
-    if mu.shape != logvar.shape:
-        raise ValueError(
-            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
-        )
-    mu, logvar = _f32(mu), _f32(logvar)
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(1)
+    """``KL(N(mu, sigma^2) || N(0, I))`` per sample, summed over every non-batch unit (Eq. 3 with
+    its sign corrected): :func:`pygan.models.losses.kl_normal` without the batch mean. ``[B]``."""
+    return kl_normal(mu, logvar, reduction="none")
 
 
 def cross_kl(
@@ -183,7 +179,7 @@ def cross_kl(
             f"mu_d {tuple(mu_d.shape)}, logvar_d {tuple(logvar_d.shape)}, mu_g {tuple(mu_g.shape)}, "
             f"logvar_g {tuple(logvar_g.shape)}"
         )
-    mu_d, logvar_d, mu_g, logvar_g = (_f32(t) for t in (mu_d, logvar_d, mu_g, logvar_g))
+    mu_d, logvar_d, mu_g, logvar_g = (at_least_f32(t) for t in (mu_d, logvar_d, mu_g, logvar_g))
     per = 0.5 * (logvar_g - logvar_d) + (logvar_d.exp() + (mu_d - mu_g).pow(2)) / (2 * logvar_g.exp()) - 0.5
     return per.flatten(1).sum(1)
 
@@ -193,58 +189,30 @@ def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, kind: str) -> t
     ``mean |out - target|`` over every element."""
     if out.shape != target.shape:
         raise ValueError(f"output and target shapes differ: {tuple(out.shape)} vs {tuple(target.shape)}")
-    if kind == "l2":
-        return 0.5 * (out - target).pow(2).flatten(1).sum(1).mean()
-    if kind == "l1":
-        return (out - target).abs().mean()
-    raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
-
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """At least float32 (the KL terms under bf16 autocast)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    if kind not in ("l1", "l2"):
+        raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
+    return half_sq_sum(out, target) if kind == "l2" else l1(out, target)
 
 
 # ---- configs ---------------------------------------------------------------------------------------
 
 
 @dataclass
-class Pix2PixConfig:
-    """pix2pix (Isola et al. 2017) as seed 002's baseline. The paper trains every Table 1 model with
-    batch 8 (§4.1), so ``batch_size = 8`` here (pix2pix itself used 1); the rest are pix2pix's
-    published settings (seed 002 gives none): Adam ``lr = 2e-4``, ``betas = (0.5, 0.999)``, ``ngf =
-    ndf = 64`` (``width``, ``d_width``), BatchNorm, dropout in the 3 innermost up blocks, ``L1`` weight
-    100, a 70x70 PatchGAN (``d_layers = 3``; None = 3, or fewer for small images so that the patch map
-    keeps a side >= 1: 2 layers at 16 px, a 2x2 map of 34x34 patches).
+class Pix2PixConfig(Pix2PixSettings):
+    """pix2pix (Isola et al. 2017) as the UU-Nets paper's baseline: pix2pix's published settings
+    (:class:`~pygan.models.pix2pix.Pix2PixSettings`; the paper gives none), BatchNorm, ``L1``
+    weight 100, and ``batch_size = 8``, the batch the paper trains every Table 1 model with (§4.1;
+    pix2pix itself used 1).
 
     Attributes:
-        depth: U-Net depth; None = ``log2(size)`` (down to 1x1, pix2pix's choice).
-        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (seed 002's Eq. 4: ``1/2`` sum of squares per
-            sample). ``rec_weight`` is its weight (lambda).
+        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (the UU-Nets paper's Eq. 4: ``1/2`` sum of squares
+            per sample). ``rec_weight`` is its weight (lambda).
         adv_weight: weight of G's adversarial term.
     """
 
     batch_size: int = 8
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    width: int = 64
-    d_width: int = 64
-    depth: int | None = None
-    norm: str = "batch"
-    dropout: int = 3
-    d_layers: int | None = None
     rec_loss: str = "l1"
     rec_weight: float = 100.0
-    adv_weight: float = 1.0
-    ema_decay: float = 0.0
-    ema_rampup: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_config(self)  # every field in range (pygan.models.FIELD_RULES)
 
 
 @dataclass
@@ -388,17 +356,7 @@ class _Translator(Model):
                 f"{self.depth} for {h} px (set depth, or resize the data, e.g. ?size=32)"
             )
         z = getattr(c, "z_channels", None)
-        self.generator = UNet(
-            cx,
-            cy,
-            h,
-            c.width,
-            self.depth,
-            c.norm,
-            c.dropout,
-            vae=self.vae,
-            latent_channels=z if self.vae else None,
-        )
+        self.generator = unet(cx, cy, h, c, vae=self.vae, latent_channels=z if self.vae else None)
 
     def configure_optimizers(self):
         c = self.config
@@ -420,12 +378,8 @@ class _Translator(Model):
             raise ValueError(f"x must be [N, {', '.join(map(str, self.info.shape))}], got {got}")
         if len(x) == 0:
             return torch.zeros((0, *self.info.target_shape), device=self.device)
-        was = self.generator.training
-        self.generator.eval()
-        try:
+        with eval_mode(self.generator):
             outs = [self.generator(part.to(self.device)).float() for part in x.split(batch_size)]
-        finally:
-            self.generator.train(was)
         return torch.cat(outs)
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
@@ -470,20 +424,8 @@ class Pix2Pix(_Translator):
 
     def __init__(self, config: Pix2PixConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
-        n = c.d_layers
-        if n is None:
-            n = max(1, min(3, self.size.bit_length() - 3))  # 70x70 patches at >= 32 px
-        if n < 1 or self.size // 2**n < 3:
-            raise ConfigError(
-                f"d_layers={n} leaves no patches at {self.size} px "
-                "(need d_layers >= 1 and size / 2^d_layers >= 3)"
-            )
-        self.discriminator = PatchDiscriminator(info.shape[0] + info.target_shape[0], c.d_width, n, c.norm)
+        self.discriminator = patch_discriminator(info.shape[0] + info.target_shape[0], self.size, config)
         self.apply(init_dcgan)
-
-    def _d(self, D, x, img):
-        return D(torch.cat([x, img.to(x.dtype)], 1))
 
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
         return {}
@@ -494,12 +436,12 @@ class Pix2Pix(_Translator):
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
         fake, feats = G(x, return_features=True)
         # D's update: real pairs -> 1, fake pairs (G's output detached) -> 0
-        real_logits, fake_logits = self._d(D, x, y), self._d(D, x, fake.detach())
-        loss_d = 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
+        real_logits, fake_logits = pair_logits(D, x, y), pair_logits(D, x, fake.detach())
+        loss_d = 0.5 * d_loss_bce(real_logits, fake_logits)
         self.update("discriminator", loss_d)
         # G's update: fool the (frozen) D and stay close to the target
         with frozen(self.discriminator):
-            adv = _bce(self._d(self.discriminator, x, fake), True)
+            adv = g_loss_bce(pair_logits(self.discriminator, x, fake))
         rec = self._rec(fake, y)
         extra = self.generator_extra_loss(feats)
         loss_g = c.adv_weight * adv + c.rec_weight * rec + sum(extra.values())
@@ -680,7 +622,7 @@ class UUNet(_Translator):
 
     def discriminate(self, D: nn.Module, x: torch.Tensor, img: torch.Tensor, g_feats: dict):
         """D's logits for the pair ``(x, img)``, reading G's maps ``g_feats``; and D's feature dict."""
-        return D(torch.cat([x, img.to(x.dtype)], 1), g_feats)
+        return D(torch.cat([x, img.to(x.dtype)], 1), g_feats)  # pix2pix's pair, and G's maps
 
     # -- the two losses --------------------------------------------------------------------------
     def discriminator_loss(self, D, x, y, fake, g_feats) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -689,7 +631,7 @@ class UUNet(_Translator):
         paired translation G's input is ``x`` for both (spec §8.2)."""
         real_logits, d_real = self.discriminate(D, x, y, g_feats)
         fake_logits, d_fake = self.discriminate(D, x, fake.detach(), g_feats)
-        adv = 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
+        adv = 0.5 * d_loss_bce(real_logits, fake_logits)
         terms = {"adv_d": adv}
         terms.update(self.discriminator_extra_loss(d_real, d_fake, g_feats))
         terms["d_real"] = torch.sigmoid(real_logits.detach()).mean()
@@ -705,7 +647,7 @@ class UUNet(_Translator):
         adversarial gradient reaches G through the fake image *and* the carried maps."""
         c = self.config
         logits, d_fake = self.discriminate(D, x, fake, g_feats)
-        terms = {"adv_g": _bce(logits, True), "rec": self._rec(fake, y)}
+        terms = {"adv_g": g_loss_bce(logits), "rec": self._rec(fake, y)}
         loss = c.adv_weight * terms["adv_g"] + c.rec_weight * terms["rec"]
         extra = self.generator_extra_loss(d_fake, g_feats)
         terms.update(extra)
