@@ -13,7 +13,7 @@ from pygan.cli import main
 from pygan.data import DataInfo, load_data
 from pygan.data.core import Batch
 from pygan.models import build_model, get_model, list_models
-from pygan.models.edgan import _g_loss
+from pygan.models.losses import g_loss_bce, g_loss_saturating
 from pygan.ops import _backend, residual_add_ref
 from pygan.train import load_run, run_paths, train
 from tests.models.helpers import loss_floats
@@ -415,8 +415,8 @@ def test_coupled_lambda_changes_dec_update_but_decoupled_weight_does_not_reach_d
 def test_gan_loss_forms():
     logits = torch.tensor([-2.0, 0.5, 3.0])
     d = torch.sigmoid(logits)
-    torch.testing.assert_close(_g_loss(logits, "nonsaturating"), -torch.log(d).mean())
-    torch.testing.assert_close(_g_loss(logits, "saturating"), torch.log(1 - d).mean())  # Eq. 8 as printed
+    torch.testing.assert_close(g_loss_bce(logits), -torch.log(d).mean())  # gan_loss="nonsaturating"
+    torch.testing.assert_close(g_loss_saturating(logits), torch.log(1 - d).mean())  # Eq. 8 as printed
 
 
 def test_evaluate_keys_and_no_side_effects():
