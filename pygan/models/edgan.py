@@ -1,7 +1,7 @@
-"""ED//GAN: decoupled learning for conditional adversarial networks (seed 000; Zhang, Song & Qi), and
+"""ED//GAN: decoupled learning for conditional adversarial networks (Zhang, Song & Qi), and
 the coupled ED+GAN baselines it is compared with.
 
-The idea (spec §1, §2.1, Fig. 3). An encoder-decoder gives a blurry reconstruction and a separate
+The idea (Fig. 3). An encoder-decoder gives a blurry reconstruction and a separate
 generator G adds the detail an adversarial loss asks for::
 
     z    = Enc(I)                      (Table 1: conv stack, FC, tanh; z in (-1, 1)^50)
@@ -16,7 +16,7 @@ them::
     min_D         L_adv(D) = BCE(D(I), 1) + BCE(D(Î), 0)                        (Eq. 7)
     min_G         L_adv(G) = BCE(D(Î), 1)      (z and I_ED constants)           (Eq. 8)
 
-``training_step`` makes the three updates in the order of the authors' code (spec App. A): the
+``training_step`` makes the three updates in the order of the authors' code: the
 reconstruction step (Enc, Dec), the discriminator step (D), the residual-generator step (G). Each is
 its own method (:meth:`reconstruction_step`, :meth:`discriminator_step`, :meth:`generator_step`), so
 the tests can check that each touches only its networks:
@@ -31,10 +31,10 @@ L_adv(G)                      G                      Enc, Dec (z, I_ED detached;
 CAAE's L_Dz                   D_z                    Enc (z detached)
 ============================  =====================  =============================================
 
-The coupled **ED+GAN** baseline (Eq. 1; spec §2.3, §7) has no G: Dec is the generator, ``Î = I_ED``,
+The coupled **ED+GAN** baseline (Eq. 1) has no G: Dec is the generator, ``Î = I_ED``,
 and ``L_const + lambda * L_adv(G)`` goes into Dec (and through Dec into Enc); D's step is first, as
 in pix2pix. ``adv_weight`` is that lambda. In ED//GAN, ``adv_weight`` (default 1: no weight) scales
-only L_adv(G), the paper's "intentionally added" weight of the Sec. 4.1 sweep (spec §8.9; with
+only L_adv(G), the paper's "intentionally added" weight of the Sec. 4.1 sweep (with
 G's own Adam optimizer a constant factor on G's only loss changes its updates very little — Adam is
 scale-invariant up to its epsilon).
 
@@ -59,18 +59,18 @@ Table 1 mapped onto :mod:`pygan.models.nets` (at 128 px it is exactly Table 1's 
 use fewer stages down to the same 4x4 or 7x7 map, :func:`~pygan.models.nets.conv_plan`):
 
 * Enc = ``ConvEncoder(C, s, width, out_dim=z_dim)`` then ``tanh``; D = ``ConvEncoder(C, s, width,
-  out_dim=1)`` (a logit; the sigmoid is inside the BCE, spec §8.3). At 128 px with width 64: convs to
+  out_dim=1)`` (a logit; the sigmoid is inside the BCE). At 128 px with width 64: convs to
   64, 128, 256, 512, 1024 channels, 4x4x1024, FC — Table 1's sizes.
 * Dec and G = ``ConvDecoder(z_dim, C, s, width)``: FC to 4x4x1024 (at 128 px), deconvs to 512, 256,
   128, 64 channels, then to C with ``tanh`` — Table 1's sizes.
 * Where Table 1 is silent or unusual, the shared DCGAN blocks decide: 4x4 kernels with stride 2 and
-  padding 1 (spec §8.2); LeakyReLU(0.2) in Enc/D and no norm on their first conv (Table 1 prints
+  padding 1; LeakyReLU(0.2) in Enc/D and no norm on their first conv (Table 1 prints
   "Conv, BN, ReLU" for every layer); FC -> BN -> ReLU in Dec/G's first block (§8.4: the printed order
   is "FC, ReLU, BN"); DCGAN initialisation N(0, 0.02) (the authors' code).
 * ``ed_batchnorm=False`` is Table 3's "without BN": BatchNorm is removed from Enc and Dec only; G and
   D keep it (§8.13; the authors' CAAE code also keeps BN in G always).
 
-Other decisions where the paper is silent (spec §8):
+Other decisions where the paper is silent:
 
 * Losses (§8.5): D minimises BCE (the standard form of Eq. 7); G minimises the non-saturating
   ``BCE(D(Î), 1)`` (the authors' code); ``gan_loss="saturating"`` is Eq. 8 as printed,
@@ -581,7 +581,7 @@ class _Table1(_EDGANBase):
     @torch.no_grad()
     def _generate(self, n, generator):
         """Decodes z drawn uniformly from the tanh box (-1, 1)^z_dim. The paper's Table 1 model puts
-        no prior on z (spec §2.1: optional), so these are not data-like images; ``edgan-caae`` has
+        no prior on z (it is optional), so these are not data-like images; ``edgan-caae`` has
         the prior. Image-to-image runs raise (they translate inputs)."""
         if self.info.kind == "paired":
             return super()._generate(n, generator)
@@ -663,7 +663,7 @@ class EDGANPix2Pix(_Pix2Pix):
     """ED//GAN on pix2pix (Sec. 4.2.1, Fig. 9): a U-Net ED trained by L1 to the target, "another
     U-Net as the generator G" adding the residual, a conditional PatchGAN D on (input, Î). G reads
     the input image (the authors' code: a U-Net's decoder needs its encoder's skips, so it cannot
-    take z alone; spec §8.11). The ED U-Net is the ``decoder`` attribute (its down path is Enc)."""
+    take z alone). The ED U-Net is the ``decoder`` attribute (its down path is Enc)."""
 
     Config = Pix2PixConfig
     # small: docs/experiments/edgan.md's pix2pix runs (U-Nets and D at width 16, batch 16: more

@@ -1,4 +1,4 @@
-"""UU-Nets (seed 002, Wu Jionghao, "UU-Nets Connecting Discriminator and Generator for Image to Image
+"""UU-Nets (Wu Jionghao, "UU-Nets Connecting Discriminator and Generator for Image to Image
 Translation") and the baselines it compares with: pix2pix and the U-Net VAE-GAN.
 
 The paper's idea: the generator G *and* the discriminator D are U-Nets, and skip connections cross
@@ -15,7 +15,7 @@ even when training discriminator" (§3.5). Registered models:
 * ``uuvae-gan``: UUVAE-GAN, both U-Nets VAEs: G-KL (Eq. 3), D-KL on real/fake weighted alpha:beta
   (Eq. 6), cross-KL between G's and D's posteriors (Eq. 5), the tail; the same connections.
 
-Networks (spec §8.1, §8.6 — the paper's figures and supplement are unavailable). Both U-Nets are
+Networks (the paper's figures and supplement are unavailable). Both U-Nets are
 pix2pix's (:class:`pygan.models.nets.UNet`: 4x4 stride-2 convs, BatchNorm, LeakyReLU / ReLU,
 ``tanh`` out; "we develop our linked generator and discriminator architectures from the original
 Pix2pix design", §3.5) rather than the classic 3x3-conv + max-pool U-Net the same section also
@@ -23,11 +23,11 @@ describes, so that pix2pix is a like-for-like baseline. D's U-Net has the same d
 "symmetric design" that makes the sides match), reads the pair ``[x, img]`` (pix2pix's conditional
 D), has no dropout and a raw output map of ``d_width`` channels, followed by the head (the tail or a
 1x1 conv; :class:`UUNetConfig`). "Weight sharing" between the four components is implemented as
-*feature carrying* (spec §8.1 reading A: "carried the features from inner generator's encoder to its
+*feature carrying* (our reading of "carried the features from inner generator's encoder to its
 decoder, but also to the discriminator's encoder and decoder"): D has its own parameters and its
 U-Net takes G's maps as extra concatenated inputs (:data:`CONNECTIONS`); no parameter is tied. G's
 maps come from G's pass on ``x``, and the same maps accompany the real and the fake pair (in paired
-translation G's input is ``x`` for both; spec §8.2).
+translation G's input is ``x`` for both).
 
 Objectives (paired data: input ``x``, target ``y``; ``D(x, img)`` judges the pair, pix2pix-style)::
 
@@ -42,7 +42,7 @@ gradient: the *image* D judges in its own update is detached, as in every GAN, b
 unconnected control it does not reach G at all). Whether G's parameters then *step* on that gradient
 is :attr:`UUNetConfig.g_in_d_step` (the paper implies they do; §8.3 of the spec).
 
-Losses, with the paper's equations as printed and the choices where it is silent (spec §8):
+Losses, with the paper's equations as printed and the choices where it is silent:
 
 * ``L_RE`` (Eq. 4) ``= 1/2 sum_j (G(x)_j - y_j)^2`` per sample, averaged over the batch (Eq. 7's
   ``1/M``): ``rec_loss="l2"``. pix2pix's own ``mean |G(x) - y|`` with weight 100 is ``rec_loss="l1"``.
@@ -124,7 +124,7 @@ CONNECTIONS = ("enc", "latent", "dec", "skip")
 
 #: The paper's variants (Fig. 3, §5.2) as sets of connections. ``none`` is the unconnected UU-Net
 #: control of §4.3 ("the same U-Net generator and a slightly changed U-Net discriminator"). ``uuc`` is
-#: our reading of Table 1's undescribed "UUNetGAN-UUCNet" as the triple-concatenation decoder (spec §8.5).
+#: our reading of Table 1's undescribed "UUNetGAN-UUCNet" as the triple-concatenation decoder.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none": (),
     "v1": ("enc",),
@@ -134,7 +134,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "uuc": ("skip",),
 }
 
-#: What happens to G's parameters in D's update (spec §8.3). ``cooperative``: G's parameters are in
+#: What happens to G's parameters in D's update. ``cooperative``: G's parameters are in
 #: D's optimizer (the literal "pass the entire generator object to the discriminator": D's optimizer
 #: steps every parameter D's loss reaches) and descend D's loss; ``adversarial``: they *ascend* it
 #: (the gradient reaching G is negated before D's optimizer steps); ``none``: only D's parameters
@@ -569,7 +569,7 @@ class UUDiscriminator(nn.Module):
 
 @register("uunet")
 class UUNet(_Translator):
-    """UU-Net GAN (seed 002): U-Net G and U-Net D with G->D connections; see the module docstring.
+    """UU-Net GAN: U-Net G and U-Net D with G->D connections; see the module docstring.
 
     ``training_step`` = :meth:`discriminator_loss` + :meth:`update_discriminator`, then
     :meth:`generator_loss` + ``update("generator")``."""
@@ -628,7 +628,7 @@ class UUNet(_Translator):
     def discriminator_loss(self, D, x, y, fake, g_feats) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``L_D = 1/2 [BCE(D(x, y | F_G), 1) + BCE(D(x, sg(fake) | F_G), 0)]`` (+ the VAE terms).
         The same G maps ``F_G`` (from G's pass on ``x``) accompany the real and the fake pair: in
-        paired translation G's input is ``x`` for both (spec §8.2)."""
+        paired translation G's input is ``x`` for both."""
         real_logits, d_real = self.discriminate(D, x, y, g_feats)
         fake_logits, d_fake = self.discriminate(D, x, fake.detach(), g_feats)
         adv = 0.5 * d_loss_bce(real_logits, fake_logits)
