@@ -97,7 +97,7 @@ def mode_coverage(
 def mode_log(samples: Any, centres: Any, std: Any) -> dict[str, float]:
     """What a model's ``evaluate`` logs for points: :func:`mode_coverage` with its defaults as
     ``{"modes": covered, "modes_total": K, "high_quality": fraction in [0, 1]}``."""
-    mc = mode_coverage(torch.as_tensor(samples).detach().cpu(), centres, std)
+    mc = mode_coverage(torch.as_tensor(samples).detach().cpu(), torch.as_tensor(centres), std)
     return {
         "modes": float(mc.modes_covered),
         "modes_total": float(mc.num_modes),
