@@ -12,6 +12,8 @@ and padding 1 halve/double the side; ReLU in decoders, LeakyReLU(0.2) in encoder
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -74,13 +76,9 @@ def _norm2d(norm: str, channels: int, side: int) -> nn.Module:
 
 def mlp(d_in: int, d_out: int, hidden: int, layers: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """``layers`` hidden layers of ``hidden`` units with ``act``, then a linear output."""
-    mods: list[nn.Module] = []
-    d = d_in
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), act()]
-        d = hidden
-    mods.append(nn.Linear(d, d_out))
-    return nn.Sequential(*mods)
+    dims = [d_in] + [hidden] * layers
+    hidden_layers = [m for a, b in itertools.pairwise(dims) for m in (nn.Linear(a, b), act())]
+    return nn.Sequential(*hidden_layers, nn.Linear(dims[-1], d_out))
 
 
 class Squeeze(nn.Module):
