@@ -84,7 +84,7 @@ from torch import nn
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
 from pygan.models import LazyPenalty, Model, check_config, eval_mode, frozen, register
-from pygan.models.losses import d_loss_bce, d_loss_wgan, g_loss_bce, g_loss_wgan
+from pygan.models.losses import d_loss_bce, d_loss_wgan, g_loss_bce, g_loss_wgan, mse
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -611,7 +611,7 @@ class CoupledGAN(Model):
         total = 0.0
         with torch.no_grad():
             for p1, p2 in zip(self.generators.g1.parameters(), self.generators.g2.parameters()):
-                total += float((p1.float() - p2.float()).square().mean())
+                total += float(mse(p1.float(), p2.float()))
         return total
 
     @torch.no_grad()
