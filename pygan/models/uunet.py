@@ -205,8 +205,8 @@ class Pix2PixConfig(Pix2PixSettings):
     pix2pix itself used 1).
 
     Attributes:
-        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (the UU-Nets paper's Eq. 4: ``1/2`` sum of squares
-            per sample). ``rec_weight`` is its weight (lambda).
+        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (Eq. 4: ``1/2`` sum of squares per sample).
+            ``rec_weight`` is its weight (lambda).
         adv_weight: weight of G's adversarial term.
     """
 
