@@ -1,4 +1,4 @@
-"""ED//GAN (seed 000) and its coupled ED+GAN baselines: shapes for every data kind, the decoupled
+"""ED//GAN (the ED//GAN paper) and its coupled ED+GAN baselines: shapes for every data kind, the decoupled
 update paths (which loss reaches which network), the coupled baseline's shared decoder, the fused
 residual op, training through the loop (grids with the residual, resume) and ``pygan eval``."""
 
