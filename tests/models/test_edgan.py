@@ -417,6 +417,9 @@ def test_gan_loss_forms():
     d = torch.sigmoid(logits)
     torch.testing.assert_close(g_loss_bce(logits), -torch.log(d).mean())  # gan_loss="nonsaturating"
     torch.testing.assert_close(g_loss_saturating(logits), torch.log(1 - d).mean())  # Eq. 8 as printed
+    for form, loss in (("nonsaturating", g_loss_bce), ("saturating", g_loss_saturating)):
+        m = _model("edgan", extra=(f"gan_loss={form}",))
+        torch.testing.assert_close(m._adv_g(logits), loss(logits))  # the model's G loss follows gan_loss
 
 
 def test_evaluate_keys_and_no_side_effects():
