@@ -119,8 +119,8 @@ def test_points_nets():
 
 
 def _replay_wgan_step(m: WGANGP, batch_x: torch.Tensor):
-    """An independent re-computation of one WGAN-GP iteration (seed 003 §3.2) with plain torch and
-    the pure reference penalty, consuming the global RNG in the same order as the model."""
+    """An independent re-computation of one WGAN-GP iteration (Gulrajani et al.'s Algorithm 1) with
+    plain torch and the pure reference penalty, consuming the global RNG in the same order as the model."""
     c = m.config
     opt_d = torch.optim.Adam(m.critic.parameters(), lr=c.lr, betas=c.betas)
     opt_g = torch.optim.Adam(m.generator.parameters(), lr=c.lr, betas=c.betas)

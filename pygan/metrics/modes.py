@@ -1,8 +1,8 @@
 """Mode coverage for 2-D (or any-D) Gaussian mixtures: the ring of 8 and the grid of 25 of the
-VEEGAN / Unrolled-GAN / PacGAN toy experiments (seeds 001 and 004 propose them; neither reports
+VEEGAN / Unrolled-GAN / PacGAN toy experiments (the ACL and IDVAE papers propose them; neither reports
 numbers).
 
-Definitions used (the seeds leave them open):
+Definitions used (the papers leave them open):
 
 * each sample is assigned to its **nearest** mode centre (Euclidean);
 * a sample is **high quality** when that distance is at most ``3 std`` (``std`` the mixture
@@ -25,7 +25,7 @@ import torch
 
 from pygan.metrics._util import as_float_tensor
 
-__all__ = ["ModeCoverage", "mode_coverage"]
+__all__ = ["ModeCoverage", "mode_coverage", "mode_log"]
 
 
 @dataclass
@@ -92,3 +92,14 @@ def mode_coverage(
         min_count=min_count,
         num_samples=n,
     )
+
+
+def mode_log(samples: Any, centres: Any, std: Any) -> dict[str, float]:
+    """What a model's ``evaluate`` logs for points: :func:`mode_coverage` with its defaults as
+    ``{"modes": covered, "modes_total": K, "high_quality": fraction in [0, 1]}``."""
+    mc = mode_coverage(torch.as_tensor(samples).detach().cpu(), torch.as_tensor(centres), std)
+    return {
+        "modes": float(mc.modes_covered),
+        "modes_total": float(mc.num_modes),
+        "high_quality": mc.high_quality_fraction,
+    }

@@ -158,6 +158,7 @@ __all__ = [
     "config_to_dict",
     "ema_decay_field",
     "ema_rampup_field",
+    "eval_mode",
     "field_choices",
     "field_rule",
     "frozen",
@@ -900,6 +901,20 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+@contextlib.contextmanager
+def eval_mode(*nets: nn.Module) -> Iterator[None]:
+    """Runs ``nets`` in eval mode (no dropout, BatchNorm running statistics); restores every
+    submodule's previous ``training`` flag afterwards (mixed modes included)."""
+    modes = [(m, m.training) for net in nets for m in net.modules()]
+    for net in nets:
+        net.eval()
+    try:
+        yield
+    finally:
+        for m, was in modes:
+            m.training = was
+
+
 def as_floats(logs: dict) -> dict[str, float]:
     """``training_step``'s losses as Python floats (reads them back from the device: a sync; the
     training loop does it every ``--log-every`` steps, not every step)."""
@@ -979,7 +994,8 @@ class Model(nn.Module):
         self.info = info
         self.ema: EMA | None = None  # set by make_ema() (the loop calls it)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self._wrapped: dict[str, nn.Module] = {}
+        self._wrapped: dict[str, nn.Module] = {}  # DDP wrappers (distribute)
+        self._compiled_nets: dict[str, nn.Module] = {}  # first-order compiled networks
         self.iteration = 0  # the 0-based iteration training_step runs (set by the loop)
 
     # -- what the loop reads
@@ -1034,12 +1050,22 @@ class Model(nn.Module):
         """Called by the loop under DDP: wraps each of :meth:`ddp_networks` (the modules stay
         registered under their names, so checkpoints are the same with or without DDP)."""
         for name in self.ddp_networks():
-            self._wrapped[name] = wrap(getattr(self, name))
+            self._wrapped[name] = wrap(self.get_submodule(name))
 
-    def wrapped(self, name: str) -> nn.Module:
-        """The network ``name`` to run for an update: its DDP wrapper when distributed, else itself."""
-        wrapped = self._wrapped.get(name)
-        return wrapped if wrapped is not None else getattr(self, name)
+    def wrapped(self, name: str, *, plain: bool = False, compiled: bool = False) -> nn.Module:
+        """The network ``name`` (dotted for a nested one) to run: with ``compiled``, its module
+        compiled by :meth:`compile_first_order` if there is one; else, for a network being updated,
+        its DDP wrapper when distributed; with ``plain`` (a network only read: frozen, ``no_grad``,
+        inference) or without DDP, the module itself."""
+        if compiled and name in self._compiled_nets:
+            return self._compiled_nets[name]
+        wrapper = None if plain else self._wrapped.get(name)
+        return wrapper if wrapper is not None else self.get_submodule(name)
+
+    def compile_first_order(self, name: str) -> None:
+        """``torch.compile`` the network ``name`` for the passes that ask ``wrapped(name,
+        compiled=True)`` (first-order ones: a gradient penalty's double backward stays eager)."""
+        self._compiled_nets[name] = torch.compile(self.get_submodule(name))
 
     # -- generator EMA
     def output_networks(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Adversarial Code Learning (ACL; seed 001, Yuan et al., "Adversarial Code Learning for Image
+"""Adversarial Code Learning (ACL; Yuan et al., "Adversarial Code Learning for Image
 Generation"): a code generator ``G_z`` maps prior noise into the code space of an inference network
 ``E`` and a code discriminator ``D_c`` tells real codes ``c = E(x)`` from generated ones ``G_z(z)``;
 a decoder/image generator ``G_x`` turns codes into images, so samples are ``G_x(G_z(z))``.
@@ -30,7 +30,7 @@ needs codes, it attaches to any encoder/decoder pair (:meth:`ACL.attach`)::
         pair.step(x, opts)                       # c = enc(x) without grad; one D_c then one G_z update
     images = pair.sample(64)                     # dec(G_z(z)), z ~ p_z, networks in eval mode
 
-Decisions (the paper is silent; spec §3.1, §9.3, §9.8):
+Decisions (the paper is silent):
 
 * "2-layer MLPs": two linear layers, i.e. ``layers=1`` hidden layer of ``hidden`` units (512). ``G_z``
   uses ReLU and a linear output (the codes of pygan's encoders are unbounded linear outputs, so the
@@ -60,13 +60,13 @@ The models
                  G_x  <- -log D_x(x_ff)                                        (D_x frozen)
         line 13  D_c, G_z <- L_Z on c = E_x(x_r) (detached) vs c_f             (E_x fixed)
 
-    ``Φ`` is the discriminator's last hidden layer (spec §9.2: the 1-D logit would be a very weak
+    ``Φ`` is the discriminator's last hidden layer (pygan's choice: the 1-D logit would be a very weak
     reconstruction target; VAE/GAN, which the paper credits, uses a hidden layer). ``L_R`` is
     computed by :func:`pygan.ops.feature_regularizer` (mean of squared differences; ``Φ(x_r)`` is the
     constant target). Reconstructions ``x_f`` are never shown to ``D_x`` as fakes (§4.2: "only used
     for training the encoder"; Algorithm 1's fake is ``x_ff``).
 
-    **Eq. 4 vs Algorithm 1** (spec §4.5, §9.1): Eq. 4 minimises ``L_rec`` over ``θ_{E_x}`` *and*
+    **Eq. 4 vs Algorithm 1**: Eq. 4 minimises ``L_rec`` over ``θ_{E_x}`` *and*
     ``θ_{G_x}``, Algorithm 1 line 11 over ``θ_{E_x}`` only. pygan follows Algorithm 1 by default
     (``rec_updates="encoder"``; it is also what the text says, and what keeps "simply attach our ACL
     module to vanilla GAN, keeping everything else unchanged" true for ``G_x``);
@@ -84,7 +84,7 @@ The models
 
 ``acl-sgan`` (:class:`ACLSGAN`, §4.3)
     ACL-GAN with the encoder replaced by a classifier trained on the labels; "the code learning target
-    becomes the last fully connected layer of the classifier". Spec §9.13's choices: the classifier is
+    becomes the last fully connected layer of the classifier". pygan's choices: the classifier is
     the encoder's conv body, a fully connected *code* layer (``d_c`` units, the ACL target; default
     ``sgan_code="features"``), LeakyReLU(0.2) and a linear layer to the class logits;
     ``sgan_code="logits"`` makes the logits themselves the code (``d_c = num_classes``). At line 11
@@ -118,6 +118,7 @@ from torch import nn
 from pygan.amp import optimizer_step, scaled_backward
 from pygan.data.core import Batch, DataInfo, Dataset
 from pygan.errors import ConfigError
+from pygan.metrics.modes import mode_log
 from pygan.models import (
     BETAS,
     COUNT,
@@ -132,12 +133,13 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
-from pygan.models.dcgan import d_loss_bce, g_loss_bce
+from pygan.models.losses import d_loss_bce, d_loss_wgan, g_loss_bce, g_loss_wgan, mse
 from pygan.models.nets import ConvDecoder, ConvEncoder, init_dcgan, mlp
 from pygan.ops import feature_regularizer, gradient_penalty
 
@@ -180,7 +182,7 @@ class NormalPrior(nn.Module):
 
 class MixturePrior(nn.Module):
     """An equal-weight mixture of isotropic Gaussians: ``z = centres[k] + std * N(0, I)``,
-    ``k ~ U{0..K-1}`` (seed 001 §5.6's 4-mode prior, with the target mixture's centres and std)."""
+    ``k ~ U{0..K-1}`` (the ACL paper's §5.6 4-mode prior, with the target mixture's centres and std)."""
 
     def __init__(self, centres, std: float):
         super().__init__()
@@ -273,14 +275,8 @@ class ACL(nn.Module):
         """``decoder(G_z(z))`` for ``n`` prior draws, with ``G_z`` (and ``decoder`` when it is a module)
         in eval mode; the modes are restored afterwards."""
         mods = [self.code_generator] + ([decoder] if isinstance(decoder, nn.Module) else [])
-        was = [m.training for m in mods]
-        for m in mods:
-            m.eval()
-        try:
+        with eval_mode(*mods):
             return decoder(self.generate(n, generator))
-        finally:
-            for m, w in zip(mods, was):
-                m.train(w)
 
     # -- training
     def configure_optimizers(
@@ -442,14 +438,6 @@ class _ACLModel(Model):
                 names.append(n)
         return names
 
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        for name in self.ddp_networks():
-            self._wrapped[name] = wrap(self.get_submodule(name))
-
-    def wrapped(self, name: str) -> nn.Module:
-        w = self._wrapped.get(name)
-        return w if w is not None else self.get_submodule(name)
-
     def _code_step(self, real_codes, fake_codes, weight, g_steps=1) -> dict[str, torch.Tensor]:
         return self.acl.step(
             real_codes,
@@ -467,12 +455,8 @@ class _ACLModel(Model):
         "are the learned codes aligned with the target" number; Gaussian fit, so a coarse one)."""
         from pygan.metrics.frechet import frechet_distance, gaussian_stats
 
-        was = self.acl.training
-        self.acl.eval()
-        try:
+        with eval_mode(self.acl):
             fake = self.acl.generate(len(real_codes), generator)
-        finally:
-            self.acl.train(was)
         mu1, s1 = gaussian_stats(real_codes.double().cpu())
         mu2, s2 = gaussian_stats(fake.double().cpu())
         return float(frechet_distance(mu1, s1, mu2, s2))
@@ -666,12 +650,8 @@ class ACLAE(_ACLModel):
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """The target codes ``Enc(x)`` in eval mode (the mode is restored)."""
-        was = self.encoder.training
-        self.encoder.eval()
-        try:
+        with eval_mode(self.encoder):
             return self.encoder(x.to(self.device))
-        finally:
-            self.encoder.train(was)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
@@ -679,19 +659,10 @@ class ACLAE(_ACLModel):
         ``rec_mse``; for points also modes covered / high-quality fraction of 2,500 samples."""
         x = data.fixed(min(len(data), 1000)).x.to(self.device)
         out = {"code_fd": self.code_distance(self.codes(x), generator)}
-        was = self.training
-        self.eval()
-        try:
-            out["rec_mse"] = float((self.reconstruct(x) - x).square().mean())
-        finally:
-            self.train(was)
+        with eval_mode(self):
+            out["rec_mse"] = float(mse(self.reconstruct(x), x))
         if self.points and "centers" in data.meta:
-            from pygan.metrics.modes import mode_coverage
-
-            mc = mode_coverage(
-                self.sample(2500, generator).cpu(), torch.tensor(data.meta["centers"]), data.meta["std"]
-            )
-            out.update(modes=float(mc.modes_covered), high_quality=mc.high_quality_fraction)
+            out.update(mode_log(self.sample(2500, generator), data.meta["centers"], data.meta["std"]))
         return out
 
     def compile_networks(self) -> list[str]:
@@ -937,7 +908,7 @@ class ACLGAN(_ACLModel):
                     "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
                 }
             else:
-                loss_d = d_fake.mean() - d_real.mean()
+                loss_d = d_loss_wgan(d_real, d_fake)
                 if due[k]:
                     gp = gradient_penalty(D, real, fake, weight=c.gp_weight * c.gp_every, kind=c.gp_kind)
                     loss_d = loss_d + gp
@@ -953,7 +924,7 @@ class ACLGAN(_ACLModel):
             x_ff = G(c_f)
         with frozen(self.discriminator):
             score = self.discriminator(x_ff)
-            loss_g = c.lambda_gan * (g_loss_bce(score) if c.gan_loss == "gan" else -score.mean())
+            loss_g = c.lambda_gan * (g_loss_bce(score) if c.gan_loss == "gan" else g_loss_wgan(score))
         self.update("generator", loss_g)
         sums["loss_g"] = loss_g.detach()
         return sums
@@ -991,12 +962,8 @@ class ACLGAN(_ACLModel):
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """The target codes ``E_x(x)`` in eval mode (the mode is restored)."""
         net = getattr(self, self.inference_net)
-        was = net.training
-        net.eval()
-        try:
+        with eval_mode(net):
             return net(x.to(self.device))
-        finally:
-            net.train(was)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
@@ -1074,11 +1041,7 @@ class ACLSGAN(ACLGAN):
         codes = self.codes(fixed.x.to(self.device))
         out = {"code_fd": self.code_distance(codes, generator)}
         if fixed.y is not None:
-            was = self.classifier.training
-            self.classifier.eval()
-            try:
+            with eval_mode(self.classifier):
                 pred = self.classifier.logits(codes).argmax(1).cpu()
-            finally:
-                self.classifier.train(was)
             out["acc"] = float((pred == fixed.y.cpu()).float().mean())
         return out

@@ -1,9 +1,10 @@
-"""CoGAN — coupled GANs by hard weight sharing (Liu & Tuzel 2016), as seed 003 (the SCoGAN thesis,
-``specs/003_scogan.md``) reproduces it — and the coupled-pair machinery SCoGAN builds on.
+"""CoGAN — coupled GANs by hard weight sharing (Liu & Tuzel 2016), as the SCoGAN thesis ("Improved
+Learning of Joint Distributions using Soft-Coupled GANs") reproduces it — and the coupled-pair
+machinery SCoGAN builds on.
 
 Two GANs, one per domain, fed the **same** ``z``; only marginal (unpaired) real samples are used.
 The coupling is hard sharing: the generators' *first* layers and the discriminators' *last* layers
-are the same ``Parameter`` objects (spec §1.1). Objective (Eq. 3.1 with the printed sign typo fixed;
+are the same ``Parameter`` objects. Objective (Eq. 3.1 with the printed sign typo fixed;
 Eq. 3.2 for the Wasserstein form), minimised as::
 
     non-saturating ("ns"):  L_Di = -mean log s(D_i(x_i)) - mean log(1 - s(D_i(G_i(z))))
@@ -16,18 +17,18 @@ Eq. 3.2 for the Wasserstein form), minimised as::
 one call for both domains (the two interpolate batches are stacked and each half is scored by its
 own critic; the mean over the ``2B`` rows times ``2 lambda`` is ``lambda GP_1 + lambda GP_2``).
 
-One iteration (the thesis' trainer, spec §3.9): ``n_critic`` discriminator steps — each on fresh real
-batches of both domains and one fresh ``z`` for both generators (decision 28: the same ``z``), the
+One iteration (the thesis' trainer): ``n_critic`` discriminator steps — each on fresh real
+batches of both domains and one fresh ``z`` for both generators (the same ``z``), the
 fakes detached — then one generator step on a fresh ``z`` with the discriminators frozen.
 
-Networks (``arch``; decisions 1-3, 7, 8 of the spec; sides ``4 * 2^k``: 16, 32, 64, 128, ...):
+Networks (``arch``; sides ``4 * 2^k``: 16, 32, 64, 128, ...):
 
 * ``"digits"`` (Tables 3.1/3.2, the CoGAN 32x32 nets; the default for sides <= 32). Generator:
   ``z -> Dense(w*4*4) -> reshape -> BN -> PReLU`` (Listing 6.3), a stride-1 4x4 layer
   ``w -> w`` + BN + PReLU (Table 3.1's first ConvTranspose row, ``g_first_conv``), then ``k``
   stride-2 3x3 transposed convs halving the channels (``w/2, w/4, ...``; 'same' padding doubles
   the side) + BN + PReLU, then the 6x6 stride-1 output layer to ``C`` channels with **tanh and no
-  BN** (the listings; the table's "BN, PReLU" on that row is a typo, decision 3). At 32 px and
+  BN** (the listings; the table's "BN, PReLU" on that row is a typo). At 32 px and
   ``g_width=1024``: 4x4x1024 -> 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -> 32x32xC.
   Discriminator: Conv(20, 5x5) -> MaxPool 2 -> Conv(50, 5x5) -> MaxPool 2 -> Dense 500 -> PReLU
   -> Dropout 0.5 -> Dense 1; no activation after the convs (Table 3.2), no sigmoid (§6.4; the
@@ -39,9 +40,9 @@ Networks (``arch``; decisions 1-3, 7, 8 of the spec; sides ``4 * 2^k``: 16, 32, 
   channels, norm + PReLU, dropout 0.1/0.3/0.3/0.5 after the 3rd..6th (Table A.2's rows, the first
   ``n`` of them at smaller sides), down to 2x2, then Dense ``64 d_width`` (2048) + norm + PReLU ->
   Dropout 0.5 -> Dense 1. Norm: BatchNorm with the non-saturating loss, LayerNorm with WGAN-GP
-  (§3.3.2: "every BatchNorm in a discriminator is replaced by LayerNorm"; decision 8: LayerNorm over
+  (§3.3.2: "every BatchNorm in a discriminator is replaced by LayerNorm"; pygan's choice: LayerNorm over
   (C, H, W) with an affine map, the WGAN-GP paper's and :mod:`pygan.models.nets`' form). Table A.2's
-  "Input ... BatchNorm yes" row is not applied (decision 7: a norm on the raw input would mix the
+  "Input ... BatchNorm yes" row is not applied (pygan's choice: a norm on the raw input would mix the
   samples that the per-sample penalty keeps apart, and the data is already in [-1, 1]).
 
 Layers followed by BatchNorm carry no bias (BN in training mode cancels it; the thesis' Keras layers
@@ -49,10 +50,10 @@ have a redundant one). Stride-1 "ConvTranspose" layers (the digits' 4x4 and 6x6,
 ``Conv2d`` with 'same' padding: a stride-1 transposed convolution *is* a convolution (flipped
 kernel), so the function class is the thesis'. PReLU: one slope per channel, initialised to 0.25
 (the Caffe value the thesis uses, §7.2). Weights: ``init="xavier"`` is Xavier-*normal* (std ``sqrt(2
-/ (fan_in + fan_out))``, as the thesis describes it; decision 25 — its code used Keras'
+/ (fan_in + fan_out))``, as the thesis describes it; pygan's choice — its code used Keras'
 glorot_uniform) for digits (§5.1); ``"normal"`` is ``N(0, 0.02)`` for faces (§5.3's "variance 0.02"
 read as the standard deviation, the DCGAN value); biases 0. Weight decay (§3.7): ``c * sum w^2``
-over the conv/dense kernels (Keras' ``l2(c)``; decision 21: pygan applies it), ``c = 5e-4`` for
+over the conv/dense kernels (Keras' ``l2(c)``; pygan applies it), ``c = 5e-4`` for
 digits, ``1e-4`` for faces, given to Adam as ``weight_decay = 2c``.
 
 Sharing (CoGAN): the generators share every stage but the last ``g_unshared`` (digits: 1, only the
@@ -60,7 +61,7 @@ output layer — Table 3.1 and Listing 6.4; faces: 2 — Table A.1); the discrim
 stage but the first ``d_unshared`` (1: the first conv (+pool) is per domain — Tables 3.2/A.2). The
 shared prefix of the generators runs once per forward. Updates: one Adam over both generators'
 parameters (shared ones once) steps on ``L_G1 + L_G2``, one over both discriminators on
-``L_D1 + L_D2`` (decision 27: the thesis' one shared Adam instance applies two sequential steps to
+``L_D1 + L_D2`` (pygan's choice: the thesis' one shared Adam instance applies two sequential steps to
 a shared variable, one per domain loss; pygan takes one step on the sum of the two gradients). For
 unshared parameters this is exactly each domain's own update: ``L_G2`` does not depend on ``G1``'s
 own layers, and ``L_D2`` not on ``D1``'s.
@@ -79,7 +80,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
@@ -95,11 +95,13 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
+from pygan.models.losses import d_loss_bce, d_loss_wgan, g_loss_bce, g_loss_wgan, mse
 from pygan.ops import gradient_penalty
 
 __all__ = [
@@ -491,17 +493,15 @@ class CoupledGAN(Model):
     def d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
         """The discriminator's adversarial loss (without the penalty)."""
         if self.resolved_config.loss == "wgan-gp":
-            return fake_score.mean() - real_score.mean()
-        return F.softplus(-real_score).mean() + F.softplus(fake_score).mean()  # BCE with logits
+            return d_loss_wgan(real_score, fake_score)
+        return d_loss_bce(real_score, fake_score)
 
     def g_adv(self, fake_score: torch.Tensor) -> torch.Tensor:
         """The generator's adversarial loss (non-saturating, or ``-mean D(G(z))``)."""
-        if self.resolved_config.loss == "wgan-gp":
-            return -fake_score.mean()
-        return F.softplus(-fake_score).mean()
+        return g_loss_wgan(fake_score) if self.resolved_config.loss == "wgan-gp" else g_loss_bce(fake_score)
 
     def _scores(self, x1: torch.Tensor, x2: torch.Tensor):
-        return self._fast.get("discriminators", self.wrapped("discriminators"))(x1, x2)
+        return self.wrapped("discriminators", compiled=True)(x1, x2)
 
     def discriminator_step(self, part: Batch, penalise: bool = True) -> dict[str, torch.Tensor]:
         """One update of both discriminators on one real batch per domain (``part.x``, ``part.x_b``)
@@ -560,7 +560,7 @@ class CoupledGAN(Model):
         return adv1, adv2, {"adv1": adv1.detach(), "adv2": adv2.detach()}
 
     def _frozen_scores(self, x1, x2):
-        return self._fast.get("discriminators_frozen", self.discriminators)(x1, x2)
+        return self.wrapped("discriminators", plain=True, compiled=True)(x1, x2)
 
     def generator_step(self, reals: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One update of both generators on a fresh ``z``: ``L_G1 + L_G2`` (each depends on its own
@@ -618,13 +618,9 @@ class CoupledGAN(Model):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
         """``(images_A, images_B)`` from the same ``z``, generators in eval mode."""
-        was = self.generators.training
-        self.generators.eval()
-        try:
+        with eval_mode(self.generators):
             x1, x2 = self.generators(self.noise(n, generator))
-            return x1.float(), x2.float()
-        finally:
-            self.generators.train(was)
+        return x1.float(), x2.float()
 
     def weight_difference(self) -> float:
         """Fig. 4.1's measure: ``sum over generator variables of mean((w_G1 - w_G2)^2)`` (shared
@@ -632,7 +628,7 @@ class CoupledGAN(Model):
         total = 0.0
         with torch.no_grad():
             for p1, p2 in zip(self.generators.g1.parameters(), self.generators.g2.parameters()):
-                total += float((p1.float() - p2.float()).square().mean())
+                total += float(mse(p1.float(), p2.float()))
         return total
 
     @torch.no_grad()
@@ -640,14 +636,10 @@ class CoupledGAN(Model):
         """``wdist1``/``wdist2``: each critic's ``mean D(x_test) - mean D(G(z))`` on up to 500 test
         rows per domain (networks in eval mode), and ``weight_diff`` (Fig. 4.1)."""
         real = data.fixed(500)
-        was = self.discriminators.training
-        self.discriminators.eval()
-        try:
+        with eval_mode(self.discriminators):
             fake1, fake2 = self.sample(len(real), generator)
             r1, r2 = self.discriminators(real.x.to(self.device), real.x_b.to(self.device))
             f1, f2 = self.discriminators(fake1, fake2)
-        finally:
-            self.discriminators.train(was)
         return {
             "wdist1": float(r1.mean() - f1.mean()),
             "wdist2": float(r2.mean() - f2.mean()),
@@ -659,8 +651,7 @@ class CoupledGAN(Model):
         batches, the generators' loss); the penalty's pass stays eager (its double backward does not
         go through ``torch.compile``)."""
         self.generators.compile()
-        self._fast["discriminators"] = torch.compile(self.discriminators)
-        self._fast["discriminators_frozen"] = self._fast["discriminators"]
+        self.compile_first_order("discriminators")
         return ["generators", "discriminators (first-order passes)"]
 
 

@@ -1,7 +1,7 @@
-"""The vanilla GAN baseline of seed 001's Table 1 ("GAN"): an unconditional DCGAN (Radford et al.
+"""The vanilla GAN baseline of the ACL paper's Table 1 ("GAN"): an unconditional DCGAN (Radford et al.
 2016) with the standard non-saturating losses, on images (conv nets) or 2-D points (MLPs).
 
-Objective (Goodfellow et al. 2014; seed 001 Eq. 5 with ``c ~ N(0, I)``), with ``D`` returning logits
+Objective (Goodfellow et al. 2014; the ACL paper's Eq. 5 with ``c ~ N(0, I)``), with ``D`` returning logits
 and ``softplus(-l) = -log sigmoid(l)``, ``softplus(l) = -log(1 - sigmoid(l))``::
 
     L_D = mean softplus(-D(x)) + mean softplus(D(G(z)))         (D maximises log D(x) + log(1 - D(G(z))))
@@ -9,9 +9,9 @@ and ``softplus(-l) = -log sigmoid(l)``, ``softplus(l) = -log(1 - sigmoid(l))``::
 
 One iteration = one discriminator update on a real batch and ``G(z)`` (detached), then one generator
 update on the same ``G(z)`` through the just-updated ``D`` (frozen), as in the DCGAN reference code.
-Seed 001 says only that its GAN baseline "follow[s] the original specifications in their published
-papers and code repositories" without naming one (spec §9.10); pygan takes DCGAN, the convolutional
-GAN most such comparisons use, and builds seed 001's ACL-GAN on exactly these networks and settings
+The ACL paper says only that its GAN baseline "follow[s] the original specifications in their published
+papers and code repositories" without naming one; pygan takes DCGAN, the convolutional
+GAN most such comparisons use, and builds the ACL paper's ACL-GAN on exactly these networks and settings
 (:mod:`pygan.models.acl`).
 
 Networks (:mod:`pygan.models.nets`): generator ``ConvDecoder`` (BatchNorm, ReLU, ``tanh``),
@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from pygan.data.core import Batch, DataInfo, Dataset
+from pygan.metrics.modes import mode_log
 from pygan.models import (
     COUNT,
     LAYERS,
@@ -38,25 +38,16 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
+from pygan.models.losses import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
-__all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]
-
-
-def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's binary cross-entropy ``-(log D(real) + log(1 - D(fake)))`` from logits,
-    each term averaged over its batch."""
-    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-
-
-def g_loss_bce(d_fake: torch.Tensor) -> torch.Tensor:
-    """The non-saturating generator loss ``-log D(fake)`` from logits, averaged over the batch."""
-    return F.softplus(-d_fake).mean()
+__all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]  # the losses: pygan.models.losses
 
 
 @dataclass(frozen=True)
@@ -90,7 +81,7 @@ class DCGANConfig(ModelConfig):
 
 @register("dcgan")
 class DCGAN(Model):
-    """Unconditional DCGAN (the "GAN" baseline of seed 001); see the module docstring."""
+    """Unconditional DCGAN (the "GAN" baseline of the ACL paper); see the module docstring."""
 
     #: the networks that make the outputs (averaged by the generator EMA, written by pygan export)
     generator_networks = ("generator",)
@@ -149,24 +140,15 @@ class DCGAN(Model):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
-        was = self.generator.training
-        self.generator.eval()
-        try:
+        with eval_mode(self.generator):
             return self.generator(self.noise(n, generator)).float()
-        finally:
-            self.generator.train(was)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
-        """For points: mode coverage of 2,500 samples (:func:`pygan.metrics.mode_coverage`)."""
+        """For points: mode coverage of 2,500 samples (:func:`pygan.metrics.modes.mode_log`)."""
         if not (self.points and "centers" in data.meta):
             return {}
-        from pygan.metrics.modes import mode_coverage
-
-        mc = mode_coverage(
-            self.sample(2500, generator).cpu(), torch.tensor(data.meta["centers"]), data.meta["std"]
-        )
-        return {"modes": float(mc.modes_covered), "high_quality": mc.high_quality_fraction}
+        return mode_log(self.sample(2500, generator), data.meta["centers"], data.meta["std"])
 
     def compile_networks(self) -> list[str]:
         """Both networks (no double backward anywhere in this model)."""

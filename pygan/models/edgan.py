@@ -1,7 +1,7 @@
-"""ED//GAN: decoupled learning for conditional adversarial networks (seed 000; Zhang, Song & Qi), and
+"""ED//GAN: decoupled learning for conditional adversarial networks (Zhang, Song & Qi), and
 the coupled ED+GAN baselines it is compared with.
 
-The idea (spec §1, §2.1, Fig. 3). An encoder-decoder gives a blurry reconstruction and a separate
+The idea (Fig. 3). An encoder-decoder gives a blurry reconstruction and a separate
 generator G adds the detail an adversarial loss asks for::
 
     z    = Enc(I)                      (Table 1: conv stack, FC, tanh; z in (-1, 1)^50)
@@ -16,7 +16,7 @@ them::
     min_D         L_adv(D) = BCE(D(I), 1) + BCE(D(Î), 0)                        (Eq. 7)
     min_G         L_adv(G) = BCE(D(Î), 1)      (z and I_ED constants)           (Eq. 8)
 
-``training_step`` makes the three updates in the order of the authors' code (spec App. A): the
+``training_step`` makes the three updates in the order of the authors' code: the
 reconstruction step (Enc, Dec), the discriminator step (D), the residual-generator step (G). Each is
 its own method (:meth:`reconstruction_step`, :meth:`discriminator_step`, :meth:`generator_step`), so
 the tests can check that each touches only its networks:
@@ -31,10 +31,10 @@ L_adv(G)                      G                      Enc, Dec (z, I_ED detached;
 CAAE's L_Dz                   D_z                    Enc (z detached)
 ============================  =====================  =============================================
 
-The coupled **ED+GAN** baseline (Eq. 1; spec §2.3, §7) has no G: Dec is the generator, ``Î = I_ED``,
+The coupled **ED+GAN** baseline (Eq. 1) has no G: Dec is the generator, ``Î = I_ED``,
 and ``L_const + lambda * L_adv(G)`` goes into Dec (and through Dec into Enc); D's step is first, as
 in pix2pix. ``adv_weight`` is that lambda. In ED//GAN, ``adv_weight`` (default 1: no weight) scales
-only L_adv(G), the paper's "intentionally added" weight of the Sec. 4.1 sweep (spec §8.9; with
+only L_adv(G), the paper's "intentionally added" weight of the Sec. 4.1 sweep (with
 G's own Adam optimizer a constant factor on G's only loss changes its updates very little — Adam is
 scale-invariant up to its epsilon).
 
@@ -59,18 +59,18 @@ Table 1 mapped onto :mod:`pygan.models.nets` (at 128 px it is exactly Table 1's 
 use fewer stages down to the same 4x4 or 7x7 map, :func:`~pygan.models.nets.conv_plan`):
 
 * Enc = ``ConvEncoder(C, s, width, out_dim=z_dim)`` then ``tanh``; D = ``ConvEncoder(C, s, width,
-  out_dim=1)`` (a logit; the sigmoid is inside the BCE, spec §8.3). At 128 px with width 64: convs to
+  out_dim=1)`` (a logit; the sigmoid is inside the BCE). At 128 px with width 64: convs to
   64, 128, 256, 512, 1024 channels, 4x4x1024, FC — Table 1's sizes.
 * Dec and G = ``ConvDecoder(z_dim, C, s, width)``: FC to 4x4x1024 (at 128 px), deconvs to 512, 256,
   128, 64 channels, then to C with ``tanh`` — Table 1's sizes.
 * Where Table 1 is silent or unusual, the shared DCGAN blocks decide: 4x4 kernels with stride 2 and
-  padding 1 (spec §8.2); LeakyReLU(0.2) in Enc/D and no norm on their first conv (Table 1 prints
+  padding 1; LeakyReLU(0.2) in Enc/D and no norm on their first conv (Table 1 prints
   "Conv, BN, ReLU" for every layer); FC -> BN -> ReLU in Dec/G's first block (§8.4: the printed order
   is "FC, ReLU, BN"); DCGAN initialisation N(0, 0.02) (the authors' code).
 * ``ed_batchnorm=False`` is Table 3's "without BN": BatchNorm is removed from Enc and Dec only; G and
   D keep it (§8.13; the authors' CAAE code also keeps BN in G always).
 
-Other decisions where the paper is silent (spec §8):
+Other decisions where the paper is silent:
 
 * Losses (§8.5): D minimises BCE (the standard form of Eq. 7); G minimises the non-saturating
   ``BCE(D(Î), 1)`` (the authors' code); ``gan_loss="saturating"`` is Eq. 8 as printed,
@@ -100,10 +100,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.errors import ConfigError
 from pygan.models import (
     COUNT,
-    DROPOUT_LEVELS,
     WEIGHT,
     Model,
     ModelConfig,
@@ -111,12 +109,15 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
-from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
+from pygan.models.losses import bce_real, d_loss_bce, g_loss_bce, g_loss_saturating, l1, mse
+from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan
+from pygan.models.pix2pix import Norm, Pix2PixSettings, pair_logits, patch_discriminator, unet
 from pygan.ops import residual_add
 
 __all__ = [
@@ -192,34 +193,23 @@ class EDGANCoupledConfig(EDGANConfig):
 
 
 @dataclass(frozen=True)
-class Pix2PixConfig(ModelConfig):
-    """ED//GAN's pix2pix adaptation (ED//GAN paper, Sec. 4.2.1; the authors' ``Adapt_Pix2Pix``).
+class Pix2PixConfig(Pix2PixSettings):
+    """ED//GAN's pix2pix adaptation (ED//GAN paper, Sec. 4.2.1, and the authors' ``Adapt_Pix2Pix`` code).
 
-    The paper defers every setting to pix2pix; these are pix2pix's (Isola et al. 2017) and the
-    authors' adaptation code's: batch 1, Adam lr 2e-4 beta1 0.5, U-Net with width 64 down to 1x1
-    (``depth`` None = log2(size)), dropout 0.5 in the 3 innermost up blocks, 70x70 PatchGAN
-    (``d_layers`` None = 3, fewer when the image is too small for a 2x2 patch map), conditional D on
-    (input, output). ``norm="instance"``: pix2pix's BatchNorm at batch size 1 normalises each image
-    by itself, and pix2pix applies it with test-batch statistics at test time — instance norm is
-    that, in train and eval mode alike. Dropout is off in eval mode (pix2pix keeps it as noise).
-    ``adv_weight``, ``gan_loss``, ``output_act`` and ``residual_init`` as in :class:`EDGANConfig`.
+    The paper defers every setting to pix2pix; these are pix2pix's
+    (:class:`~pygan.models.pix2pix.Pix2PixSettings`) and the authors' adaptation code's: batch 1,
+    conditional D on (input, output), and ``norm="instance"``: pix2pix's BatchNorm at batch size 1
+    normalises each image by itself, and pix2pix applies it with test-batch statistics at test time
+    — instance norm is that, in train and eval mode alike. Dropout is off in eval mode (pix2pix
+    keeps it as noise). ``adv_weight``, ``gan_loss``, ``output_act`` and ``residual_init`` as in
+    :class:`EDGANConfig`.
     """
 
     batch_size: int = batch_size_field(1)
-    width: int = knob(64, COUNT)
-    depth: int | None = knob(None, COUNT)
-    norm: Literal["batch", "instance", "none"] = "instance"
-    dropout: int = knob(3, DROPOUT_LEVELS)
-    d_width: int = knob(64, COUNT)
-    d_layers: int | None = knob(None, COUNT)
-    lr: float = lr_field(2e-4)
-    betas: tuple[float, float] = betas_field((0.5, 0.999))
-    adv_weight: float = knob(1.0, WEIGHT)
+    norm: Norm = "instance"
     gan_loss: GanLoss = "nonsaturating"
     output_act: OutputAct = "none"
     residual_init: ResidualInit = "dcgan"
-    ema_decay: float = ema_decay_field(0.0)
-    ema_rampup: float = ema_rampup_field(0.05)
 
 
 @dataclass(frozen=True)
@@ -273,19 +263,6 @@ class CAAECoupledConfig(CAAEConfig):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-
-
-def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    logits = logits.float()
-    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, target)
-
-
-def _g_loss(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """G's adversarial loss: non-saturating ``-log D(Î)`` or Eq. 8's saturating ``log(1 - D(Î))``."""
-    if kind == "nonsaturating":
-        return _bce(logits, True)
-    return -_bce(logits, False)  # log(1 - sigmoid(l)) = -softplus(l)
 
 
 def _detach(code: Any) -> Any:
@@ -367,8 +344,9 @@ class _EDGANBase(Model):
         if last.bias is not None:
             nn.init.zeros_(last.bias)
 
-    def _net(self, name: str, plain: bool) -> nn.Module:
-        return getattr(self, name) if plain else self.wrapped(name)
+    def _adv_g(self, logits: torch.Tensor) -> torch.Tensor:
+        """G's adversarial loss: non-saturating ``-log D(Î)`` or Eq. 8's saturating ``log(1 - D(Î))``."""
+        return g_loss_bce(logits) if self.config.gan_loss == "nonsaturating" else g_loss_saturating(logits)
 
     # -- data
     def _io(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -401,10 +379,10 @@ class _EDGANBase(Model):
         """min_{Enc,Dec} L_const = |I - I_ED|_1 (Eq. 4): updates Enc and Dec only (G and D do not
         run). Returns the logs and the detached ``(I_ED, code)`` the GAN steps treat as constants."""
         i_ed, code = self._ed(inp, y)
-        l1 = (target - i_ed).abs().mean()
+        rec = l1(i_ed, target)
         extra, logs = self._ed_extra(code)
-        self.update("ed", l1 if extra is None else l1 + extra)
-        return {"l1": l1.detach(), **logs}, i_ed.detach(), _detach(code)
+        self.update("ed", rec if extra is None else rec + extra)
+        return {"l1": rec.detach(), **logs}, i_ed.detach(), _detach(code)
 
     def output(self, i_ed: torch.Tensor, i_g: torch.Tensor) -> torch.Tensor:
         """``Î = I_ED + I_G`` by the fused op; I_ED gets no gradient (``detach_base=True``)."""
@@ -417,7 +395,7 @@ class _EDGANBase(Model):
         D = self.wrapped("discriminator")
         d_real = self._disc(D, target, inp, y)
         d_fake = self._disc(D, fake.detach(), inp, y)
-        loss_d = _bce(d_real, True) + _bce(d_fake, False)
+        loss_d = d_loss_bce(d_real, d_fake)
         self.update("discriminator", loss_d)
         return {
             "loss_d": loss_d.detach(),
@@ -431,7 +409,7 @@ class _EDGANBase(Model):
         """min_G L_adv(G) (Eq. 8): ``fake`` = Î built from constant I_ED and z, so only G receives a
         gradient; D is frozen. ``adv_weight`` (default 1) scales it."""
         with frozen(self.discriminator):
-            loss_g = _g_loss(self._disc(self.discriminator, fake, inp, y), self.config.gan_loss)
+            loss_g = self._adv_g(self._disc(self.discriminator, fake, inp, y))
         self.update("generator", self.config.adv_weight * loss_g)
         return {"loss_g": loss_g.detach()}
 
@@ -441,13 +419,13 @@ class _EDGANBase(Model):
     ) -> dict[str, torch.Tensor]:
         """min_{Enc,Dec} L_const + lambda * L_adv(G) with Dec as the generator (Eq. 1): both losses
         reach Dec (and Enc through it). D is frozen."""
-        l1 = (target - i_ed).abs().mean()
+        rec = l1(i_ed, target)
         with frozen(self.discriminator):
-            loss_g = _g_loss(self._disc(self.discriminator, i_ed, inp, y), self.config.gan_loss)
+            loss_g = self._adv_g(self._disc(self.discriminator, i_ed, inp, y))
         extra, logs = self._ed_extra(code)
-        total = l1 + self.config.adv_weight * loss_g
+        total = rec + self.config.adv_weight * loss_g
         self.update("ed", total if extra is None else total + extra)
-        return {"l1": l1.detach(), "loss_g": loss_g.detach(), **logs}
+        return {"l1": rec.detach(), "loss_g": loss_g.detach(), **logs}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         inp, target, y = self._io(batch)
@@ -468,28 +446,17 @@ class _EDGANBase(Model):
         return logs
 
     # -- inference
-    def _eval_mode(self):
-        nets = [m for m in self.children()]
-        modes = [m.training for m in nets]
-        for m in nets:
-            m.eval()
-        return nets, modes
-
     @torch.no_grad()
     def decompose(self, inp: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """``(I_ED, I_G, Î)`` for inputs ``inp`` (eval mode; Î clamped to [-1, 1]). Coupled models
         have no residual: ``(I_ED, zeros, I_ED)``."""
-        nets, modes = self._eval_mode()
-        try:
+        with eval_mode(self):
             i_ed, code = self._ed(inp, y, plain=True)
             if self.coupled:
                 return i_ed.float(), torch.zeros_like(i_ed, dtype=torch.float32), i_ed.float().clamp(-1, 1)
             i_g = self._residual(code, plain=True)
             out = self.output(i_ed, i_g)
             return i_ed.float(), i_g.float(), out.float().clamp(-1, 1)
-        finally:
-            for m, t in zip(nets, modes):
-                m.train(t)
 
     def _labels(self, batch: Batch | None, n: int) -> torch.Tensor | None:
         return None
@@ -532,11 +499,10 @@ class _EDGANBase(Model):
         inp, target, _ = self._io(b)
         i_ed, i_g, out = self.decompose(inp, self._labels(b, len(inp)))
         target = target.float()
-        mse = (out - target).pow(2).mean()
         return {
-            "l1": (out - target).abs().mean().item(),
-            "l1_ed": (i_ed - target).abs().mean().item(),
-            "psnr": (10 * torch.log10(4.0 / mse.clamp_min(1e-12))).item(),
+            "l1": l1(out, target).item(),
+            "l1_ed": l1(i_ed, target).item(),
+            "psnr": (10 * torch.log10(4.0 / mse(out, target).clamp_min(1e-12))).item(),
             "residual": i_g.abs().mean().item(),
         }
 
@@ -584,30 +550,26 @@ class _Table1(_EDGANBase):
 
     def encode(self, inp: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """``z = tanh(Enc(I))`` in (-1, 1)^z_dim (Table 1)."""
-        return torch.tanh(self._net("encoder", plain)(inp).reshape(len(inp), -1))
+        return torch.tanh(self.wrapped("encoder", plain=plain)(inp).reshape(len(inp), -1))
 
     def _ed(self, inp, y, plain=False):
         z = self.encode(inp, plain)
-        return self._net("decoder", plain)(z), z
+        return self.wrapped("decoder", plain=plain)(z), z
 
     def _residual(self, code, plain=False):
-        return self._net("generator", plain)(code)
+        return self.wrapped("generator", plain=plain)(code)
 
     def _from_z(self, z: torch.Tensor) -> torch.Tensor:
-        nets, modes = self._eval_mode()
-        try:
+        with eval_mode(self):
             i_ed = self.decoder(z)
             if self.coupled:
                 return i_ed.float().clamp(-1, 1)
             return self.output(i_ed, self.generator(z)).float().clamp(-1, 1)
-        finally:
-            for m, t in zip(nets, modes):
-                m.train(t)
 
     @torch.no_grad()
     def _generate(self, n, generator):
         """Decodes z drawn uniformly from the tanh box (-1, 1)^z_dim. The paper's Table 1 model puts
-        no prior on z (spec §2.1: optional), so these are not data-like images; ``edgan-caae`` has
+        no prior on z (it is optional), so these are not data-like images; ``edgan-caae`` has
         the prior. Image-to-image runs raise (they translate inputs)."""
         if self.info.kind == "paired":
             return super()._generate(n, generator)
@@ -663,30 +625,21 @@ class _Pix2Pix(_EDGANBase):
         if (th, tw) != (size, size):
             raise ValueError(f"{what} needs input and target of the same size, got {size} and {th}x{tw}")
         # The ED U-Net is Enc and Dec in one network ("decoder" holds both; its down path is Enc).
-        self.decoder = UNet(ch, tc, size, c.width, c.depth, c.norm, c.dropout)
+        self.decoder = unet(ch, tc, size, c)
         if not self.coupled:
-            self.generator = UNet(ch, tc, size, c.width, c.depth, c.norm, c.dropout)
-        n_layers = c.d_layers
-        if n_layers is None:
-            n_layers = 3
-            while n_layers > 1 and size // 2**n_layers < 4:
-                n_layers -= 1
-        if n_layers < 1 or size // 2**n_layers < 3:
-            raise ConfigError(
-                f"d_layers={n_layers} leaves no patch for {size} px images (needs size/2^n >= 3)"
-            )
-        self.discriminator = PatchDiscriminator(ch + tc, c.d_width, n_layers, c.norm)
+            self.generator = unet(ch, tc, size, c)
+        self.discriminator = patch_discriminator(ch + tc, size, c)
         self.apply(init_dcgan)
         self._init_residual()
 
     def _ed(self, inp, y, plain=False):
-        return self._net("decoder", plain)(inp), inp
+        return self.wrapped("decoder", plain=plain)(inp), inp
 
     def _residual(self, code, plain=False):
-        return self._net("generator", plain)(code)
+        return self.wrapped("generator", plain=plain)(code)
 
     def _disc(self, net, img, inp, y):
-        return net(torch.cat([inp.to(img.dtype), img], 1))
+        return pair_logits(net, inp, img)
 
 
 @register("edgan-pix2pix")
@@ -694,7 +647,7 @@ class EDGANPix2Pix(_Pix2Pix):
     """ED//GAN on pix2pix (Sec. 4.2.1, Fig. 9): a U-Net ED trained by L1 to the target, "another
     U-Net as the generator G" adding the residual, a conditional PatchGAN D on (input, Î). G reads
     the input image (the authors' code: a U-Net's decoder needs its encoder's skips, so it cannot
-    take z alone; spec §8.11). The ED U-Net is the ``decoder`` attribute (its down path is Enc)."""
+    take z alone). The ED U-Net is the ``decoder`` attribute (its down path is Enc)."""
 
     Config = Pix2PixConfig
     # small: docs/experiments/edgan.md's pix2pix runs (U-Nets and D at width 16, batch 16: more
@@ -758,10 +711,10 @@ class _CAAE(_Table1):
     def _ed(self, inp, y, plain=False):
         z = self.encode(inp, plain)
         zy = torch.cat([z, self._onehot(y, z.dtype).repeat(1, self.tile)], 1)
-        return self._net("decoder", plain)(zy), (zy, z)
+        return self.wrapped("decoder", plain=plain)(zy), (zy, z)
 
     def _residual(self, code, plain=False):
-        return self._net("generator", plain)(code[0])
+        return self.wrapped("generator", plain=plain)(code[0])
 
     def _disc(self, net, img, inp, y):
         maps = self._onehot(y, img.dtype)[:, :, None, None].expand(-1, -1, *img.shape[-2:])
@@ -773,7 +726,7 @@ class _CAAE(_Table1):
         if w == 0:
             return None, {}
         with frozen(self.z_discriminator):
-            loss_ez = _bce(self.z_discriminator(code[1]), True)
+            loss_ez = bce_real(self.z_discriminator(code[1]))
         return w * loss_ez, {"loss_ez": loss_ez.detach()}
 
     def _extra_steps(self, code):
@@ -781,7 +734,7 @@ class _CAAE(_Table1):
         z = code[1]
         prior = torch.rand_like(z) * 2 - 1
         Dz = self.wrapped("z_discriminator")
-        loss_dz = _bce(Dz(prior), True) + _bce(Dz(z), False)
+        loss_dz = d_loss_bce(Dz(prior), Dz(z))
         self.update("z_discriminator", loss_dz)
         return {"loss_dz": loss_dz.detach()}
 

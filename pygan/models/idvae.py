@@ -1,4 +1,4 @@
-"""IDVAE — Implicit Discriminator in Variational Autoencoder (Munjal, Paul, Krishnan; seed 004) — with
+"""IDVAE — Implicit Discriminator in Variational Autoencoder (Munjal, Paul, Krishnan) — with
 its variants IDVAE(R) and the conditional C-IDVAE, and the two baselines the paper compares against:
 a plain VAE (Kingma & Welling) and VAE-GAN (Larsen et al. 2016) with its own discriminator.
 
@@ -21,7 +21,7 @@ Losses (paper eqs. 8, 9, 12, 13; sums over pixels/features/latents per sample, m
     L_dec        = ω L_GAN + λ L_recons^dis  [+ γ L_recons for IDVAE(R)]          (eq. 13)
 
 with ``z' ~ N(0, I)``. One iteration is Algorithm 1's three sequential updates (§3.4), each with fresh
-forward passes through the networks as they are after the previous update (spec §5.2):
+forward passes through the networks as they are after the previous update:
 
 1. ``L_dis`` steps ``θ_shared ∪ θ_dis`` (the decoder's outputs are computed under ``no_grad``);
 2. ``L_enc`` steps ``θ_shared ∪ θ_enc`` (the decoder is frozen: the gradient flows *through* it into
@@ -36,7 +36,7 @@ only qualitatively, in its supplement). The feature-space and pixel-space square
 computed by the fused op :func:`pygan.ops.feature_regularizer` (``p=2, reduction="sum"``,
 ``detach_b=True``: the target side is a constant).
 
-Decisions where the paper is silent (spec §9; its supplement with the architectures and
+Decisions where the paper is silent (its supplement with the architectures and
 hyperparameters is not available):
 
 * **Architecture** (§9.1, 9.2). DCGAN-style nets from :mod:`pygan.models.nets` (the spec points to
@@ -92,8 +92,6 @@ feature-space likelihood at the discriminator's layer ``l`` (``L_enc = α L_reco
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -111,11 +109,13 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
+from pygan.models.losses import bce_fake, bce_real, kl_normal, mse, reparameterize
 from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -236,37 +236,6 @@ def sum_sq(a: torch.Tensor, target: torch.Tensor, scale: float = 1.0) -> torch.T
     )
 
 
-def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(μ, diag exp(logvar)) || N(0, I))`` summed over the latent dimensions, batch mean
-    (eq. 5 in the closed form for diagonal Gaussians)."""
-    if mu.shape != logvar.shape or mu.dim() != 2:
-        raise ValueError(
-            f"mu and logvar must both be [B, d], got {tuple(mu.shape)} and {tuple(logvar.shape)}"
-        )
-    mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(1).mean()
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """``z = μ + exp(logvar / 2) * ε`` (Kingma & Welling's reparameterisation)."""
-    if not (mu.shape == logvar.shape == eps.shape):
-        raise ValueError(
-            f"mu, logvar and eps must share a shape, got {tuple(mu.shape)}, {tuple(logvar.shape)}, "
-            f"{tuple(eps.shape)}"
-        )
-    return mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
-
-
-def _bce_real(logits: torch.Tensor) -> torch.Tensor:
-    """``-mean log sigmoid(l)`` (target "real")."""
-    return F.softplus(-logits.float()).mean()
-
-
-def _bce_fake(logits: torch.Tensor) -> torch.Tensor:
-    """``-mean log(1 - sigmoid(l))`` (target "fake")."""
-    return F.softplus(logits.float()).mean()
-
-
 # ---- networks --------------------------------------------------------------------------------------
 
 
@@ -366,16 +335,6 @@ class _VAEBase(Model):
         """``Dec(z[, y])`` in [-1, 1] (networks in their current mode)."""
         return self._decode(z, self._onehot(y, len(z)))
 
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            yield
-        finally:
-            for m, was in modes:
-                m.training = was
-
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.device)
 
@@ -390,7 +349,7 @@ class _VAEBase(Model):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be images [N, {', '.join(map(str, self.info.shape))}], got {got}")
         x = x.to(self.device, torch.float32)
-        with self._eval_mode():
+        with eval_mode(self):
             if not self.conditional or y is not None:
                 mu, _ = self.encode(x, y)
                 return self.decode(mu, y).float()
@@ -434,7 +393,7 @@ class _VAEBase(Model):
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         y = self._sample_labels(n, batch, labels)
         z = self.noise(n, generator)
-        with self._eval_mode():
+        with eval_mode(self):
             return self.decode(z, y).float()
 
     def sample_per_class(self, per_class: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -453,9 +412,9 @@ class _VAEBase(Model):
         x = b.x.to(self.device)
         y = b.y if self.conditional else None
         rec = self.reconstruct(x, y)
-        with self._eval_mode():
+        with eval_mode(self):
             mu, logvar = self.encode(x, y)
-        return {"recon_mse": float((rec - x).square().mean()), "kl": float(kl_normal(mu, logvar))}
+        return {"recon_mse": float(mse(rec, x)), "kl": float(kl_normal(mu, logvar))}
 
 
 # ---- the VAE baseline -----------------------------------------------------------------------------
@@ -561,7 +520,7 @@ class IDVAE(_VAEBase):
         trunk, head = self.wrapped(self._dis_trunk_name), self.wrapped("dis_head")
         logits = head(self.features(torch.cat([x, fakes]), _cat(cond, cond, cond), trunk))
         l_real, l_rec, l_gen = logits.split(len(x))
-        loss = _bce_real(l_real) + _bce_fake(l_rec) + _bce_fake(l_gen)
+        loss = bce_real(l_real) + bce_fake(l_rec) + bce_fake(l_gen)
         self.update("dis", loss)
         return {
             "loss_dis": loss.detach(),
@@ -606,7 +565,7 @@ class IDVAE(_VAEBase):
             cc = _cat(cond, cond)
             h_fake = self.features(fakes, cc, self.dis_trunk)
             l_rec, l_gen = self.dis_head(h_fake).split(n)
-            gan = _bce_real(l_gen) + _bce_real(l_rec)  # eq. 12, non-saturating, both fake sources
+            gan = bce_real(l_gen) + bce_real(l_rec)  # eq. 12, non-saturating, both fake sources
             feat = sum_sq(h_fake[:n], h_real, 0.5)  # eqs. 10-11 at layer l
             loss = c.omega * gan + c.lam * feat
             out = {"gan": gan.detach(), "feat_recons": feat.detach()}

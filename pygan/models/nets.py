@@ -12,10 +12,13 @@ and padding 1 halve/double the side; ReLU in decoders, LeakyReLU(0.2) in encoder
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 from pygan.errors import ConfigError
+from pygan.models.losses import reparameterize
 
 __all__ = [
     "NORMS",
@@ -73,13 +76,9 @@ def _norm2d(norm: str, channels: int, side: int) -> nn.Module:
 
 def mlp(d_in: int, d_out: int, hidden: int, layers: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """``layers`` hidden layers of ``hidden`` units with ``act``, then a linear output."""
-    mods: list[nn.Module] = []
-    d = d_in
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), act()]
-        d = hidden
-    mods.append(nn.Linear(d, d_out))
-    return nn.Sequential(*mods)
+    dims = [d_in] + [hidden] * layers
+    hidden_layers = [m for a, b in itertools.pairwise(dims) for m in (nn.Linear(a, b), act())]
+    return nn.Sequential(*hidden_layers, nn.Linear(dims[-1], d_out))
 
 
 class Squeeze(nn.Module):
@@ -229,7 +228,7 @@ class UNet(nn.Module):
     (innermost first, before concatenation) and the map the decoder starts from (the bottleneck, or
     the sampled code with ``vae=True``, which adds ``"mu"`` and ``"logvar"``).
 
-    Options for networks built on the U-Net (all off by default; UU-Net, seed 002, uses them for a
+    Options for networks built on the U-Net (all off by default; the UU-Nets paper uses them for a
     discriminator U-Net that takes a generator's maps, and for U-Net VAEs):
 
     * ``out_act``: ``"tanh"`` (a generator) or ``"none"`` (raw output, e.g. a discriminator's map).
@@ -362,7 +361,7 @@ class UNet(nn.Module):
         feats: dict = {"down": downs}
         if self.vae:
             mu, logvar = self.mu(h), self.logvar(h)
-            h = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+            h = reparameterize(mu, logvar, torch.randn_like(mu)) if self.training else mu
             feats.update(mu=mu, logvar=logvar)
         feats["latent"] = h
         ups = []

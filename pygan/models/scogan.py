@@ -1,9 +1,9 @@
-"""SCoGAN — Soft-Coupled GANs (seed 003: Juul-Nyholm & Alminde, "Improved Learning of Joint
-Distributions using Soft-Coupled GANs", Aalborg University 2020; ``specs/003_scogan.md``).
+"""SCoGAN — Soft-Coupled GANs (Juul-Nyholm & Alminde, "Improved Learning of Joint Distributions
+using Soft-Coupled GANs", Aalborg University 2020).
 
 CoGAN's hard weight sharing is removed: two GANs (the networks of :mod:`pygan.models.cogan`,
 with **no** shared layers by default) see the same ``z``, and the generators are coupled softly by
-regularisers added to *both* generator losses (Chapter 4; spec §3.3-§3.6, §3.8)::
+regularisers added to *both* generator losses (Chapter 4)::
 
     L_G1 = adv(D1(G1(z))) + a_FR FR + a_SL SL + a_CC L_cyc + a_PL FRL(G1, G2) + b_PL SRL(G1(z), x1)
     L_G2 = adv(D2(G2(z))) + a_FR FR + a_SL SL + a_CC L_cyc + a_PL FRL(G2, G1) + b_PL SRL(G2(z), x2)
@@ -101,6 +101,7 @@ from pygan.data.core import DataInfo
 from pygan.errors import ConfigError
 from pygan.models import COUNT, WEIGHT, frozen, knob, register
 from pygan.models.cogan import CoGANConfig, CoupledGAN, Loss
+from pygan.models.losses import l1, mse
 from pygan.models.nets import ConvEncoder, init_dcgan
 from pygan.ops import feature_regularizer
 
@@ -275,7 +276,7 @@ def _labelled_rows(spec: str, spec_b: str | None, split: str, train_on: str):
 
 def _data_specs(info: DataInfo) -> tuple[str, str | None]:
     """The data spec(s) a run was trained on, recovered from its DataInfo: the embedded digits with
-    a seed-003 domain transform, or two datasets joined with ``--data-b`` (their specs are the domain
+    a SCoGAN-paper domain transform, or two datasets joined with ``--data-b`` (their specs are the domain
     names). Anything else: ValueError asking for ``sl_classifier``."""
     meta = info.meta
     c, size = info.channels, info.size
@@ -475,8 +476,7 @@ class SCoGAN(CoupledGAN):
             logs["fr"] = fr1.detach()
         if "sl" in self.regs:  # Eq. 4.2 (Listing 6.15): MSE of the frozen classifier's probabilities
             p1, p2 = self.classifier.probabilities(x1), self.classifier.probabilities(x2)
-            sl1 = (p1 - p2.detach()).square().mean()
-            sl2 = (p2 - p1.detach()).square().mean()
+            sl1, sl2 = mse(p1, p2.detach()), mse(p2, p1.detach())
             loss1, loss2 = loss1 + c.sl_weight * sl1, loss2 + c.sl_weight * sl2
             logs["sl"] = sl1.detach()
         if "cc" in self.regs:  # Eq. 4.3 (Listing 6.16): F(G_i(z)) back to z; F frozen here
@@ -501,8 +501,7 @@ class SCoGAN(CoupledGAN):
         return loss1, loss2, logs
 
     def _recon(self, z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        d = z_hat - z
-        return d.abs().mean() if self.config.cc_norm == "l1" else d.square().mean()
+        return l1(z_hat, z) if self.config.cc_norm == "l1" else mse(z_hat, z)
 
     def generator_step(self, reals):
         logs = super().generator_step(reals)

@@ -1,4 +1,4 @@
-"""UU-Nets (seed 002, Wu Jionghao, "UU-Nets Connecting Discriminator and Generator for Image to Image
+"""UU-Nets (Wu Jionghao, "UU-Nets Connecting Discriminator and Generator for Image to Image
 Translation") and the baselines it compares with: pix2pix and the U-Net VAE-GAN.
 
 The paper's idea: the generator G *and* the discriminator D are U-Nets, and skip connections cross
@@ -15,7 +15,7 @@ even when training discriminator" (§3.5). Registered models:
 * ``uuvae-gan``: UUVAE-GAN, both U-Nets VAEs: G-KL (Eq. 3), D-KL on real/fake weighted alpha:beta
   (Eq. 6), cross-KL between G's and D's posteriors (Eq. 5), the tail; the same connections.
 
-Networks (spec §8.1, §8.6 — the paper's figures and supplement are unavailable). Both U-Nets are
+Networks (the paper's figures and supplement are unavailable). Both U-Nets are
 pix2pix's (:class:`pygan.models.nets.UNet`: 4x4 stride-2 convs, BatchNorm, LeakyReLU / ReLU,
 ``tanh`` out; "we develop our linked generator and discriminator architectures from the original
 Pix2pix design", §3.5) rather than the classic 3x3-conv + max-pool U-Net the same section also
@@ -23,11 +23,11 @@ describes, so that pix2pix is a like-for-like baseline. D's U-Net has the same d
 "symmetric design" that makes the sides match), reads the pair ``[x, img]`` (pix2pix's conditional
 D), has no dropout and a raw output map of ``d_width`` channels, followed by the head (the tail or a
 1x1 conv; :class:`UUNetConfig`). "Weight sharing" between the four components is implemented as
-*feature carrying* (spec §8.1 reading A: "carried the features from inner generator's encoder to its
+*feature carrying* (our reading of "carried the features from inner generator's encoder to its
 decoder, but also to the discriminator's encoder and decoder"): D has its own parameters and its
 U-Net takes G's maps as extra concatenated inputs (:data:`CONNECTIONS`); no parameter is tied. G's
 maps come from G's pass on ``x``, and the same maps accompany the real and the fake pair (in paired
-translation G's input is ``x`` for both; spec §8.2).
+translation G's input is ``x`` for both).
 
 Objectives (paired data: input ``x``, target ``y``; ``D(x, img)`` judges the pair, pix2pix-style)::
 
@@ -42,7 +42,7 @@ gradient: the *image* D judges in its own update is detached, as in every GAN, b
 unconnected control it does not reach G at all). Whether G's parameters then *step* on that gradient
 is :attr:`UUNetConfig.g_in_d_step` (the paper implies they do; §8.3 of the spec).
 
-Losses, with the paper's equations as printed and the choices where it is silent (spec §8):
+Losses, with the paper's equations as printed and the choices where it is silent:
 
 * ``L_RE`` (Eq. 4) ``= 1/2 sum_j (G(x)_j - y_j)^2`` per sample, averaged over the batch (Eq. 7's
   ``1/M``): ``rec_loss="l2"``. pix2pix's own ``mean |G(x) - y|`` with weight 100 is ``rec_loss="l1"``.
@@ -81,7 +81,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pygan.amp import optimizer_step, scaled_backward, unscale_grads
@@ -97,12 +96,15 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
-from pygan.models.nets import ConvEncoder, PatchDiscriminator, UNet, init_dcgan
+from pygan.models.losses import at_least_f32, d_loss_bce, g_loss_bce, half_sq_sum, kl_normal, l1
+from pygan.models.nets import ConvEncoder, UNet, init_dcgan
+from pygan.models.pix2pix import Norm, Pix2PixSettings, pair_logits, patch_discriminator, unet
 
 __all__ = [
     "CONNECTIONS",
@@ -136,7 +138,7 @@ CONNECTIONS = ("enc", "latent", "dec", "skip")
 
 #: The paper's variants (Fig. 3, §5.2) as sets of connections. ``none`` is the unconnected UU-Net
 #: control of §4.3 ("the same U-Net generator and a slightly changed U-Net discriminator"). ``uuc`` is
-#: our reading of Table 1's undescribed "UUNetGAN-UUCNet" as the triple-concatenation decoder (spec §8.5).
+#: our reading of Table 1's undescribed "UUNetGAN-UUCNet" as the triple-concatenation decoder.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none": (),
     "v1": ("enc",),
@@ -146,7 +148,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "uuc": ("skip",),
 }
 
-#: What happens to G's parameters in D's update (spec §8.3). ``cooperative``: G's parameters are in
+#: What happens to G's parameters in D's update. ``cooperative``: G's parameters are in
 #: D's optimizer (the literal "pass the entire generator object to the discriminator": D's optimizer
 #: steps every parameter D's loss reaches) and descend D's loss; ``adversarial``: they *ascend* it
 #: (the gradient reaching G is negated before D's optimizer steps); ``none``: only D's parameters
@@ -174,14 +176,9 @@ def parse_connect(spec: str) -> tuple[str, ...]:
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, sigma^2) || N(0, I))`` per sample, summed over every non-batch unit: Eq. 3 with
-    its sign corrected, ``-1/2 sum (1 + log sigma^2 - mu^2 - sigma^2)``. Returns ``[B]``."""
-    if mu.shape != logvar.shape:
-        raise ValueError(
-            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
-        )
-    mu, logvar = _f32(mu), _f32(logvar)
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(1)
+    """``KL(N(mu, sigma^2) || N(0, I))`` per sample, summed over every non-batch unit (Eq. 3 with
+    its sign corrected): :func:`pygan.models.losses.kl_normal` without the batch mean. ``[B]``."""
+    return kl_normal(mu, logvar, reduction="none")
 
 
 def cross_kl(
@@ -197,7 +194,7 @@ def cross_kl(
             f"mu_d {tuple(mu_d.shape)}, logvar_d {tuple(logvar_d.shape)}, mu_g {tuple(mu_g.shape)}, "
             f"logvar_g {tuple(logvar_g.shape)}"
         )
-    mu_d, logvar_d, mu_g, logvar_g = (_f32(t) for t in (mu_d, logvar_d, mu_g, logvar_g))
+    mu_d, logvar_d, mu_g, logvar_g = (at_least_f32(t) for t in (mu_d, logvar_d, mu_g, logvar_g))
     per = 0.5 * (logvar_g - logvar_d) + (logvar_d.exp() + (mu_d - mu_g).pow(2)) / (2 * logvar_g.exp()) - 0.5
     return per.flatten(1).sum(1)
 
@@ -207,58 +204,32 @@ def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, kind: str) -> t
     ``mean |out - target|`` over every element."""
     if out.shape != target.shape:
         raise ValueError(f"output and target shapes differ: {tuple(out.shape)} vs {tuple(target.shape)}")
-    if kind == "l2":
-        return 0.5 * (out - target).pow(2).flatten(1).sum(1).mean()
-    if kind == "l1":
-        return (out - target).abs().mean()
-    raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
-
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """At least float32 (the KL terms under bf16 autocast)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    if kind not in ("l1", "l2"):
+        raise ConfigError(f"rec_loss must be 'l1' or 'l2', got {kind!r}")
+    return half_sq_sum(out, target) if kind == "l2" else l1(out, target)
 
 
 # ---- configs ---------------------------------------------------------------------------------------
 
-Norm = Literal["batch", "instance", "none"]
 RecLoss = Literal["l1", "l2"]
 
 
 @dataclass(frozen=True)
-class Pix2PixConfig(ModelConfig):
-    """pix2pix (Isola et al. 2017) as the UU-Nets paper's baseline. The paper trains every Table 1 model with
-    batch 8 (§4.1), so ``batch_size = 8`` here (pix2pix itself used 1); the rest are pix2pix's
-    published settings (the UU-Nets paper gives none): Adam ``lr = 2e-4``, ``betas = (0.5, 0.999)``, ``ngf =
-    ndf = 64`` (``width``, ``d_width``), BatchNorm, dropout in the 3 innermost up blocks, ``L1`` weight
-    100, a 70x70 PatchGAN (``d_layers = 3``; None = 3, or fewer for small images so that the patch map
-    keeps a side >= 1: 2 layers at 16 px, a 2x2 map of 34x34 patches).
+class Pix2PixConfig(Pix2PixSettings):
+    """pix2pix (Isola et al. 2017) as the UU-Nets paper's baseline: pix2pix's published settings
+    (:class:`~pygan.models.pix2pix.Pix2PixSettings`; the paper gives none), BatchNorm, ``L1``
+    weight 100, and ``batch_size = 8``, the batch the paper trains every Table 1 model with (§4.1;
+    pix2pix itself used 1).
 
     Attributes:
-        depth: U-Net depth; None = ``log2(size)`` (down to 1x1, pix2pix's choice).
-        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (the UU-Nets paper's Eq. 4: ``1/2`` sum of squares per
-            sample). ``rec_weight`` is its weight (lambda).
+        rec_loss: ``"l1"`` (pix2pix) or ``"l2"`` (Eq. 4: ``1/2`` sum of squares per sample).
+            ``rec_weight`` is its weight (lambda).
         adv_weight: weight of G's adversarial term.
     """
 
     batch_size: int = batch_size_field(8)
-    lr: float = lr_field(2e-4)
-    betas: tuple[float, float] = betas_field((0.5, 0.999))
-    width: int = knob(64, COUNT)
-    d_width: int = knob(64, COUNT)
-    depth: int | None = knob(None, COUNT)
-    norm: Norm = "batch"
-    dropout: int = knob(3, DROPOUT_LEVELS)
-    d_layers: int | None = knob(None, COUNT)
     rec_loss: RecLoss = "l1"
     rec_weight: float = knob(100.0, WEIGHT)
-    adv_weight: float = knob(1.0, WEIGHT)
-    ema_decay: float = ema_decay_field(0.0)
-    ema_rampup: float = ema_rampup_field(0.05)
 
 
 @dataclass(frozen=True)
@@ -392,17 +363,7 @@ class _Translator(Model):
                 f"{self.depth} for {h} px (set depth, or resize the data, e.g. ?size=32)"
             )
         z = getattr(c, "z_channels", None)
-        self.generator = UNet(
-            cx,
-            cy,
-            h,
-            c.width,
-            self.depth,
-            c.norm,
-            c.dropout,
-            vae=self.vae,
-            latent_channels=z if self.vae else None,
-        )
+        self.generator = unet(cx, cy, h, c, vae=self.vae, latent_channels=z if self.vae else None)
 
     def configure_optimizers(self):
         c = self.config
@@ -424,12 +385,8 @@ class _Translator(Model):
             raise ValueError(f"x must be [N, {', '.join(map(str, self.info.shape))}], got {got}")
         if len(x) == 0:
             return torch.zeros((0, *self.info.target_shape), device=self.device)
-        was = self.generator.training
-        self.generator.eval()
-        try:
+        with eval_mode(self.generator):
             outs = [self.generator(part.to(self.device)).float() for part in x.split(batch_size)]
-        finally:
-            self.generator.train(was)
         return torch.cat(outs)
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
@@ -474,20 +431,8 @@ class Pix2Pix(_Translator):
 
     def __init__(self, config: Pix2PixConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
-        n = c.d_layers
-        if n is None:
-            n = max(1, min(3, self.size.bit_length() - 3))  # 70x70 patches at >= 32 px
-        if n < 1 or self.size // 2**n < 3:
-            raise ConfigError(
-                f"d_layers={n} leaves no patches at {self.size} px "
-                "(need d_layers >= 1 and size / 2^d_layers >= 3)"
-            )
-        self.discriminator = PatchDiscriminator(info.shape[0] + info.target_shape[0], c.d_width, n, c.norm)
+        self.discriminator = patch_discriminator(info.shape[0] + info.target_shape[0], self.size, config)
         self.apply(init_dcgan)
-
-    def _d(self, D, x, img):
-        return D(torch.cat([x, img.to(x.dtype)], 1))
 
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
         return {}
@@ -498,12 +443,12 @@ class Pix2Pix(_Translator):
         G, D = self.wrapped("generator"), self.wrapped("discriminator")
         fake, feats = G(x, return_features=True)
         # D's update: real pairs -> 1, fake pairs (G's output detached) -> 0
-        real_logits, fake_logits = self._d(D, x, y), self._d(D, x, fake.detach())
-        loss_d = 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
+        real_logits, fake_logits = pair_logits(D, x, y), pair_logits(D, x, fake.detach())
+        loss_d = 0.5 * d_loss_bce(real_logits, fake_logits)
         self.update("discriminator", loss_d)
         # G's update: fool the (frozen) D and stay close to the target
         with frozen(self.discriminator):
-            adv = _bce(self._d(self.discriminator, x, fake), True)
+            adv = g_loss_bce(pair_logits(self.discriminator, x, fake))
         rec = self._rec(fake, y)
         extra = self.generator_extra_loss(feats)
         loss_g = c.adv_weight * adv + c.rec_weight * rec + sum(extra.values())
@@ -629,7 +574,7 @@ class UUDiscriminator(nn.Module):
 
 @register("uunet")
 class UUNet(_Translator):
-    """UU-Net GAN (seed 002): U-Net G and U-Net D with G->D connections; see the module docstring.
+    """UU-Net GAN: U-Net G and U-Net D with G->D connections; see the module docstring.
 
     ``training_step`` = :meth:`discriminator_loss` + :meth:`update_discriminator`, then
     :meth:`generator_loss` + ``update("generator")``."""
@@ -677,16 +622,16 @@ class UUNet(_Translator):
 
     def discriminate(self, D: nn.Module, x: torch.Tensor, img: torch.Tensor, g_feats: dict):
         """D's logits for the pair ``(x, img)``, reading G's maps ``g_feats``; and D's feature dict."""
-        return D(torch.cat([x, img.to(x.dtype)], 1), g_feats)
+        return D(torch.cat([x, img.to(x.dtype)], 1), g_feats)  # pix2pix's pair, and G's maps
 
     # -- the two losses --------------------------------------------------------------------------
     def discriminator_loss(self, D, x, y, fake, g_feats) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``L_D = 1/2 [BCE(D(x, y | F_G), 1) + BCE(D(x, sg(fake) | F_G), 0)]`` (+ the VAE terms).
         The same G maps ``F_G`` (from G's pass on ``x``) accompany the real and the fake pair: in
-        paired translation G's input is ``x`` for both (spec §8.2)."""
+        paired translation G's input is ``x`` for both."""
         real_logits, d_real = self.discriminate(D, x, y, g_feats)
         fake_logits, d_fake = self.discriminate(D, x, fake.detach(), g_feats)
-        adv = 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
+        adv = 0.5 * d_loss_bce(real_logits, fake_logits)
         terms = {"adv_d": adv}
         terms.update(self.discriminator_extra_loss(d_real, d_fake, g_feats))
         terms["d_real"] = torch.sigmoid(real_logits.detach()).mean()
@@ -702,7 +647,7 @@ class UUNet(_Translator):
         adversarial gradient reaches G through the fake image *and* the carried maps."""
         c = self.config
         logits, d_fake = self.discriminate(D, x, fake, g_feats)
-        terms = {"adv_g": _bce(logits, True), "rec": self._rec(fake, y)}
+        terms = {"adv_g": g_loss_bce(logits), "rec": self._rec(fake, y)}
         loss = c.adv_weight * terms["adv_g"] + c.rec_weight * terms["rec"]
         extra = self.generator_extra_loss(d_fake, g_feats)
         terms.update(extra)

@@ -1,7 +1,7 @@
-"""The baseline: an unconditional DCGAN-style WGAN-GP (Gulrajani et al. 2017), a baseline in seeds
-001 and 003, on images (conv nets) or 2-D points (MLPs).
+"""The baseline: an unconditional DCGAN-style WGAN-GP (Gulrajani et al. 2017), a baseline of the
+ACL and SCoGAN papers, on images (conv nets) or 2-D points (MLPs).
 
-Objective (seed 003 §3.2, Eq. 2.1; Listing 6.9)::
+Objective (Gulrajani et al. 2017, Algorithm 1)::
 
     L_D = mean D(G(z)) - mean D(x) + lambda * mean_b (||grad_x_hat D(x_hat_b)||_2 - 1)^2
     L_G = -mean D(G(z))
@@ -9,7 +9,7 @@ Objective (seed 003 §3.2, Eq. 2.1; Listing 6.9)::
 with ``x_hat = x + alpha (G(z) - x)``, one ``alpha ~ U[0, 1]`` per sample — computed by
 :func:`pygan.ops.gradient_penalty` (the fused op; its double backward into the critic runs through
 autograd). One iteration = ``n_critic`` critic updates, each on a fresh real batch and fresh noise,
-then one generator update on fresh noise (the order of seed 003's trainer, §3.9). The critic sees
+then one generator update on fresh noise (Gulrajani et al.'s Algorithm 1). The critic sees
 the generator's output detached (``no_grad``); the generator's update runs with the critic frozen,
 so no gradient reaches the network that the step does not update.
 
@@ -33,10 +33,9 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
-from torch import nn
 
 from pygan.data.core import Batch, DataInfo, Dataset
-from pygan.data.synthetic import mode_stats
+from pygan.metrics.modes import mode_log
 from pygan.models import (
     COUNT,
     GP_EVERY,
@@ -49,11 +48,13 @@ from pygan.models import (
     betas_field,
     ema_decay_field,
     ema_rampup_field,
+    eval_mode,
     frozen,
     knob,
     lr_field,
     register,
 )
+from pygan.models.losses import d_loss_wgan, g_loss_wgan
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, conv_plan, init_dcgan, mlp
 from pygan.ops import gradient_penalty
 
@@ -141,7 +142,6 @@ class WGANGP(Model):
             self.generator = ConvGenerator(self.z_dim, ch, h, c.width, c.g_batchnorm)
             self.critic = ConvCritic(ch, h, c.width, c.critic_norm)
             self.apply(init_dcgan)
-        self._fast: dict[str, nn.Module] = {}
         self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic)
 
     @property
@@ -157,11 +157,6 @@ class WGANGP(Model):
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.device)
-
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
-        """Critic scores for a first-order use (compiled when ``compile_networks`` ran; under DDP the
-        critic's DDP wrapper)."""
-        return self._fast.get("critic", self.wrapped("critic"))(x)
 
     def graph_phase(self, iteration: int):
         """Which critic steps compute the penalty (lazy regularisation); one phase with gp_every=1."""
@@ -179,9 +174,10 @@ class WGANGP(Model):
             real = part.x
             with torch.no_grad():
                 fake = G(self.noise(len(real))).to(real.dtype)  # bf16 under autocast
-            d_real = self._score(real).mean()
-            d_fake = self._score(fake).mean()
-            loss_d = d_fake - d_real
+            # first-order passes: the compiled critic when compile_networks ran (else DDP / plain)
+            d_real = self.wrapped("critic", compiled=True)(real).mean()
+            d_fake = self.wrapped("critic", compiled=True)(fake).mean()
+            loss_d = d_loss_wgan(d_real, d_fake)
             if penalise:
                 gp = gradient_penalty(D, real, fake, weight=c.gp_weight * c.gp_every, kind=c.gp_kind)
                 loss_d = loss_d + gp
@@ -195,38 +191,33 @@ class WGANGP(Model):
             "gp": self.lazy_gp.log(gp_sum, due),
         }
         with frozen(self.critic):
-            score = self._fast.get("critic_frozen", self.critic)
-            loss_g = -score(G(self.noise(len(batch) // c.n_critic))).mean()
+            score = self.wrapped("critic", plain=True, compiled=True)
+            loss_g = g_loss_wgan(score(G(self.noise(len(batch) // c.n_critic))))
         self.update("generator", loss_g)
         out["loss_g"] = loss_g.detach()
         return out
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None):
-        was = self.generator.training
-        self.generator.eval()
-        try:
+        with eval_mode(self.generator):
             return self.generator(self.noise(n, generator)).float()
-        finally:
-            self.generator.train(was)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, generator: torch.Generator) -> dict[str, float]:
         """``wdist``: the critic's Wasserstein estimate ``mean D(x_test) - mean D(G(z))`` on up to
-        1,000 test samples; for points also mode coverage (:func:`pygan.data.mode_stats`)."""
+        1,000 test samples; for points also mode coverage (:func:`pygan.metrics.modes.mode_log`)."""
         real = data.fixed(min(len(data), 1000)).x.to(self.device)
         fake = self.sample(len(real), generator)
         out = {"wdist": float(self.critic(real).mean() - self.critic(fake).mean())}
         if self.points and "centers" in data.meta:
             pts = self.sample(2500, generator)
-            out.update(mode_stats(pts, data.meta["centers"], data.meta["std"]))
+            out.update(mode_log(pts, data.meta["centers"], data.meta["std"]))
         return out
 
     def compile_networks(self) -> list[str]:
         """Compiles the generator, and the critic for its first-order uses (scoring real and fake
         batches, the generator's loss). The penalty's pass stays eager: its double backward does not
-        go through ``torch.compile`` (PLATFORM.md)."""
+        go through ``torch.compile``."""
         self.generator.compile()
-        self._fast["critic"] = torch.compile(self.critic)
-        self._fast["critic_frozen"] = self._fast["critic"]
+        self.compile_first_order("critic")
         return ["generator", "critic (first-order passes)"]

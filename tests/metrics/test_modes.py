@@ -62,3 +62,37 @@ def test_bad_inputs():
         mode_coverage(torch.zeros(3, 2), c, [1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="min_count"):
         mode_coverage(torch.zeros(3, 2), c, 1.0, min_count=0)
+
+
+def test_mode_log_is_mode_coverage_with_its_defaults():
+    """What dcgan, wgan-gp and acl-ae log for points: the documented metric (20 % of a uniform share
+    covers a mode), centres given as a list (the data's meta) or a tensor."""
+    from pygan.metrics.modes import mode_log
+
+    centres = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]
+    # 100 samples: 60 on mode 0, 6 on mode 1 (>= ceil(0.2 * 100 / 4) = 5), 4 on mode 2, 30 far away
+    on = [
+        torch.zeros(60, 2),
+        torch.tensor([[10.0, 0.0]]).repeat(6, 1),
+        torch.tensor([[0.0, 10.0]]).repeat(4, 1),
+    ]
+    pts = torch.cat([*on, torch.full((30, 2), 5.0)])
+    out = mode_log(pts, centres, 0.1)
+    mc = mode_coverage(pts, torch.tensor(centres), 0.1)
+    assert out == {"modes": 2.0, "modes_total": 4.0, "high_quality": pytest.approx(0.7)}
+    assert out["modes"] == mc.modes_covered and out["high_quality"] == mc.high_quality_fraction
+
+
+def test_models_log_the_same_mode_metric():
+    from pygan.data import load_data
+    from pygan.models import build_model
+
+    data = load_data("ring8", "test")
+    keys = {"modes", "modes_total", "high_quality"}
+    for name in ("wgan-gp", "dcgan"):
+        m = build_model(name, data.info, ["mlp_hidden=16", "mlp_layers=2"])
+        out = m.evaluate(data, torch.Generator().manual_seed(0))
+        assert keys <= set(out) and out["modes_total"] == 8, name
+        samples = m.sample(2500, torch.Generator().manual_seed(0))
+        mc = mode_coverage(samples, torch.tensor(data.meta["centers"]), data.meta["std"])
+        assert out["modes"] == mc.modes_covered and out["high_quality"] == mc.high_quality_fraction, name

@@ -1,4 +1,4 @@
-"""ACL (seed 001): the module on its own and attached to a user's encoder/decoder, the four models'
+"""ACL (the ACL paper): the module on its own and attached to a user's encoder/decoder, the four models'
 defaults and shapes, which network each step of Algorithm 1 updates (the others unchanged, with no
 gradient), one ACL-GAN / ACL-GAN-GP iteration replayed with plain torch, the square4 toy data, the
 training loop, pygan eval and the CLI."""

@@ -1,4 +1,4 @@
-"""CoGAN (seed 003, pygan/models/cogan.py): the thesis' architectures (shapes at the tables' widths),
+"""CoGAN (the SCoGAN thesis, pygan/models/cogan.py): the thesis' architectures (shapes at the tables' widths),
 hard weight sharing as the *same* Parameter objects, the objective (checked against an independent
 replay with reference ops), gradient isolation, and the loop/CLI/eval plumbing on tiny runs."""
 

@@ -1,4 +1,4 @@
-"""The DCGAN baseline (seed 001's "GAN"): defaults, shapes, one iteration checked against an
+"""The DCGAN baseline (the ACL paper's "GAN"): defaults, shapes, one iteration checked against an
 independent re-computation of the DCGAN losses, gradient isolation of the discriminator step."""
 
 import copy

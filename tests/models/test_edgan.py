@@ -1,4 +1,4 @@
-"""ED//GAN (seed 000) and its coupled ED+GAN baselines: shapes for every data kind, the decoupled
+"""ED//GAN (the ED//GAN paper) and its coupled ED+GAN baselines: shapes for every data kind, the decoupled
 update paths (which loss reaches which network), the coupled baseline's shared decoder, the fused
 residual op, training through the loop (grids with the residual, resume) and ``pygan eval``."""
 
@@ -13,7 +13,7 @@ from pygan.cli import main
 from pygan.data import DataInfo, load_data
 from pygan.data.core import Batch
 from pygan.models import build_model, get_model, list_models
-from pygan.models.edgan import _g_loss
+from pygan.models.losses import g_loss_bce, g_loss_saturating
 from pygan.ops import _backend, residual_add_ref
 from pygan.runs import load_run, run_paths
 from pygan.train import train
@@ -416,8 +416,11 @@ def test_coupled_lambda_changes_dec_update_but_decoupled_weight_does_not_reach_d
 def test_gan_loss_forms():
     logits = torch.tensor([-2.0, 0.5, 3.0])
     d = torch.sigmoid(logits)
-    torch.testing.assert_close(_g_loss(logits, "nonsaturating"), -torch.log(d).mean())
-    torch.testing.assert_close(_g_loss(logits, "saturating"), torch.log(1 - d).mean())  # Eq. 8 as printed
+    torch.testing.assert_close(g_loss_bce(logits), -torch.log(d).mean())  # gan_loss="nonsaturating"
+    torch.testing.assert_close(g_loss_saturating(logits), torch.log(1 - d).mean())  # Eq. 8 as printed
+    for form, loss in (("nonsaturating", g_loss_bce), ("saturating", g_loss_saturating)):
+        m = _model("edgan", extra=(f"gan_loss={form}",))
+        torch.testing.assert_close(m._adv_g(logits), loss(logits))  # the model's G loss follows gan_loss
 
 
 def test_evaluate_keys_and_no_side_effects():

@@ -1,4 +1,4 @@
-"""IDVAE (seed 004) and its baselines: the shared trunk is one set of Parameters, each of the three
+"""IDVAE (the IDVAE paper) and its baselines: the shared trunk is one set of Parameters, each of the three
 updates steps exactly its networks, the losses equal an independent plain-torch re-computation, the
 KL/reparameterisation pieces, conditional sampling, reconstruct/sample/evaluate, the loop, the CLI,
 ``pygan eval`` and DDP."""

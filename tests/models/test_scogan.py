@@ -1,4 +1,4 @@
-"""SCoGAN (seed 003, pygan/models/scogan.py): no weight sharing (and its switches), the four
+"""SCoGAN (the SCoGAN thesis, pygan/models/scogan.py): no weight sharing (and its switches), the four
 regularisers against an independent replay of the thesis' separate gradient tapes, no gradient
 crossing between the generators, frozen auxiliary networks, the semantic classifier (training,
 caching, files, errors) and the loop/eval plumbing."""

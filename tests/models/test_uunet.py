@@ -1,4 +1,4 @@
-"""UU-Nets (seed 002) and their baselines: the G->D connections carry gradient exactly where the
+"""UU-Nets (the UU-Nets paper) and their baselines: the G->D connections carry gradient exactly where the
 variant connects, the g_in_d_step option, which loss updates which network, the VAE family's KL terms,
 every paired data kind, the training loop (resume, eval, sample) and the CLI."""
 
