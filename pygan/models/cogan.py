@@ -440,7 +440,6 @@ class CoupledGAN(Model):
         self.discriminators = CoupledDiscriminators(disc, d_shared)
         init_weights(self.generators, c.init)
         init_weights(self.discriminators, c.init)
-        self._fast: dict[str, nn.Module] = {}
         self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic, names=("gp1", "gp2"))
 
     # -- settings
