@@ -15,7 +15,7 @@ from pygan.data.digits import DIGITS_SPLITS, load_digits
 from pygan.data.files import DataError, ImageFiles, celeba, image_folder, mnist, pix2pix, read_idx, svhn
 from pygan.data.photos import faces, photo_patches
 from pygan.data.registry import DATASETS, DataSpec, list_datasets, load_data, parse_spec
-from pygan.data.synthetic import mixture, mixture_centers, mode_stats, sample_mixture
+from pygan.data.synthetic import mixture, mixture_centers, sample_mixture
 
 __all__ = [
     "DATASETS",
@@ -40,7 +40,6 @@ __all__ = [
     "mixture",
     "mixture_centers",
     "mnist",
-    "mode_stats",
     "parse_spec",
     "photo_patches",
     "pix2pix",

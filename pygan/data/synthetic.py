@@ -17,7 +17,7 @@ import torch
 
 from pygan.data.core import Dataset
 
-__all__ = ["MIXTURES", "mixture", "mixture_centers", "mode_stats", "sample_mixture"]
+__all__ = ["MIXTURES", "mixture", "mixture_centers", "sample_mixture"]
 
 MIXTURES = {
     "ring8": {"std": 0.02, "radius": 2.0, "modes": 8},
@@ -68,31 +68,3 @@ def mixture(name: str, split: str = "train") -> Dataset:
     centers = mixture_centers(name)
     meta = {"centers": centers.tolist(), "std": MIXTURES[name]["std"]}
     return Dataset(name, "points", x, y, num_classes=len(centers), meta=meta)
-
-
-def mode_stats(
-    points: torch.Tensor, centers, std: float, *, sigmas: float = 3.0, min_fraction: float = 0.25
-) -> dict[str, float]:
-    """Mode coverage of generated ``points`` ``[n, 2]`` (the Unrolled-GAN/VEEGAN convention).
-
-    A point is *high quality* when it lies within ``sigmas * std`` of its nearest centre. A mode is
-    *covered* when it receives at least ``min_fraction`` of the high-quality points it would get
-    under the true (equal-weight) mixture, i.e. ``min_fraction * n / K`` points (pygan's choice of
-    threshold; the papers use fixed counts for fixed sample sizes).
-
-    Returns ``{"modes": covered count, "modes_total": K, "high_quality": fraction in [0, 1]}``.
-    """
-    if not isinstance(points, torch.Tensor) or points.dim() != 2:
-        raise ValueError(f"points must be a [n, D] tensor, got {getattr(points, 'shape', type(points))}")
-    c = torch.as_tensor(centers, dtype=torch.float32, device=points.device)
-    if c.dim() != 2 or c.shape[1] != points.shape[1]:
-        raise ValueError(f"centers must be [K, {points.shape[1]}], got {tuple(c.shape)}")
-    n, k = points.shape[0], c.shape[0]
-    if n == 0:
-        return {"modes": 0.0, "modes_total": float(k), "high_quality": 0.0}
-    d = torch.cdist(points.float(), c)
-    dist, nearest = d.min(1)
-    good = dist <= sigmas * std
-    counts = torch.bincount(nearest[good], minlength=k)
-    covered = int((counts >= max(1.0, min_fraction * n / k)).sum())
-    return {"modes": float(covered), "modes_total": float(k), "high_quality": float(good.float().mean())}

@@ -45,7 +45,7 @@ Decisions (the spec's §8 list; the architecture ones are detailed in :mod:`pyga
 7. No input BatchNorm in the faces discriminator. 8. LayerNorm over (C, H, W), affine.
 9. Semantic classifier: :class:`SemanticClassifier` (Table B.1; B.2 for multi-label): 'same' 3x3
    convs, a 2x2 max-pool of stride 2 (the table's stride 1 contradicts its own shapes), flatten,
-   dropout as printed. Trained with pygan (:func:`pygan.metrics.classifier.train_digits_classifier`)
+   dropout as printed. Trained with pygan (:func:`pygan.backbones.digits.train_digits_classifier`)
    for 10 epochs (§5.1), Adam 1e-3, batch 64, no augmentation, on the labelled training rows of
    **both** domains (``sl_train_on="both"``: the thesis' stated preference and its MNIST2SVHN
    choice; ``"a"`` = domain A only, its MNIST2edge choice); cached under ``$PYGAN_CACHE`` and kept in
@@ -78,7 +78,7 @@ Decisions (the spec's §8 list; the architecture ones are detailed in :mod:`pyga
     resizing, 3x3 dilation for edges, ``?channels=3`` for the thesis' 3-channel digits; CelebA centre
     crop 0.7; MNIST as the user's files give it).
 33. Evaluation: pygan reports semantic agreement of pairs and per-domain FID
-    (:func:`pygan.metrics.evaluate_run`), generators in eval mode; the thesis' LPIPS is not used.
+    (:func:`pygan.evaluate.evaluate_run`), generators in eval mode; the thesis' LPIPS is not used.
 34. The thesis' typos are ignored.
 """
 

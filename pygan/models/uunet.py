@@ -716,9 +716,6 @@ class UUVAEGAN(UUNet):
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
     vae = True
 
-    def __init__(self, config: UUVAEGANConfig, info: DataInfo):
-        super().__init__(config, info)
-
     def beta(self) -> float | torch.Tensor:
         """Eq. 6's beta at this iteration (``kl_fake_ramp``: linear from 0, computed on the device
         from the ``steps_done`` buffer, so that a CUDA graph replays the ramp)."""

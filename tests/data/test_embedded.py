@@ -1,12 +1,13 @@
-"""Embedded and synthetic data: digits and its seed-003 domains, Gaussian mixtures, faces, photos."""
+"""Embedded and synthetic data: digits and its SCoGAN domains, Gaussian mixtures, faces, photos."""
 
 import sys
 
 import pytest
 import torch
 
-from pygan.data import list_datasets, load_data, load_digits, mixture_centers, mode_stats, sample_mixture
+from pygan.data import list_datasets, load_data, load_digits, mixture_centers, sample_mixture
 from pygan.data import transforms as T
+from pygan.metrics.modes import mode_log
 
 
 @pytest.mark.parametrize("size", [16, 28])
@@ -32,25 +33,26 @@ def test_digits_two_domains_follow_seed_003(transform):
     assert not torch.equal(e.domain, d.domain)
 
 
-def test_mixtures_and_mode_stats():
+def test_mixtures_and_their_mode_coverage():
+    # the one mode metric (pygan.metrics.modes) on the mixtures' own data and meta
     c = mixture_centers("ring8")
     assert c.shape == (8, 2) and torch.allclose(c.norm(dim=1), torch.full((8,), 2.0))
     g = mixture_centers("grid25")
     assert g.shape == (25, 2) and set(g[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
     d = load_data("grid25")
     assert d.kind == "points" and d.x.shape == (20000, 2) and len(load_data("grid25", "test")) == 5000
-    s = mode_stats(d.x, d.meta["centers"], d.meta["std"])
+    s = mode_log(d.x, d.meta["centers"], d.meta["std"])
     assert s["modes"] == 25 and s["high_quality"] > 0.98
     # a collapsed generator: everything on one mode
     one = torch.tensor([[2.0, 0.0]]) + 0.01 * torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
-    s = mode_stats(one, c, 0.02)
+    s = mode_log(one, c, 0.02)
     assert s["modes"] == 1 and s["high_quality"] > 0.9
-    s = mode_stats(torch.zeros(10, 2), c, 0.02)
+    s = mode_log(torch.zeros(10, 2), c, 0.02)
     assert s == {"modes": 0.0, "modes_total": 8.0, "high_quality": 0.0}
     pts, k = sample_mixture("ring8", 4, torch.Generator().manual_seed(1))
     assert torch.allclose(pts, c[k], atol=0.2)
-    with pytest.raises(ValueError, match="centers must be"):
-        mode_stats(one, torch.zeros(3, 3), 0.1)
+    with pytest.raises(ValueError, match="centres must be"):
+        mode_log(one, torch.zeros(3, 3), 0.1)
 
 
 def test_faces_are_the_100_real_faces():
