@@ -1013,6 +1013,16 @@ class Model(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
+    def adam(self, *nets: nn.Module, lr: float | None = None, betas=None) -> torch.optim.Adam:
+        """Adam over the parameters of ``nets`` (in order) with the Config's ``lr`` and ``betas``
+        unless given: the optimiser the built-in models use (the loop makes it capturable for CUDA
+        graphs)."""
+        c = self.config
+        params = [p for net in nets for p in net.parameters()]
+        return torch.optim.Adam(
+            params, lr=c.lr if lr is None else lr, betas=c.betas if betas is None else betas
+        )
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
 

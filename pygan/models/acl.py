@@ -833,11 +833,9 @@ class ACLGAN(_ACLModel):
     def configure_optimizers(self):
         c = self.config
         return {
-            self.inference_net: torch.optim.Adam(
-                getattr(self, self.inference_net).parameters(), lr=c.lr, betas=c.betas
-            ),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=c.betas),
+            self.inference_net: self.adam(getattr(self, self.inference_net)),
+            "generator": self.adam(self.generator),
+            "discriminator": self.adam(self.discriminator),
             **self.acl.configure_optimizers(
                 lr=c.acl_lr if c.acl_lr is not None else c.lr,
                 betas=c.acl_betas if c.acl_betas is not None else c.betas,

@@ -127,7 +127,7 @@ INITS = get_args(Init)
 @dataclass(frozen=True)
 class CoGANConfig(ModelConfig):
     """CoGAN settings (Soft-Coupled GANs paper, Sec. 3.3 and 5). ``None`` fields are resolved from the
-    architecture and loss as the thesis sets them (see :meth:`CoGAN.resolved`).
+    architecture and loss as the thesis sets them (:meth:`CoGANConfig.resolve`, ``model.resolved_config``).
 
     Attributes:
         batch_size: 128 (DCGAN settings, §2.6/§5.1; the faces runs' batch is not stated).
@@ -443,11 +443,6 @@ class CoupledGAN(Model):
         self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic, names=("gp1", "gp2"))
 
     # -- settings
-    def resolved(self) -> CoGANConfig:
-        """The config with its ``"auto"``/None fields filled in as the thesis sets them for this data
-        (:meth:`CoGANConfig.resolve`; also ``self.resolved_config``)."""
-        return self.resolved_config
-
     def _sharing(self, c: dict):
         """``(g_shared(n_stages) -> int, d_shared(n_stages) -> int)``: how many generator stages
         (prefix) and discriminator stages (suffix) are shared."""

@@ -110,11 +110,7 @@ class DCGAN(Model):
             self.apply(init_dcgan)
 
     def configure_optimizers(self):
-        c = self.config
-        return {
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=c.betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
-        }
+        return {"discriminator": self.adam(self.discriminator), "generator": self.adam(self.generator)}
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.device)

@@ -366,11 +366,7 @@ class _Translator(Model):
         self.generator = unet(cx, cy, h, c, vae=self.vae, latent_channels=z if self.vae else None)
 
     def configure_optimizers(self):
-        c = self.config
-        return {
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=c.betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
-        }
+        return {"discriminator": self.adam(self.discriminator), "generator": self.adam(self.generator)}
 
     def _rec(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return reconstruction_loss(fake.float(), y.float(), self.config.rec_loss)
@@ -613,7 +609,7 @@ class UUNet(_Translator):
             groups.append({"params": list(self.generator.parameters())})
         return {
             "discriminator": torch.optim.Adam(groups, lr=c.lr, betas=c.betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
+            "generator": self.adam(self.generator),
         }
 
     def generate(self, G: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -149,11 +149,7 @@ class WGANGP(Model):
         return self.config.n_critic
 
     def configure_optimizers(self):
-        c = self.config
-        return {
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.lr, betas=c.betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=c.betas),
-        }
+        return {"critic": self.adam(self.critic), "generator": self.adam(self.generator)}
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.device)
