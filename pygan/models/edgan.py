@@ -105,7 +105,7 @@ from pygan.errors import ConfigError
 from pygan.models import Model, check_config, frozen, register
 from pygan.models.nets import ConvDecoder, ConvEncoder, PatchDiscriminator, UNet, conv_plan, init_dcgan
 from pygan.ops import residual_add
-from pygan.ops.residual import ACTIVATIONS
+from pygan.ops.residual_add import ACTIVATIONS
 
 __all__ = [
     "EDGAN",
