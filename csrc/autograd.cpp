@@ -14,7 +14,7 @@
 // Every backward is made of registered ops (called through the dispatcher, so their own autograd
 // below records a graph under create_graph) or ATen ops, so gradients of any order are exact: the
 // backward ops have their own formulas here too. The formulas are the same as the Triton ops'
-// Python ones (pygan/ops/<op>.py, register_autograd_rules), which the tests check against each other
+// Python ones (pygan/ops/<op>/contract.py, register_autograd_rules), which the tests check against each other
 // and against the references (gradcheck/gradgradcheck). Sizes used in the double-backward formulas
 // are SymInts, so opcheck's dynamic-shape tracing of the backward ops works.
 #include <ATen/ATen.h>
@@ -81,7 +81,7 @@ Tensor row_sum(const Tensor& t, std::optional<at::ScalarType> dtype = std::nullo
   return t.sum(dims, /*keepdim=*/false, dtype);
 }
 
-// The Gram's divisor (pygan/ops/style.py: gram_norm): C*K ("chw") or K ("hw"), at least 1.
+// The Gram's divisor (pygan/ops/style_loss/reference.py: gram_norm): C*K ("chw") or K ("hw"), at least 1.
 c10::SymInt gram_norm(const Tensor& f, bool chw) {
   c10::SymInt k = 1;
   for (int64_t d = 2; d < f.dim(); ++d) k = k * f.sym_size(d);
