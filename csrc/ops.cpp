@@ -1,6 +1,6 @@
 // The pygan operator library: every schema is declared here, once. Kernels register against these
 // schemas per backend: csrc/cpu/<op>.cpp (TORCH_LIBRARY_IMPL(pygan, CPU)), csrc/cuda/<op>.cu
-// (TORCH_LIBRARY_IMPL(pygan, CUDA)); autograd in C++ (csrc/autograd.cpp, TORCH_LIBRARY_IMPL(pygan,
+// (TORCH_LIBRARY_IMPL(pygan, CUDA)); autograd in C++ (csrc/autograd/<op>.cpp, TORCH_LIBRARY_IMPL(pygan,
 // Autograd)). Fake (meta) kernels are registered from Python (pygan/ops/<op>/contract.py), beside
 // the references (pygan/ops/<op>/reference.py).
 #include <Python.h>

@@ -4,7 +4,7 @@ Each op's contract module (``pygan/ops/<op>/contract.py``) defines its fake kern
 namespaces use them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++
 library is loaded) and the Triton ``pygan_triton::`` ops in ``pygan/ops/<op>/triton.py`` (fake
 kernel given to :func:`pygan.ops._triton_common.op`), so a fix to a fake kernel's strides applies to
-both. The autograd formulas exist twice: in C++ for the native ops (``csrc/autograd.cpp``,
+both. The autograd formulas exist twice: in C++ for the native ops (``csrc/autograd/<op>.cpp``,
 registered at the Autograd key, so a call costs no Python autograd.Function) and in Python for the
 Triton ops (``register_autograd_rules(fwd, bwd)`` in each contract module, registered on the custom
 ops). Both follow the same equations (written beside each), and the tests hold both to the

@@ -1,7 +1,7 @@
 """The contract of the native ``pygan::feature_regularizer`` / ``feature_regularizer_backward`` ops
 and of their Triton twins: fake (meta) kernels, registered here on the native ops and given to
 ``pygan_triton::`` in :mod:`pygan.ops.feature_regularizer.triton`, and the autograd formulas of the
-Triton ops. The native ops' autograd is C++ (``csrc/autograd.cpp``): the same formulas.
+Triton ops. The native ops' autograd is C++ (``csrc/autograd/feature_regularizer.cpp``): the same formulas.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def fake_feature_regularizer_backward(grad, a, b, p, reduction, weights, need_a,
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``feature_regularizer`` on the op ``fwd`` and of its
-    backward on ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp)."""
+    backward on ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are C++, see above)."""
 
     def setup_context(ctx, inputs, output):
         a, b, p, reduction, weights = inputs

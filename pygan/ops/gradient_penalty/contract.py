@@ -1,7 +1,7 @@
 """The contract of the native ``pygan::interpolate`` / ``grad_norm_penalty`` ops (and their
 ``_backward`` ops) and of their Triton twins: fake (meta) kernels, registered here on the native ops
 and given to ``pygan_triton::`` in :mod:`pygan.ops.gradient_penalty.triton`, and the autograd
-formulas of the Triton ops. The native ops' autograd is C++ (``csrc/autograd.cpp``): the same
+formulas of the Triton ops. The native ops' autograd is C++ (``csrc/autograd/gradient_penalty.cpp``): the same
 formulas.
 """
 
@@ -56,7 +56,7 @@ def fake_grad_norm_penalty_backward(grad_penalty, grad_norms, grads, norms, targ
 
 def register_interpolate_autograd(fwd, bwd) -> None:
     """Registers the autograd formulas of ``interpolate`` on the op ``fwd`` and of its backward on
-    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). Every backward is
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are C++, see above). Every backward is
     made of these ops (or torch ops), so gradients of any order are exact.
 
     ``out = real + alpha_b (fake - real)``: ``d real = (1 - alpha_b) g`` and ``d fake = alpha_b g`` in

@@ -1,7 +1,7 @@
 """The contract of the native ``pygan::residual_add`` / ``residual_add_backward`` ops and of their
 Triton twins: fake (meta) kernels, registered here on the native ops and given to
 ``pygan_triton::`` in :mod:`pygan.ops.residual_add.triton`, and the autograd formulas of the Triton
-ops. The native ops' autograd is C++ (``csrc/autograd.cpp``): the same formulas.
+ops. The native ops' autograd is C++ (``csrc/autograd/residual_add.cpp``): the same formulas.
 
 Layout: operands with one dense layout (contiguous / channels_last / channels_last_3d, equal strides)
 give an output of that layout; otherwise a contiguous one (:mod:`pygan.ops._layout`).
@@ -25,7 +25,7 @@ def fake_residual_add_backward(grad, out, activation):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``residual_add`` on the op ``fwd`` and of its backward on
-    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward calls
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are C++, see above). The backward calls
     ``bwd``, whose own formula calls ``bwd`` again, so gradients of any order go through the kernel."""
 
     def setup_context(ctx, inputs, output):

@@ -2,7 +2,7 @@
 ``grad * act'(out)`` from the saved output, as ``torch.ops.pygan_triton.residual_add`` /
 ``residual_add_backward`` with autograd: the same fake kernels as the C++ op's and the same autograd
 formulas (:func:`pygan.ops.residual_add.contract.register_autograd_rules`, in Python; the C++ op's
-are in csrc/autograd.cpp; double backward included).
+are in csrc/autograd/residual_add.cpp; double backward included).
 
 Same contract as ``pygan::residual_add`` (csrc/cpu/residual_add.cpp): operands with one dense layout
 (contiguous / channels_last / channels_last_3d, equal strides) are walked linearly and the output

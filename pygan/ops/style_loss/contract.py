@@ -1,7 +1,7 @@
 """The contract of the native ``pygan::gram_diff`` / ``gram_diff_backward`` ops and of their Triton
 twins: fake (meta) kernels, registered here on the native ops and given to ``pygan_triton::`` in
 :mod:`pygan.ops.style_loss.triton`, and the autograd formulas of the Triton ops. The native ops'
-autograd is C++ (``csrc/autograd.cpp``): the same formulas.
+autograd is C++ (``csrc/autograd/style_loss.cpp``): the same formulas.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def fake_gram_diff_backward(grad, fx, fy, normalize, need_x, need_y):
 
 def register_autograd_rules(fwd, bwd) -> None:
     """Registers the autograd formulas of ``gram_diff`` on the op ``fwd`` and of its backward on
-    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are in csrc/autograd.cpp). The backward op
+    ``bwd`` (the Triton custom ops; the native ``pygan::`` ops' are C++, see above). The backward op
     has its own formula, which calls it again, so double backward through a style loss is exact."""
 
     def setup_context(ctx, inputs, output):
