@@ -5,8 +5,9 @@
 
 Libraries (all from csrc/, the same folders CMakeLists.txt builds):
 
-* ``pygan._C``            csrc/ops.cpp: every ``pygan::`` schema (TORCH_LIBRARY); csrc/autograd.cpp:
-                          their autograd (TORCH_LIBRARY_IMPL(pygan, Autograd), one for every device).
+* ``pygan._C``            csrc/ops.cpp: every ``pygan::`` schema (TORCH_LIBRARY); csrc/autograd/*.cpp:
+                          their autograd, one file per op (TORCH_LIBRARY_IMPL(pygan, Autograd), one
+                          for every device).
 * ``pygan._cpu_<cap>``    csrc/cpu/*.cpp compiled once per CPU capability (default, avx2, avx512 on
                           x86-64), each with that capability's ISA flags and ``CPU_CAPABILITY``
                           define so ``at::vec::Vectorized`` is real SIMD code. pygan/_ext.py loads the
@@ -162,7 +163,12 @@ def _extensions(caps, build_cuda):
     exts = [
         CppExtension(
             "pygan._C",
-            _rel([os.path.join(ROOT, "csrc", "ops.cpp"), os.path.join(ROOT, "csrc", "autograd.cpp")]),
+            _rel(
+                [
+                    os.path.join(ROOT, "csrc", "ops.cpp"),
+                    *sorted(glob.glob(os.path.join(ROOT, "csrc", "autograd", "*.cpp"))),
+                ]
+            ),
             extra_compile_args={"cxx": ["-O2"]},
             py_limited_api=True,
         )

@@ -14,8 +14,8 @@ import time
 import torch
 from triton.testing import do_bench
 
-import pygan.ops._triton.style as triton_style
 from pygan import ops
+from pygan.ops.style_loss import triton as triton_style
 
 
 def precision(shape=(64, 256, 64, 64)) -> None:

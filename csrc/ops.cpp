@@ -1,29 +1,30 @@
 // The pygan operator library: every schema is declared here, once. Kernels register against these
 // schemas per backend: csrc/cpu/<op>.cpp (TORCH_LIBRARY_IMPL(pygan, CPU)), csrc/cuda/<op>.cu
-// (TORCH_LIBRARY_IMPL(pygan, CUDA)). Autograd and fake (meta) kernels are registered from Python
-// (pygan/ops/<op>.py), where the references live.
+// (TORCH_LIBRARY_IMPL(pygan, CUDA)); autograd in C++ (csrc/autograd/<op>.cpp, TORCH_LIBRARY_IMPL(pygan,
+// Autograd)). Fake (meta) kernels are registered from Python (pygan/ops/<op>/contract.py), beside
+// the references (pygan/ops/<op>/reference.py).
 #include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(pygan, m) {
-  // ---- residual_add (pygan/ops/residual.py) ------------------------------------------------
+  // ---- residual_add (pygan/ops/residual_add/) -----------------------------------------------
   m.def("residual_add(Tensor base, Tensor residual, str activation, bool detach_base) -> Tensor");
   m.def("residual_add_backward(Tensor grad, Tensor out, str activation) -> Tensor");
 
-  // ---- feature_regularizer (pygan/ops/feature_reg.py) --------------------------------------
+  // ---- feature_regularizer (pygan/ops/feature_regularizer/) ---------------------------------
   m.def(
       "feature_regularizer(Tensor[] a, Tensor[] b, int p, str reduction, float[] weights) -> Tensor");
   m.def(
       "feature_regularizer_backward(Tensor grad, Tensor[] a, Tensor[] b, int p, str reduction, "
       "float[] weights, bool need_a, bool need_b) -> (Tensor[], Tensor[])");
 
-  // ---- gram_matrix / style_loss (pygan/ops/style.py) ---------------------------------------
+  // ---- gram_matrix / style_loss (pygan/ops/style_loss/) ------------------------------------
   m.def("gram_diff(Tensor fx, Tensor? fy, str normalize) -> Tensor");
   m.def(
       "gram_diff_backward(Tensor grad, Tensor fx, Tensor? fy, str normalize, bool need_x, "
       "bool need_y) -> (Tensor, Tensor)");
 
-  // ---- gradient_penalty (pygan/ops/gradient_penalty.py) ------------------------------------
+  // ---- gradient_penalty (pygan/ops/gradient_penalty/) --------------------------------------
   m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
   m.def(
       "interpolate_backward(Tensor grad, Tensor alpha, bool need_real, bool need_fake) -> "

@@ -1,4 +1,4 @@
-// gradient_penalty's fused pieces (pygan/ops/gradient_penalty.py):
+// gradient_penalty's fused pieces (pygan/ops/gradient_penalty/):
 //
 //   interpolate(real, fake, alpha[B])     out = real + alpha_b * (fake - real), one pass (lerp form)
 //   interpolate_backward(grad, alpha)     (1 - alpha_b) * grad and alpha_b * grad, one pass writing both

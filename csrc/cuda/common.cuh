@@ -1,7 +1,7 @@
 // Shared helpers for pygan's CUDA kernels (csrc/cuda/*.cu, registered in
 // TORCH_LIBRARY_IMPL(pygan, CUDA, m) against the schemas of csrc/ops.cpp).
 //
-// Headers are kept minimal (see ../shared/PLATFORM.md): no <torch/extension.h>, no
+// Headers are kept minimal: no <torch/extension.h>, no
 // ATen/cuda/CUDAContext.h (it pulls in cuBLAS/cuSPARSE/cuSOLVER headers); each .cu defines
 // TORCH_ASSERT_ONLY_METHOD_OPERATORS and includes only the per-op ATen headers it uses.
 //

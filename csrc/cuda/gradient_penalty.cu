@@ -1,4 +1,4 @@
-// The fused pieces of gradient_penalty on CUDA (contracts as pygan/ops/gradient_penalty.py and the
+// The fused pieces of gradient_penalty on CUDA (contracts as pygan/ops/gradient_penalty/ and the
 // CPU kernels):
 //
 // * interpolate(real, fake, alpha[B]) = real + alpha_b (fake - real), layout rule on {real, fake}

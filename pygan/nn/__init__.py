@@ -11,7 +11,7 @@ from torch import nn
 from pygan import ops
 from pygan.nn.perceptual import VGG19, DigitsFeatures, PerceptualLoss, load_vgg19
 from pygan.ops.gradient_penalty import KINDS
-from pygan.ops.residual import _activation
+from pygan.ops.residual_add import _activation
 
 __all__ = [
     "VGG19",

@@ -1,12 +1,17 @@
 """pygan's fused ops. Each has a pure-PyTorch reference (``<op>_ref``, the ground truth) and native
 kernels registered as ``torch.ops.pygan.*`` (C++ on CPU; CUDA C++ and Triton on GPU), chosen per call
 by ``backend=``, the ``PYGAN_BACKEND`` environment variable, or the device default
-(see :mod:`pygan.ops._backend`)."""
+(see :mod:`pygan.ops._backend`).
+
+One op, one folder: ``pygan/ops/<op>/`` holds the public functions (``__init__``), ``reference.py``,
+``contract.py`` (fake kernels and autograd rules of the ``pygan::`` schemas) and ``triton.py`` (the
+Triton kernels, imported on first use), beside ``csrc/cpu/<op>.cpp`` and ``csrc/cuda/<op>.cu``.
+Imports go one way: public module -> triton -> contract -> reference -> the private helpers here
+(``_check``, ``_layout``, ``_registration``, ``_backend``, ``_triton_common``)."""
 
 from pygan._ext import cpu_capability, cuda_loaded, native_loaded
-from pygan.ops import _triton  # noqa: F401  (registers the triton backend's probe; imports no triton)
 from pygan.ops._backend import BACKENDS, available
-from pygan.ops.feature_reg import feature_regularizer, feature_regularizer_ref
+from pygan.ops.feature_regularizer import feature_regularizer, feature_regularizer_ref
 from pygan.ops.gradient_penalty import (
     grad_norm_penalty,
     grad_norm_penalty_ref,
@@ -15,8 +20,8 @@ from pygan.ops.gradient_penalty import (
     interpolate,
     interpolate_ref,
 )
-from pygan.ops.residual import residual_add, residual_add_ref
-from pygan.ops.style import gram_matrix, gram_matrix_ref, style_loss, style_loss_ref
+from pygan.ops.residual_add import residual_add, residual_add_ref
+from pygan.ops.style_loss import gram_matrix, gram_matrix_ref, style_loss, style_loss_ref
 
 __all__ = [
     "BACKENDS",

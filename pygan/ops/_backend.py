@@ -1,4 +1,4 @@
-"""Which implementation an op call runs on.
+"""Which implementation an op call runs on, returned as the callable that runs it.
 
 Order of precedence: the call's ``backend=`` argument, then the ``PYGAN_BACKEND`` environment
 variable, then the default for the tensors' device. Backends:
@@ -8,12 +8,15 @@ variable, then the default for the tensors' device. Backends:
 * ``cuda``      - the CUDA C++ kernels (``torch.ops.pygan.*`` on CUDA tensors).
 * ``triton``    - the Triton kernels (CUDA tensors; CPU tensors under ``TRITON_INTERPRET=1``).
 
-Ops call :func:`resolve`, which memoises each successful decision per (op, device, ``backend=``,
-``PYGAN_BACKEND``) for the backends whose availability is fixed once pygan is imported (``reference``,
-``cpp``, ``cuda``): a call then costs one dict lookup instead of re-deriving the answer (pygan
-issue 13). Size-dependent CUDA defaults (the Gram) and ``triton`` (whose CPU probe reads
-``TRITON_INTERPRET`` at call time) are re-derived on every call; so is everything while
-``torch.compile`` traces (the uncached path is the traceable one).
+Each op package registers its implementations once, at import (:func:`register_op`: the reference,
+the native ``pygan::`` op, a loader of the Triton op), all with one signature per schema. An op call
+asks :func:`implementation` for the callable and calls it. The decision (:func:`resolve` gives its
+name) is memoised per (op, device, ``backend=``, ``PYGAN_BACKEND``) for the backends whose
+availability is fixed once pygan is imported (``reference``, ``cpp``, ``cuda``): a call then costs
+one dict lookup instead of re-deriving the answer (pygan issue 13). Size-dependent CUDA defaults
+(the Gram) and ``triton`` (whose CPU probe reads ``TRITON_INTERPRET`` at call time; its kernels are
+imported on first use, so importing pygan never imports triton) are re-derived on every call; so is
+everything while ``torch.compile`` traces (the uncached path is the traceable one).
 
 An unknown name, or a backend that cannot run on the tensors' device here, raises ``ValueError``
 saying why and what to use instead. Defaults: ``cpp`` on CPU when the native extension is built
@@ -27,6 +30,7 @@ schema names (``residual_add``, ``feature_regularizer``, ``gram_diff``, ``interp
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterable
 
@@ -42,10 +46,12 @@ __all__ = [
     "available",
     "cuda_default",
     "has_kernel",
+    "implementation",
     "named",
-    "register",
+    "register_op",
     "resolve",
     "select",
+    "triton_reason",
 ]
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
@@ -89,16 +95,28 @@ def cuda_default(op: str, tensors: Iterable[torch.Tensor]) -> str:
     return name
 
 
-# Extra availability checks contributed by optional backends (e.g. triton), name -> fn(device) -> str|None
-# returning None when runnable or the reason it is not.
-_PROBES: dict[str, Callable[[torch.device], str | None]] = {}
+# find_spec of a top-level package searches sys.path without importing it; read once so that
+# select (and with it the probe) stays cheap and traceable by torch.compile.
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
 
 
-def register(name: str, probe: Callable[[torch.device], str | None]) -> None:
-    """Registers the availability probe of an optional backend (used by the Triton kernels)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}")
-    _PROBES[name] = probe
+def triton_reason(device: torch.device) -> str | None:
+    """None when the Triton kernels can run on tensors on ``device`` here, else why not. On CPU
+    tensors they need Triton's interpreter (``TRITON_INTERPRET=1``, set before triton is first
+    imported; meant for tests): ``pygan_triton::`` ops are then registered with ``custom_op`` and a
+    fake kernel instead of ``triton_op`` (see :mod:`pygan.ops._triton_common`)."""
+    if not _TRITON_FOUND:
+        return "triton is not installed (pip install triton, or pygan[gpu])"
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return None
+        return (
+            "on CPU tensors it needs Triton's interpreter (TRITON_INTERPRET=1, set before triton is "
+            "imported; slow, meant for tests); use backend='cpp' on CPU"
+        )
+    return f"it runs on CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), not on {device}"
 
 
 def _native_kernels() -> frozenset[tuple[str, str]]:
@@ -143,10 +161,7 @@ def _why_not(name: str, device: torch.device, op: str | None = None) -> str | No
         if op is not None and not has_kernel(op, "CUDA"):
             return "this build has no CUDA kernel for it"
         return None
-    probe = _PROBES.get(name)
-    if probe is None:
-        return f"the {name} kernels are not available in this install"
-    return probe(device)
+    return triton_reason(device)
 
 
 def available(name: str, device: torch.device | str = "cpu", op: str | None = None) -> bool:
@@ -201,22 +216,76 @@ def named(backend: str | None) -> bool:
     return bool(_ENV_DATA.get(_ENV_KEY))
 
 
-def resolve(op: str, device: torch.device, tensors: tuple = (), backend: str | None = None) -> str:
-    """:func:`select` for a call of ``op`` on tensors on ``device`` (``tensors`` are read only by the
-    size-dependent CUDA defaults), memoised: see the module docstring."""
-    if _ENV_DATA is None or _is_compiling() or (backend is not None and not isinstance(backend, str)):
-        return _select(op, device, tensors, backend, _env_plain(backend))
+def _fast(backend) -> bool:
+    """Whether a call may use the memoised path (not while torch.compile traces)."""
+    return _ENV_DATA is not None and not _is_compiling() and (backend is None or isinstance(backend, str))
+
+
+def _decide(op: str, device: torch.device, tensors: tuple, backend) -> tuple[str, tuple | None]:
+    """The backend's name for one call and, when the decision may be memoised, its cache key (the
+    name is then stored in :data:`_CACHE` under it); ``None`` as key otherwise."""
+    if not _fast(backend):
+        return _select(op, device, tensors, backend, _env_plain(backend)), None
     raw = None if backend is not None else _ENV_DATA.get(_ENV_KEY)
-    key = (op, device, backend, raw)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
     env = None if raw is None else _ENV_DECODE(raw)
     name = _select(op, device, tensors, backend, env)
     sized = backend is None and not env and device.type == "cuda" and op in _SIZED
     if name in _FIXED and not sized:
+        key = (op, device, backend, raw)
         _CACHE[key] = name
-    return name
+        return name, key
+    return name, None
+
+
+def resolve(op: str, device: torch.device, tensors: tuple = (), backend: str | None = None) -> str:
+    """:func:`select` for a call of ``op`` on tensors on ``device`` (``tensors`` are read only by the
+    size-dependent CUDA defaults), memoised: see the module docstring."""
+    if _fast(backend):
+        hit = _CACHE.get((op, device, backend, None if backend is not None else _ENV_DATA.get(_ENV_KEY)))
+        if hit is not None:
+            return hit
+    return _decide(op, device, tensors, backend)[0]
+
+
+# ---- the implementations: one table per op, filled by the op packages at import --------------------
+
+# op -> {backend name: callable}; "triton" maps to a loader (see register_op).
+_IMPLS: dict[str, dict[str, Callable]] = {}
+# (op, device, backend=, raw PYGAN_BACKEND) -> callable: the memoised decisions of _CACHE, as callables.
+_CALLS: dict[tuple, Callable] = {}
+
+
+def register_op(
+    op: str, reference: Callable, native: Callable | None, triton: Callable[[], Callable]
+) -> None:
+    """Registers the implementations of the ``pygan::<op>`` schema, all callable with one signature:
+    ``reference`` (pure PyTorch), ``native`` (the ``pygan::`` op overload, serving ``cpp`` and
+    ``cuda``; None without the C++ library, when neither is ever selected) and ``triton``, a
+    function that imports the op's Triton module and returns its op (called on each Triton call,
+    which is never memoised, so triton is imported on first use only)."""
+    _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": triton}
+
+
+def _callable(op: str, name: str) -> Callable:
+    fn = _IMPLS[op][name]
+    return fn() if name == "triton" else fn
+
+
+def implementation(
+    op: str, device: torch.device, tensors: tuple = (), backend: str | None = None
+) -> Callable:
+    """The callable that runs a call of ``op`` on tensors on ``device``: :func:`resolve`'s choice,
+    memoised the same way (one dict lookup per call when the decision is fixed). Raises
+    ``ValueError`` for an unknown or unavailable backend, naming ``backend`` or ``PYGAN_BACKEND``."""
+    if _ENV_DATA is not None and not _is_compiling() and (backend is None or isinstance(backend, str)):
+        fn = _CALLS.get((op, device, backend, None if backend is not None else _ENV_DATA.get(_ENV_KEY)))
+        if fn is not None:
+            return fn
+    name, key = _decide(op, device, tensors, backend)
+    fn = _callable(op, name)
+    if key is not None:
+        _CALLS[key] = fn
+    return fn
 
 
 def _select(op: str, device: torch.device, tensors: tuple, backend: str | None, env: str | None) -> str:

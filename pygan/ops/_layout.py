@@ -12,8 +12,6 @@ import torch
 
 __all__ = ["empty_like_layout", "same_dense_layout"]
 
-_DENSE_FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
-
 
 def _dense(t: torch.Tensor) -> bool:
     if t.is_contiguous():

@@ -1,13 +1,14 @@
 """Registration shared by every fused op's two implementations.
 
-Each op module (:mod:`pygan.ops.residual`, ...) defines its fake kernels once, and both namespaces
-use them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++ library is
-loaded) and the Triton ``pygan_triton::`` ops in :mod:`pygan.ops._triton` (fake kernel given to
-``_common.op``), so a fix to a fake kernel's strides applies to both. The autograd formulas exist
-twice: in C++ for the native ops (``csrc/autograd.cpp``, registered at the Autograd key, so a call
-costs no Python autograd.Function) and in Python for the Triton ops (``register_autograd_rules(fwd,
-bwd)`` in each op module, registered on the custom ops). Both follow the same equations (written
-beside each), and the tests hold both to the references with gradcheck/gradgradcheck.
+Each op's contract module (``pygan/ops/<op>/contract.py``) defines its fake kernels once, and both
+namespaces use them: the native ``pygan::`` ops through :func:`register_native` (below, when the C++
+library is loaded) and the Triton ``pygan_triton::`` ops in ``pygan/ops/<op>/triton.py`` (fake
+kernel given to :func:`pygan.ops._triton_common.op`), so a fix to a fake kernel's strides applies to
+both. The autograd formulas exist twice: in C++ for the native ops (``csrc/autograd/<op>.cpp``,
+registered at the Autograd key, so a call costs no Python autograd.Function) and in Python for the
+Triton ops (``register_autograd_rules(fwd, bwd)`` in each contract module, registered on the custom
+ops). Both follow the same equations (written beside each), and the tests hold both to the
+references with gradcheck/gradgradcheck.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def register_native(name: str, fake: Callable, fake_backward: Callable) -> None:
     """Fake kernels of the native ops ``pygan::<name>`` and ``pygan::<name>_backward``; nothing when the
     C++ library is not loaded (the ops do not exist then). Their autograd is C++ (csrc/autograd.cpp,
     at the Autograd key): a Python formula here cost more host time per call than the models' ops
-    themselves (pygan issue 13). The Triton ops keep the Python formulas of the op modules."""
+    themselves (pygan issue 13). The Triton ops keep the Python formulas of the contract modules."""
     if not _ext.native_loaded():
         return
     torch.library.register_fake(f"pygan::{name}", fake)

@@ -53,7 +53,10 @@ if not DRY and os.environ.get("TRITON_INTERPRET") == "1":
 # kernels are checked against the pygan:: contracts too.
 _SHIMMED: set[str] = set()
 if DRY and ops.available("triton", "cpu"):
-    from pygan.ops._triton import feature_reg, gradient_penalty, residual, style  # noqa: F401
+    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
+    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
+    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
+    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
 
     _shim_lib = torch.library.Library("pygan", "IMPL")
     for _op in ("feature_regularizer", "gram_diff", "interpolate", "grad_norm_penalty"):
@@ -589,7 +592,10 @@ def _triton_or_skip():
     if DRY:
         pytest.skip("opcheck/compile of triton_op need a GPU (the interpreter registers custom_op instead)")
     _backend_or_skip("triton", "residual_add")
-    from pygan.ops._triton import feature_reg, gradient_penalty, residual, style  # noqa: F401
+    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
+    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
+    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
+    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
 
 
 def _triton_opcheck_cases():

@@ -433,7 +433,7 @@ def test_triton_gradient_penalty_pieces_gradcheck():
 @pytest.mark.parametrize("one_sided", [False, True])
 def test_triton_grad_norm_penalty_backward_op_gradgradcheck(one_sided):
     """The backward op's own formula in every input (grad_penalty, grad_norms, grads, norms)."""
-    from pygan.ops._triton import gradient_penalty  # noqa: F401  (registers)
+    from pygan.ops.gradient_penalty import triton  # noqa: F401  (registers)
 
     gp, gn, g = _f64(1, seed=4).reshape(()), _f64(3, seed=1), _f64(3, 2, 2, seed=2)
     n = (g.detach().flatten(1).norm(dim=1) + 0.3).requires_grad_()
@@ -500,7 +500,10 @@ def _opcheck_cases():
     "name,args", _opcheck_cases(), ids=[c[0] + f"-{i}" for i, c in enumerate(_opcheck_cases())]
 )
 def test_triton_opcheck(name, args):
-    from pygan.ops._triton import feature_reg, gradient_penalty, residual, style  # noqa: F401  (registers)
+    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
+    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
+    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
+    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
 
     op = getattr(torch.ops.pygan_triton, name).default
     torch.library.opcheck(op, args)

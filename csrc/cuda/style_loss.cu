@@ -2,7 +2,7 @@
 // [B, C, K], K = H*W (or N), norm = C*K ("chw") or K ("hw"); D is [B, C, C], contiguous, in fx's
 // dtype, accumulated in float32 (float64 for float64) and rounded once. Backward: S = grad + grad^T,
 // grad_fx = S Fx / norm, grad_fy = -S Fy / norm (contiguous, fx's shape; an empty [0] tensor when not
-// needed or fy is None). Contract as pygan/ops/style.py.
+// needed or fy is None). Contract as pygan/ops/style_loss/.
 //
 // Why hand-written rather than cuBLAS (at::bmm): the output is a tiny C x C per sample and K is huge,
 // so the useful structure is (1) symmetry: only the upper triangle of 64x64 output tiles is computed

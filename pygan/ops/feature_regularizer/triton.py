@@ -13,7 +13,7 @@ already scaled by ``w_k s_k``, into a float32 (float64) buffer; then one program
 in a fixed order and writes the result. Backward: one elementwise launch per layer writing
 ``grad_a`` and/or ``grad_b`` (the incoming 0-dim gradient is read on the device: no host sync).
 Fake kernels and autograd (double backward included, in tensor ops: the backward is linear in the
-gradient and, for p=2, in ``a - b``) are the C++ op's (:mod:`pygan.ops.feature_reg`).
+gradient and, for p=2, in ``a - b``) are the C++ op's (:mod:`pygan.ops.feature_regularizer.contract`).
 """
 
 import torch
@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from pygan.ops._layout import empty_like_layout
-from pygan.ops._triton._common import (
+from pygan.ops._triton_common import (
     INTERPRET,
     acc_tl,
     acc_torch,
@@ -35,7 +35,7 @@ from pygan.ops._triton._common import (
     split_f64,
     to_out,
 )
-from pygan.ops.feature_reg import (
+from pygan.ops.feature_regularizer.contract import (
     fake_feature_regularizer,
     fake_feature_regularizer_backward,
     register_autograd_rules,
@@ -146,7 +146,7 @@ def _check_args(a, b, p, reduction, weights):
 
 
 @op("feature_regularizer", fake_feature_regularizer)
-def _feature_regularizer(
+def feature_regularizer(
     a: list[torch.Tensor], b: list[torch.Tensor], p: int, reduction: str, weights: list[float]
 ) -> torch.Tensor:
     _check_args(a, b, p, reduction, weights)
@@ -175,7 +175,7 @@ def _feature_regularizer(
 
 
 @op("feature_regularizer_backward", fake_feature_regularizer_backward)
-def _feature_regularizer_backward(
+def feature_regularizer_backward(
     grad: torch.Tensor,
     a: list[torch.Tensor],
     b: list[torch.Tensor],
@@ -215,16 +215,6 @@ def _feature_regularizer_backward(
     return grad_a, grad_b
 
 
-register_autograd_rules(_feature_regularizer, _feature_regularizer_backward)
-
-
-def feature_regularizer(a, b, p: int, reduction: str, weights):
-    """``sum_k w_k R(|a_k - b_k|^p)`` on the Triton kernels; arguments validated (and ``b`` detached
-    for ``detach_b``) by the caller (:func:`pygan.ops.feature_regularizer`)."""
-    return _feature_regularizer(list(a), list(b), int(p), reduction, [float(w) for w in weights])
-
-
-def feature_regularizer_backward(grad, a, b, p, reduction, weights, need_a, need_b):
-    return _feature_regularizer_backward(
-        grad, list(a), list(b), int(p), reduction, list(weights), need_a, need_b
-    )
+# The op objects are what pygan.ops.feature_regularizer calls (arguments validated, lists, int p,
+# float weights, and ``b`` detached for ``detach_b`` there).
+register_autograd_rules(feature_regularizer, feature_regularizer_backward)

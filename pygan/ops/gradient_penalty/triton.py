@@ -16,10 +16,11 @@ Same contracts as the ``pygan::`` ops:
 Kernels: elementwise ones walk the flat storage with the row ``offs // D``; the norm is a
 deterministic two-stage reduction: programs over (row block, slice of the row) write partial sums of
 squares, one program combines them per row (fixed order), takes the square root and reduces the
-penalty. Scalars that must keep float64 precision travel as float32 pairs (see ``_common``).
-Fake kernels and autograd are the C++ ops' (:mod:`pygan.ops.gradient_penalty`): the gradient for
-``alpha`` (when it requires grad) in tensor ops, and every backward made of these ops or tensor ops,
-so gradients of any order are exact (double backward of ``grad_norm_penalty`` included).
+penalty. Scalars that must keep float64 precision travel as float32 pairs (see
+:mod:`pygan.ops._triton_common`). Fake kernels and autograd are the C++ ops'
+(:mod:`pygan.ops.gradient_penalty.contract`): the gradient for ``alpha`` (when it requires grad) in
+tensor ops, and every backward made of these ops or tensor ops, so gradients of any order are exact
+(double backward of ``grad_norm_penalty`` included).
 """
 
 import torch
@@ -27,7 +28,7 @@ import triton
 import triton.language as tl
 
 from pygan.ops._layout import empty_like_layout
-from pygan.ops._triton._common import (
+from pygan.ops._triton_common import (
     INTERPRET,
     acc_tl,
     acc_torch,
@@ -40,7 +41,7 @@ from pygan.ops._triton._common import (
     split_f64,
     to_out,
 )
-from pygan.ops.gradient_penalty import (
+from pygan.ops.gradient_penalty.contract import (
     fake_grad_norm_penalty,
     fake_grad_norm_penalty_backward,
     fake_interpolate,
@@ -110,7 +111,7 @@ def _interp_bwd_kernel(
 
 
 @op("interpolate", fake_interpolate)
-def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     keep, (r, f) = dense(real, fake)
     out = empty_like_layout(r, keep)
     n = int(out.numel())
@@ -122,7 +123,7 @@ def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) ->
 
 
 @op("interpolate_backward", fake_interpolate_backward)
-def _interpolate_backward(
+def interpolate_backward(
     grad: torch.Tensor, alpha: torch.Tensor, need_real: bool, need_fake: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     keep, (g,) = dense(grad)
@@ -147,7 +148,7 @@ def _interpolate_backward(
     return gr, gf
 
 
-register_interpolate_autograd(_interpolate, _interpolate_backward)
+register_interpolate_autograd(interpolate, interpolate_backward)
 
 
 # ---- grad_norm_penalty --------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def _split_rows(b: int, d: int, device) -> tuple[int, int, int, int]:
 
 
 @op("grad_norm_penalty", fake_grad_norm_penalty)
-def _grad_norm_penalty(
+def grad_norm_penalty(
     grads: torch.Tensor, target: float, weight: float, one_sided: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _, (g,) = dense(grads)
@@ -307,7 +308,7 @@ def _grad_norm_penalty(
 
 
 @op("grad_norm_penalty_backward", fake_grad_norm_penalty_backward)
-def _grad_norm_penalty_backward(
+def grad_norm_penalty_backward(
     grad_penalty: torch.Tensor,
     grad_norms: torch.Tensor,
     grads: torch.Tensor,
@@ -342,26 +343,6 @@ def _grad_norm_penalty_backward(
     return out
 
 
-register_grad_norm_penalty_autograd(_grad_norm_penalty, _grad_norm_penalty_backward)
-
-
-def interpolate(real, fake, alpha_rows):
-    """``real + alpha_b (fake - real)`` on the Triton kernel; ``alpha_rows`` is ``[B]``; arguments
-    validated by the caller (:func:`pygan.ops.interpolate`)."""
-    return _interpolate(real, fake, alpha_rows)
-
-
-def interpolate_backward(grad, alpha, need_real: bool, need_fake: bool):
-    return _interpolate_backward(grad, alpha, need_real, need_fake)
-
-
-def grad_norm_penalty(grads, target: float, weight: float, one_sided: bool):
-    """``(penalty, norms)`` on the Triton kernels; arguments validated by the caller
-    (:func:`pygan.ops.grad_norm_penalty`)."""
-    return _grad_norm_penalty(grads, float(target), float(weight), bool(one_sided))
-
-
-def grad_norm_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
-    return _grad_norm_penalty_backward(
-        grad_penalty, grad_norms, grads, norms, float(target), float(weight), one_sided
-    )
+# The op objects are what pygan.ops.interpolate / grad_norm_penalty call (arguments validated there:
+# alpha as [B], float target and weight, bool one_sided).
+register_grad_norm_penalty_autograd(grad_norm_penalty, grad_norm_penalty_backward)

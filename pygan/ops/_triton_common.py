@@ -1,7 +1,7 @@
 """Shared pieces of pygan's Triton kernels: op registration (triton_op on GPU, custom_op under the
 interpreter), launch sizes, scalar arguments in float64 precision, and the store-side cast.
 
-Facts this relies on (verified with triton 3.9's interpreter; see ../shared/PLATFORM.md):
+Facts this relies on (verified with triton 3.9's interpreter):
 
 * Under ``TRITON_INTERPRET=1`` bf16 arithmetic is done on raw bits, so every kernel converts to its
   accumulation type right after ``tl.load``; and the interpreter's float32 -> bfloat16 cast truncates

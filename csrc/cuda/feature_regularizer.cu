@@ -2,7 +2,7 @@
 // 0-dim tensor in a[0]'s dtype accumulated in float32 (float64 for float64); and its backward
 // grad_a[k] = grad w_k s_k phi'(a_k - b_k) (s_k = 1/numel_k for the mean, else 1; phi' = 2d for p = 2,
 // sign(d) with sign(0) = 0 for p = 1), grad_b = -grad_a; a list is empty when not needed; gradient
-// strides follow the layout rule with a_k first. Contract as pygan/ops/feature_reg.py.
+// strides follow the layout rule with a_k first. Contract as pygan/ops/feature_regularizer/.
 //
 // Forward: deterministic two-stage reduction, no float atomics: per layer one launch of a fixed
 // number of blocks (grid-stride, 16-byte vectors when aligned), each writing its block sum scaled by

@@ -1,10 +1,10 @@
 """Triton kernels for ``residual_add``: ``out = act(base + residual)`` and its backward
 ``grad * act'(out)`` from the saved output, as ``torch.ops.pygan_triton.residual_add`` /
 ``residual_add_backward`` with autograd: the same fake kernels as the C++ op's and the same autograd
-formulas (:func:`pygan.ops.residual.register_autograd_rules`, in Python; the C++ op's are in
-csrc/autograd.cpp; double backward included).
+formulas (:func:`pygan.ops.residual_add.contract.register_autograd_rules`, in Python; the C++ op's
+are in csrc/autograd/residual_add.cpp; double backward included).
 
-Same contract as ``pygan::residual_add`` (csrc/cpu/residual.cpp): operands with one dense layout
+Same contract as ``pygan::residual_add`` (csrc/cpu/residual_add.cpp): operands with one dense layout
 (contiguous / channels_last / channels_last_3d, equal strides) are walked linearly and the output
 keeps that layout; otherwise contiguous copies and a contiguous output. Computation in float32
 (float64 for float64). tanh: the odd Taylor series below a cutoff (0.5 in float32, 0.15 in float64,
@@ -18,8 +18,12 @@ import triton
 import triton.language as tl
 
 from pygan.ops._layout import empty_like_layout
-from pygan.ops._triton._common import dense, launch_flat, op, to_out
-from pygan.ops.residual import fake_residual_add, fake_residual_add_backward, register_autograd_rules
+from pygan.ops._triton_common import dense, launch_flat, op, to_out
+from pygan.ops.residual_add.contract import (
+    fake_residual_add,
+    fake_residual_add_backward,
+    register_autograd_rules,
+)
 
 __all__ = ["residual_add", "residual_add_backward"]
 
@@ -102,7 +106,7 @@ def _residual_bwd_kernel(
 
 
 @op("residual_add", fake_residual_add)
-def _residual_add(
+def residual_add(
     base: torch.Tensor, residual: torch.Tensor, activation: str, detach_base: bool
 ) -> torch.Tensor:
     act = _act_code(activation)
@@ -115,7 +119,7 @@ def _residual_add(
 
 
 @op("residual_add_backward", fake_residual_add_backward)
-def _residual_add_backward(grad: torch.Tensor, out: torch.Tensor, activation: str) -> torch.Tensor:
+def residual_add_backward(grad: torch.Tensor, out: torch.Tensor, activation: str) -> torch.Tensor:
     act = _act_code(activation)
     keep, (o, g) = dense(out, grad)
     gin = empty_like_layout(o, keep)
@@ -125,14 +129,5 @@ def _residual_add_backward(grad: torch.Tensor, out: torch.Tensor, activation: st
     return gin
 
 
-register_autograd_rules(_residual_add, _residual_add_backward)
-
-
-def residual_add(base, residual, activation: str, detach_base: bool):
-    """``act(base + residual)`` on the Triton kernel; arguments validated by the caller
-    (:func:`pygan.ops.residual_add`)."""
-    return _residual_add(base, residual, activation, detach_base)
-
-
-def residual_add_backward(grad, out, activation: str):
-    return _residual_add_backward(grad, out, activation)
+# The op objects are what pygan.ops.residual_add calls (arguments validated there).
+register_autograd_rules(residual_add, residual_add_backward)

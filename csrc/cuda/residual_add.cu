@@ -1,5 +1,5 @@
 // residual_add on CUDA: out = act(base + residual), act in {none, tanh, clamp (hardtanh to [-1, 1])},
-// and its backward grad * act'(out) from the saved output. Same contract as csrc/cpu/residual.cpp.
+// and its backward grad * act'(out) from the saved output. Same contract as csrc/cpu/residual_add.cpp.
 // One read of each input and one write; 16-byte vectors when every pointer is 16-byte aligned (the
 // tail of n % N elements then goes scalar); float32 math (float64 for float64).
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS

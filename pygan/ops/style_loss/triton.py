@@ -23,16 +23,17 @@ reduction (no fp64 ``tl.dot`` assumed).
 
 Backward: one tiled GEMM ``[C x C] @ [C x K]`` per side that needs a gradient; the ``S`` tile is built
 on the fly from two (strided, possibly stride-0) loads of ``grad``. Fake kernels and autograd are the
-C++ op's (:mod:`pygan.ops.style`): double backward through ``bmm`` and the backward op itself (it is
-bilinear in ``grad`` and the features).
+C++ op's (:mod:`pygan.ops.style_loss.contract`): double backward through ``bmm`` and the backward op
+itself (it is bilinear in ``grad`` and the features).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from pygan.ops._triton._common import INTERPRET, acc_tl, acc_torch, launch, num_sms, op, to_out
-from pygan.ops.style import fake_gram_diff, fake_gram_diff_backward, gram_norm, register_autograd_rules
+from pygan.ops._triton_common import INTERPRET, acc_tl, acc_torch, launch, num_sms, op, to_out
+from pygan.ops.style_loss.contract import fake_gram_diff, fake_gram_diff_backward, register_autograd_rules
+from pygan.ops.style_loss.reference import gram_norm
 
 __all__ = ["gram_diff", "gram_diff_backward"]
 
@@ -289,7 +290,7 @@ def _split_k(tiles: int, k: int, bk: int, device: torch.device) -> int:
 
 
 @op("gram_diff", fake_gram_diff)
-def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> torch.Tensor:
+def gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> torch.Tensor:
     F, b, c, k = _as_bck(fx)
     norm = _norm(c, k, normalize)
     Fy = _as_bck(fy)[0] if fy is not None else F
@@ -341,7 +342,7 @@ def _gram_diff(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> tor
 
 
 @op("gram_diff_backward", fake_gram_diff_backward)
-def _gram_diff_backward(
+def gram_diff_backward(
     grad: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor | None, normalize: str, need_x: bool, need_y: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     outs = []
@@ -385,14 +386,5 @@ def _gram_diff_backward(
     return outs[0], outs[1]
 
 
-register_autograd_rules(_gram_diff, _gram_diff_backward)
-
-
-def gram_diff(fx, fy, normalize: str):
-    """``(Fx Fx^T - Fy Fy^T) / norm`` (``fy`` may be None) on the Triton kernels; arguments
-    validated by the caller (:func:`pygan.ops.style_loss` / :func:`pygan.ops.gram_matrix`)."""
-    return _gram_diff(fx, fy, normalize)
-
-
-def gram_diff_backward(grad, fx, fy, normalize: str, need_x: bool, need_y: bool):
-    return _gram_diff_backward(grad, fx, fy, normalize, need_x, need_y)
+# The op objects are what pygan.ops.style_loss / gram_matrix call (arguments validated there).
+register_autograd_rules(gram_diff, gram_diff_backward)
