@@ -14,8 +14,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pygan"
 
 # Longest matching prefix wins. pygan.amp imports only pygan.errors and pygan.graphs only pygan.amp
@@ -40,14 +38,6 @@ FLOORS: dict[str, int] = {
 }
 
 ROOT = "pygan"
-
-# Cycles inside pygan.ops (ops/<op>.py <-> ops/_triton/<op>.py). ALLOW-LIST FOR THE wip-floors BRANCH
-# ONLY: the ops restructure into per-op folders removes these cycles; remove this constant (and its
-# use in test_no_cycles) once that restructure is merged. Each entry is a cycle's set of modules.
-_KNOWN_OPS_CYCLES: frozenset[frozenset[str]] = frozenset(
-    frozenset({f"pygan.ops.{op}", f"pygan.ops._triton.{op}"})
-    for op in ("feature_reg", "gradient_penalty", "residual", "style")
-)
 
 
 def module_name(path: Path, package_dir: Path = PACKAGE_DIR) -> str:
@@ -260,12 +250,54 @@ def test_no_upward_imports():
 
 def test_no_cycles():
     comps = strongly_connected(GRAPH)
-    unexpected = [c for c in comps if frozenset(c) not in _KNOWN_OPS_CYCLES]
-    assert not unexpected, "import cycles:\n" + "\n".join(
-        " -> ".join(one_cycle(c, GRAPH)) for c in unexpected
-    )
+    assert not comps, "import cycles:\n" + "\n".join(" -> ".join(one_cycle(c, GRAPH)) for c in comps)
 
 
-@pytest.mark.parametrize("cycle", sorted(sorted(c) for c in _KNOWN_OPS_CYCLES))
-def test_known_ops_cycles_stay_inside_ops(cycle):
-    assert all(m.startswith("pygan.ops.") for m in cycle)
+# Inside an op folder (pygan/ops/<op>/): the public module (__init__) sits on top; the Triton kernels
+# may use the contract and the reference; the contract only the reference; the reference nothing of
+# the op's. Shared helpers (pygan/ops/_*.py) sit below every op folder.
+_OP_PART_RANK = {"reference": 0, "contract": 1, "triton": 2, "cases": 3}
+
+
+def op_folder_violations(graph: dict[str, list[tuple[str, int]]]) -> list[str]:
+    bad = []
+    for mod, edges in sorted(graph.items()):
+        deps = {d for d, _ in edges}
+        parts = mod.split(".")
+        if len(parts) < 3 or parts[:2] != ["pygan", "ops"]:
+            continue
+        if parts[2].startswith("_"):  # a shared helper: no op folder above it
+            bad += [
+                f"{mod} imports {d}"
+                for d in sorted(deps)
+                if d.startswith("pygan.ops.") and not d.split(".")[2].startswith("_")
+            ]
+            continue
+        if len(parts) != 4 or parts[3] not in _OP_PART_RANK:
+            continue
+        folder, rank = ".".join(parts[:3]), _OP_PART_RANK[parts[3]]
+        for d in sorted(deps):
+            if d == folder and parts[3] != "cases":
+                bad.append(f"{mod} imports its op's public module {d}")
+            elif d.startswith(folder + ".") and _OP_PART_RANK.get(d.split(".")[3], 99) >= rank:
+                bad.append(f"{mod} imports {d} (same or higher part of the op folder)")
+    return bad
+
+
+def test_op_folders_import_downward():
+    assert [m for m in GRAPH if m.startswith("pygan.ops.residual_add.")], "the op folders moved"
+    bad = op_folder_violations(GRAPH)
+    assert not bad, "\n".join(bad)
+
+
+def test_op_folder_rule_can_fail():
+    graph = {
+        "pygan.ops.foo.contract": [("pygan.ops.foo", 1), ("pygan.ops.foo.triton", 2)],
+        "pygan.ops.foo.reference": [("pygan.ops._check", 1)],
+        "pygan.ops._check": [("pygan.ops.foo.reference", 3)],
+    }
+    assert op_folder_violations(graph) == [
+        "pygan.ops._check imports pygan.ops.foo.reference",
+        "pygan.ops.foo.contract imports its op's public module pygan.ops.foo",
+        "pygan.ops.foo.contract imports pygan.ops.foo.triton (same or higher part of the op folder)",
+    ]
