@@ -128,11 +128,11 @@ def _compile_calls(device):
     return [
         [
             make((n, 3, 8, 8), torch.float32, 1, device=device).requires_grad_(),
-            make((n, 7), torch.float32, 2, device=device).requires_grad_(),
+            make((n, w), torch.float32, 2, device=device).requires_grad_(),
             make((n, 3, 8, 8), torch.float32, 3, device=device).requires_grad_(),
-            make((n, 7), torch.float32, 4, device=device).requires_grad_(),
+            make((n, w), torch.float32, 4, device=device).requires_grad_(),
         ]
-        for n in (4, 5)
+        for n, w in ((4, 7), (5, 7), (3, 77))
     ]
 
 
