@@ -124,9 +124,10 @@ class OpCase:
 
     name: str
     variants: list[Variant]
-    # (namespace-free op name, device -> args) pairs: every opcheck sample, run for the pygan::
-    # (cpp/cuda) and pygan_triton:: registrations alike.
-    opcheck: Callable[[str], list[tuple[str, tuple]]]
+    # device -> (namespace-free op name, args, small) triples: every opcheck sample, run for the
+    # pygan:: (cpp/cuda) and pygan_triton:: registrations alike; under Triton's interpreter (slow per
+    # launch) only the ``small`` ones.
+    opcheck: Callable[[str], list[tuple[str, tuple, bool]]]
     # backend -> [(label, f, float64 inputs, also gradgradcheck)]: tiny shapes (Triton's
     # interpreter launches a kernel per numerical-Jacobian column).
     gradcheck: Callable[[str], list[tuple[str, Callable, tuple, bool]]]

@@ -85,7 +85,7 @@ def samples(device: str, small: bool):
     )
 
 
-def opcheck(device: str) -> list[tuple[str, tuple]]:
+def opcheck(device: str) -> list[tuple[str, tuple, bool]]:
     def r(*s):
         return torch.randn(*s, device=device)
 
@@ -104,7 +104,8 @@ def opcheck(device: str) -> list[tuple[str, tuple]]:
             cases.append(("gram_diff_backward", (grad, fx, fy, "chw", *need)))
             stride0 = r(()).expand(3, 5, 5)
             cases.append(("gram_diff_backward", (stride0, fx, fy, "hw", *need)))
-    cases += [
+    # The samples that also run under Triton's interpreter (slow per launch).
+    basic = [
         ("gram_diff", (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).requires_grad_(), "chw")),
         ("gram_diff", (r(2, 70, 130).requires_grad_(), None, "hw")),
         ("gram_diff_backward", (r(2, 3, 3), r(2, 3, 4, 5), r(2, 3, 4, 5), "hw", True, False)),
@@ -112,7 +113,7 @@ def opcheck(device: str) -> list[tuple[str, tuple]]:
     ]
     if torch.device(device).type == "cuda":  # split-K with many K blocks (minutes in the interpreter)
         cases.append(("gram_diff", (r(2, 70, 4100).requires_grad_(), None, "hw")))
-    return cases
+    return [(n, a, False) for n, a in cases] + [(n, a, True) for n, a in basic]
 
 
 def _f64(*shape, seed=0, device="cpu"):
