@@ -91,15 +91,16 @@ main() {
       PYGAN_GPU_TESTS_DEVICE=cpu timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -rfEs tests/gpu \
         -k contract > "$OUT/tests-gpu.log" 2>&1 &
       pid_gpu=$!
-      timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -x tests/ops/test_residual.py -k "not compile" \
+      timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -x tests/ops/test_residual_add.py -k "not compile" \
         > "$OUT/tests-cpu.log" 2>&1 &
       pid_cpu=$!
     else
       # 6 workers: Triton compiles each kernel variant on first use; in parallel that goes faster
       # (H100 machine: 285 tests in 56 s). The CPU op tests are CI's job: run beside the GPU tests
       # and the sanitizer here they starved them past the limit (first H100 call).
-      timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -p no:benchmark -rfEs --durations=15 -n 6 \
-        tests/gpu > "$OUT/tests-gpu.log" 2>&1 &
+      # tests/ops/test_ops.py: every op case x backend on CUDA (the generic tests; CI runs the CPU side).
+      PYGAN_OP_TEST_DEVICES=cuda timeout "$t_tests" $PY -m pytest -q -p no:cacheprovider -p no:benchmark \
+        -rfEs --durations=15 -n 6 tests/gpu tests/ops/test_ops.py > "$OUT/tests-gpu.log" 2>&1 &
       pid_gpu=$!
     fi
   fi

@@ -74,8 +74,9 @@ main() {
       run "tests (dry: the CPU graph tests)" 200 200 30 \
         $PY -m pytest -q -p no:cacheprovider -x tests/test_graphs.py > "$OUT/tests-gpu.log" 2>&1
     else
-      run "tests/gpu (ops + graphs, 8 workers)" 150 230 60 \
-        $PY -m pytest -q -p no:cacheprovider -p no:benchmark -rfEs --durations=10 -n 8 tests/gpu \
+      run "tests/gpu + op cases on CUDA (8 workers)" 150 230 60 \
+        env PYGAN_OP_TEST_DEVICES=cuda $PY -m pytest -q -p no:cacheprovider -p no:benchmark -rfEs \
+        --durations=10 -n 8 tests/gpu tests/ops/test_ops.py \
         tests/data/test_workers.py::test_cuda_batches_equal_the_cpu_ones > "$OUT/tests-gpu.log" 2>&1
     fi
     tail -1 "$OUT/tests-gpu.log"

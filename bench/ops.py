@@ -17,7 +17,8 @@ reported. On CUDA ``triton.testing.do_bench`` gives the median of fwd+bwd (CUDA 
 between calls; 20th/80th percentiles and the peak memory of one call are recorded too), and the
 copy bandwidth is a 1 GiB device-to-device copy (bytes read + written). Results go to
 ``bench/results/ops-<device>.json`` and a printed table; ratios are eager/candidate and
-compile/candidate (higher is better for the candidate).
+compile/candidate (higher is better for the candidate). The rows, their sizes and their bytes/flops
+model are the op cases' (``pygan/ops/<op>/cases.py``, the declarations the op tests run too).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 
 import pygan
 from pygan import ops
+from pygan.ops import op_cases
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,112 +53,21 @@ class Case:
     meta: dict = field(default_factory=dict)
 
 
-def _rand(*shape, dtype, device, requires_grad=False, gen=None):
-    t = torch.randn(*shape, dtype=dtype, device=device, generator=gen)
-    return t.requires_grad_(requires_grad)
+# Sizes and the bytes/flops model come from the op cases (pygan/ops/<op>/cases.py): "paper" (the issue's
+# CPU sizes), "model" (the models' own 32x32 digits/DCGAN layers), "large" (GPU-filling, hundreds of
+# MB per tensor in float32). SIZES[set][op] is the case's shape (a list of shapes for
+# feature_regularizer).
+CASES = op_cases()
+SIZES = {name: {case.name: case.bench_sizes[name] for case in CASES} for name in ("paper", "model", "large")}
 
 
-SIZES = {
-    # The issue's CPU sizes.
-    "paper": {
-        "residual": (64, 3, 128, 128),
-        "feat": [(64, 256, 16, 16)] * 3,
-        "style": (16, 256, 32, 32),
-        "gp": (64, 3, 128, 128),
-    },
-    # The models' own sizes: 32x32 digits/DCGAN layers.
-    "model": {
-        "residual": (64, 3, 32, 32),
-        "feat": [(64, 512, 4, 4), (64, 256, 8, 8), (64, 128, 16, 16)],
-        "style": (64, 64, 16, 16),
-        "gp": (64, 3, 32, 32),
-    },
-    # GPU-filling sizes (hundreds of MB per tensor in float32).
-    "large": {
-        "residual": (256, 3, 512, 512),
-        "feat": [(256, 256, 32, 32)] * 3,
-        "style": (64, 256, 64, 64),
-        "gp": (256, 3, 512, 512),
-    },
-}
-
-
-def build_cases(sizes: dict, dtype, device) -> list[Case]:
-    el = torch.tensor([], dtype=dtype).element_size()
-    cases = []
-
-    def residual():
-        shape = sizes["residual"]
-        base = _rand(*shape, dtype=dtype, device=device)
-        res = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
-        n = base.numel()
-
-        def call(fn):
-            return fn(base, res, "tanh", True)
-
-        # fwd: read 2, write 1; bwd: read grad + out, write 1.
-        return [res], call, 6 * n * el, 0
-
-    cases.append(Case("residual_add tanh", "residual_add", residual, f"{sizes['residual']}"))
-
-    def featreg():
-        a = [_rand(*s, dtype=dtype, device=device, requires_grad=True) for s in sizes["feat"]]
-        b = [_rand(*s, dtype=dtype, device=device, requires_grad=True) for s in sizes["feat"]]
-        n = sum(t.numel() for t in a)
-
-        def call(fn):
-            return fn(a, b, 2, "mean")
-
-        # fwd: read a, b; bwd: read a, b, write grad_a, grad_b.
-        return a + b, call, 6 * n * el, 0
-
-    cases.append(Case("feature_regularizer p=2 x3", "feature_regularizer", featreg, f"{sizes['feat'][0]} x3"))
-
-    def style(both: bool):
-        def make():
-            shape = sizes["style"]
-            fx = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
-            fy = _rand(*shape, dtype=dtype, device=device, requires_grad=both)
-            b, c = shape[:2]
-            k = fx[0, 0].numel()
-
-            def call(fn):
-                return fn(fx, fy, "chw", "mean")
-
-            # fwd Gram difference (2 GEMMs), bwd one GEMM per side needing grad.
-            flops = 2 * b * c * c * k * (2 + (2 if both else 1))
-            return ([fx, fy] if both else [fx]), call, (4 if both else 3) * fx.numel() * el, flops
-
-        return make
-
-    cases.append(Case("style_loss (target fixed)", "style_loss", style(False), f"{sizes['style']}"))
-    cases.append(Case("style_loss (both grads)", "style_loss", style(True), f"{sizes['style']}"))
-
-    def gp_tail():
-        g = _rand(*sizes["gp"], dtype=dtype, device=device, requires_grad=True)
-
-        def call(fn):
-            return fn(g, 1.0, 10.0)
-
-        # fwd: read g; bwd: read g, write grad.
-        return [g], call, 3 * g.numel() * el, 0
-
-    cases.append(Case("GP tail (norm+penalty)", "grad_norm_penalty", gp_tail, f"{sizes['gp']}"))
-
-    def interp():
-        shape = sizes["gp"]
-        real = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
-        fake = _rand(*shape, dtype=dtype, device=device, requires_grad=True)
-        alpha = torch.rand(shape[0], dtype=dtype, device=device)
-
-        def call(fn):
-            return fn(real, fake, alpha)
-
-        # fwd: read 2, write 1; bwd: read grad, write 2.
-        return [real, fake], call, 6 * real.numel() * el, 0
-
-    cases.append(Case("GP interpolate", "interpolate", interp, f"{sizes['gp']}"))
-    return cases
+def build_cases(sizes: str, dtype, device) -> list[Case]:
+    """The benchmark rows of every op case at size set ``sizes``."""
+    return [
+        Case(bench.name, bench.op, lambda b=bench: b.make(sizes, dtype, device), bench.shape(sizes))
+        for case in CASES
+        for bench in case.bench
+    ]
 
 
 def _grad_out(out: torch.Tensor) -> torch.Tensor:
@@ -273,7 +184,7 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    cases = [c for c in build_cases(SIZES[args.sizes], dtype, device) if not args.op or c.op in args.op]
+    cases = [c for c in build_cases(args.sizes, dtype, device) if not args.op or c.op in args.op]
     bw = copy_bandwidth(device)
     print(f"# device: {device_name(device)} | torch {torch.__version__} | pygan {pygan.info()}")
     print(f"# copy bandwidth: {bw:.1f} GB/s | dtype {args.dtype} | sizes {args.sizes} | reps {args.reps}")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# The Triton kernels' CPU tests (tests/ops/test_triton.py) run under Triton's interpreter, which must
-# be chosen before triton is first imported: do it here, before any test module loads. Only without
-# a GPU (with one, triton compiles for it; tests/gpu covers that, and `TRITON_INTERPRET=1 pytest
-# tests/ops/test_triton.py` runs the interpreter tests there explicitly).
+# The Triton kernels' CPU tests (tests/ops/test_ops.py, test_triton.py) run under Triton's
+# interpreter, which must be chosen before triton is first imported: do it here, before any test
+# module loads. Only without a GPU (with one, triton compiles for it; tests/gpu and the op cases
+# cover that, and `TRITON_INTERPRET=1 pytest tests/ops` runs the interpreter tests there).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

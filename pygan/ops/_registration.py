@@ -35,7 +35,7 @@ def register_autograd_pair(fwd, bwd, rule: Rule, rule_bwd: Rule) -> None:
 
 def register_native(name: str, fake: Callable, fake_backward: Callable) -> None:
     """Fake kernels of the native ops ``pygan::<name>`` and ``pygan::<name>_backward``; nothing when the
-    C++ library is not loaded (the ops do not exist then). Their autograd is C++ (csrc/autograd.cpp,
+    C++ library is not loaded (the ops do not exist then). Their autograd is C++ (csrc/autograd/<op>.cpp,
     at the Autograd key): a Python formula here cost more host time per call than the models' ops
     themselves (pygan issue 13). The Triton ops keep the Python formulas of the contract modules."""
     if not _ext.native_loaded():

@@ -1,14 +1,12 @@
-"""Every GPU backend of every op against the reference, on CUDA tensors (run by ``bash bench/gpu.sh``
-on a lent GPU; skipped with a reason elsewhere).
+"""GPU-specific edge cases of the GPU backends, on CUDA tensors (run by ``bash bench/gpu.sh`` on a
+lent GPU; skipped with a reason elsewhere). The equivalence (values and every gradient), opcheck,
+gradcheck and torch.compile tests of every backend on every device, CUDA included, are the generic
+ones of tests/ops/test_ops.py, driven by the op cases; this file keeps what they do not cover:
 
-* ``cuda``: the CUDA C++ kernels. The kernel-contract tests call ``torch.ops.pygan.<op>`` and
-  ``<op>_backward`` directly (values, strides, empty outputs for unneeded gradients), so they test the
-  kernels whether or not the autograd registration of that op is present; the end-to-end tests go
-  through the public API and autograd (C++, csrc/autograd.cpp, one registration for CPU and CUDA)
-  and need that registration (skipped with a reason if absent).
-* ``triton``: the Triton kernels (``torch.ops.pygan_triton.*``, triton_op on a GPU) end to end, plus
-  opcheck and torch.compile of the triton_op registrations (the interpreter tests on CPU cannot cover
-  those: there the ops are registered with custom_op).
+* ``cuda`` kernel contracts: ``torch.ops.pygan.<op>`` and ``<op>_backward`` called directly (values,
+  strides, empty outputs for unneeded gradients, misaligned pointers, sizes of several blocks);
+* bitwise determinism of the reductions, exact Gram symmetry, the zero-norm penalty;
+* the default backend on CUDA tensors.
 
 dtypes float32, float16, bfloat16 (and float64); odd, prime, empty and multi-block sizes; layouts;
 misaligned pointers (scalar paths). Outputs are poisoned: with ``fill_uninitialized_memory`` every
@@ -26,17 +24,14 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pygan import _ext, ops
-from tests.ops.helpers import LAYOUTS, apply_layout, assert_close, make, shapes4
+from tests.ops.helpers import apply_layout, assert_close, make
 
 DRY = os.environ.get("PYGAN_GPU_TESTS_DEVICE") == "cpu"
 DEV = "cpu" if DRY else "cuda"
 NATIVE = "cpp" if DRY else "cuda"  # the C++ backend for DEV
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-N_EX = 8 if DRY else 30  # examples per test and backend (each new Triton specialization compiles)
 
 if not DRY and not torch.cuda.is_available():
     pytest.skip(
@@ -53,10 +48,10 @@ if not DRY and os.environ.get("TRITON_INTERPRET") == "1":
 # kernels are checked against the pygan:: contracts too.
 _SHIMMED: set[str] = set()
 if DRY and ops.available("triton", "cpu"):
-    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
-    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
-    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
-    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
+    from pygan.ops.feature_regularizer import triton as _fr  # noqa: F401  (registers the ops)
+    from pygan.ops.gradient_penalty import triton as _gp  # noqa: F401
+    from pygan.ops.residual_add import triton as _ra  # noqa: F401
+    from pygan.ops.style_loss import triton as _sl  # noqa: F401
 
     _shim_lib = torch.library.Library("pygan", "IMPL")
     for _op in ("feature_regularizer", "gram_diff", "interpolate", "grad_norm_penalty"):
@@ -114,68 +109,15 @@ def misaligned(t: torch.Tensor) -> torch.Tensor:
     return view
 
 
-def _grads(out, xs, grad_out):
-    want = [x for x in xs if x.requires_grad]
-    if not want or out.numel() == 0:
-        return []
-    return list(torch.autograd.grad(out, want, grad_out))
-
-
-def compare(fn, ref, inputs, needs, grad_out, dtype, names):
-    """fn(*inputs) and its gradients vs ref on float64 copies (and ref in dtype for the bound)."""
-    xs = [t.detach().requires_grad_(n) for t, n in zip(inputs, needs)]
-    out = fn(*xs)
-    got = [out, *_grads(out, xs, grad_out)]
-    x64 = [t.detach().double().requires_grad_(n) for t, n in zip(inputs, needs)]
-    out64 = ref(*x64)
-    want = [out64, *_grads(out64, x64, None if grad_out is None else grad_out.double())]
-    low = [None] * len(want)
-    if dtype != torch.float64:
-        xl = [t.detach().requires_grad_(n) for t, n in zip(inputs, needs)]
-        outl = ref(*xl)
-        low = [outl, *_grads(outl, xl, grad_out)]
-    assert len(got) == len(want)
-    for name, g, w, lw in zip(names, got, want, low):
-        assert g.device.type == DEV.split(":")[0]
-        assert_close(name, g, w, lw, dtype)
-    return got
-
-
 def check_close(name, got, want64, low, dtype):
     assert got.device.type == DEV.split(":")[0], name
     assert_close(name, got, want64, None if dtype == torch.float64 else low, dtype)
 
 
 BACKENDS = ("cuda", "triton")
-ACTS = (None, "tanh", "clamp")
 
 
 # ==== residual_add ==================================================================================
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=N_EX)
-@given(
-    shape=shapes4(max_hw=17),
-    dtype=st.sampled_from(DTYPES),
-    act=st.sampled_from(ACTS),
-    detach=st.booleans(),
-    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_gpu_residual_add(backend, shape, dtype, act, detach, layouts, seed):
-    b = _backend_or_skip(backend, "residual_add")
-    if b in ("cuda", "cpp"):
-        _autograd_or_skip("residual_add")
-    compare(
-        lambda x, y: ops.residual_add(x, y, act, detach, backend=b),
-        lambda x, y: ops.residual_add_ref(x, y, act, detach),
-        [mk(shape, dtype, seed, layouts[0], 2.0), mk(shape, dtype, seed + 1, layouts[1], 2.0)],
-        [not detach, True],
-        mk(shape, dtype, seed + 2, layouts[2]),
-        dtype,
-        ["out", "grad0", "grad1"],
-    )
 
 
 def _residual_bwd_ref(grad, out, act):
@@ -221,37 +163,6 @@ def test_gpu_cuda_residual_layouts():
 
 
 # ==== feature_regularizer ===========================================================================
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=N_EX)
-@given(
-    shapes=st.lists(shapes4(max_hw=17, batch=(0, 1, 2, 3, 5)), min_size=1, max_size=3),
-    dtype=st.sampled_from(DTYPES),
-    p=st.sampled_from([1, 2]),
-    reduction=st.sampled_from(["mean", "sum"]),
-    weighted=st.booleans(),
-    detach_b=st.booleans(),
-    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_gpu_feature_regularizer(backend, shapes, dtype, p, reduction, weighted, detach_b, layouts, seed):
-    b = _backend_or_skip(backend, "feature_regularizer")
-    if b in ("cuda", "cpp"):
-        _autograd_or_skip("feature_regularizer")
-    k = len(shapes)
-    a = [mk(s, dtype, seed + i, layouts[0]) for i, s in enumerate(shapes)]
-    bb = [mk(s, dtype, seed + 50 + i, layouts[1]) for i, s in enumerate(shapes)]
-    w = [0.5 + 0.37 * i for i in range(k)] if weighted else None
-    compare(
-        lambda *t: ops.feature_regularizer(list(t[:k]), list(t[k:]), p, reduction, w, detach_b, backend=b),
-        lambda *t: ops.feature_regularizer_ref(list(t[:k]), list(t[k:]), p, reduction, w, detach_b),
-        a + bb,
-        [True] * k + [not detach_b] * k,
-        None,
-        dtype,
-        ["value"] + [f"grad_a{i}" for i in range(k)] + [f"grad_b{i}" for i in range(k)],
-    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -303,64 +214,6 @@ def test_gpu_feature_regularizer_deterministic():
 
 
 # ==== gram_diff / style_loss ========================================================================
-
-GRAM_SHAPES = st.one_of(
-    st.tuples(
-        st.sampled_from((0, 1, 2, 3)),
-        st.sampled_from((1, 2, 3, 5, 17, 33, 64, 65, 70, 130)),
-        st.sampled_from((1, 2, 3, 5, 7, 16)),
-        st.sampled_from((1, 3, 5, 8)),
-    ),
-    st.tuples(
-        st.sampled_from((1, 2)), st.sampled_from((1, 3, 7, 20, 67)), st.sampled_from((1, 65, 130, 1000, 4097))
-    ),
-)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=N_EX)
-@given(
-    shape=GRAM_SHAPES,
-    dtype=st.sampled_from(DTYPES),
-    normalize=st.sampled_from(["chw", "hw"]),
-    reduction=st.sampled_from(["mean", "sum"]),
-    target=st.sampled_from(["features", "features_fixed", "gram", "none"]),
-    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_gpu_style_loss(backend, shape, dtype, normalize, reduction, target, layouts, seed):
-    b = _backend_or_skip(backend, "gram_diff")
-    if b in ("cuda", "cpp"):
-        _autograd_or_skip("gram_diff")
-    if DRY and shape[1] * (shape[2] * shape[3] if len(shape) == 4 else shape[2]) > 5000:
-        shape = (1, 3, 65)
-    fx = mk(shape, dtype, seed, layouts[0])
-    if target == "none":
-        c = shape[1]
-        compare(
-            lambda f: ops.gram_matrix(f, normalize, backend=b),
-            lambda f: ops.gram_matrix_ref(f, normalize),
-            [fx],
-            [True],
-            mk((shape[0], c, c), dtype, seed + 2),
-            dtype,
-            ["gram", "grad_fx"],
-        )
-        return
-    if target == "gram":
-        tgt = mk((shape[1], shape[1]), dtype, seed + 1)
-    else:
-        tgt = mk(shape, dtype, seed + 1, layouts[1])
-    kw = dict(target_is_gram=target == "gram")
-    compare(
-        lambda f, t: ops.style_loss(f, t, normalize, reduction, backend=b, **kw),
-        lambda f, t: ops.style_loss_ref(f, t, normalize, reduction, **kw),
-        [fx, tgt],
-        [True, target == "features"],
-        None,
-        dtype,
-        ["loss", "grad_fx", "grad_target"],
-    )
 
 
 def _gram_bwd_ref(grad, fx, fy, normalize):
@@ -450,80 +303,6 @@ def test_gpu_gram_deterministic_and_symmetric():
 
 # ==== interpolate / grad_norm_penalty ===============================================================
 
-GP_SHAPES = st.one_of(
-    shapes4(max_hw=17),
-    st.tuples(st.sampled_from((0, 1, 2, 7, 1000))),
-    st.tuples(st.sampled_from((1, 3, 64)), st.sampled_from((0, 1, 63, 64, 65, 3000, 4100))),
-)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=N_EX)
-@given(
-    shape=GP_SHAPES,
-    dtype=st.sampled_from(DTYPES),
-    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
-    needs=st.sampled_from([(True, True), (True, False), (False, True)]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_gpu_interpolate(backend, shape, dtype, layouts, needs, seed):
-    b = _backend_or_skip(backend, "interpolate")
-    if b in ("cuda", "cpp"):
-        _autograd_or_skip("interpolate")
-    gen = torch.Generator().manual_seed(seed)
-    alpha = torch.rand(shape[0], generator=gen, dtype=torch.float64).to(dtype).to(DEV)
-    compare(
-        lambda r, f: ops.interpolate(r, f, alpha, backend=b),
-        lambda r, f: ops.interpolate_ref(r, f, alpha.to(r.dtype)),
-        [mk(shape, dtype, seed, layouts[0]), mk(shape, dtype, seed + 1, layouts[1])],
-        list(needs),
-        mk(shape, dtype, seed + 2, layouts[2]),
-        dtype,
-        ["out", "grad_0", "grad_1"],
-    )
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=N_EX)
-@given(
-    shape=GP_SHAPES,
-    dtype=st.sampled_from(DTYPES),
-    layout=st.sampled_from(LAYOUTS),
-    target=st.sampled_from([0.0, 1.0, 2.5]),
-    weight=st.sampled_from([10.0, 0.3]),
-    one_sided=st.booleans(),
-    norm_weight=st.sampled_from([0.0, 0.7]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_gpu_grad_norm_penalty(backend, shape, dtype, layout, target, weight, one_sided, norm_weight, seed):
-    b = _backend_or_skip(backend, "grad_norm_penalty")
-    if b in ("cuda", "cpp"):
-        _autograd_or_skip("grad_norm_penalty")
-
-    def loss(fn):
-        def f(x):
-            pen, norms = fn(x, target, weight, one_sided, return_norms=True)
-            return pen + (norms * norm_weight).sum().to(pen.dtype) if norm_weight else pen
-
-        return f
-
-    grads = mk(shape, dtype, seed, layout)
-    compare(
-        loss(lambda *a, **k: ops.grad_norm_penalty(*a, **k, backend=b)),
-        loss(ops.grad_norm_penalty_ref),
-        [grads],
-        [True],
-        None,
-        dtype,
-        ["penalty", "grad"],
-    )
-    _, norms = ops.grad_norm_penalty(grads, target, weight, one_sided, return_norms=True, backend=b)
-    _, want = ops.grad_norm_penalty_ref(grads.double(), return_norms=True)
-    assert norms.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    tol = 1e-12 if dtype == torch.float64 else 2e-6
-    torch.testing.assert_close(norms.double(), want, rtol=tol, atol=tol)
-
-
 GP_CASES = [(0, 3), (5,), (7, 40), (64, 3, 32, 32), (3, 3001), (2, 3, 512, 512), (100_003, 3)]
 
 
@@ -583,113 +362,6 @@ def test_gpu_grad_norm_penalty_zero_norm_and_deterministic():
         p1, n1 = ops.grad_norm_penalty(x, return_norms=True, backend=b)
         p2, n2 = ops.grad_norm_penalty(x, return_norms=True, backend=b)
         assert torch.equal(p1, p2) and torch.equal(n1, n2), backend
-
-
-# ==== triton_op registrations on the GPU: opcheck and torch.compile ================================
-
-
-def _triton_or_skip():
-    if DRY:
-        pytest.skip("opcheck/compile of triton_op need a GPU (the interpreter registers custom_op instead)")
-    _backend_or_skip("triton", "residual_add")
-    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
-    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
-    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
-    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
-
-
-def _triton_opcheck_cases():
-    def r(*s):
-        return torch.randn(*s, device="cuda")
-
-    return [
-        ("residual_add", lambda: (r(2, 3, 4, 5), r(2, 3, 4, 5).requires_grad_(), "tanh", False)),
-        ("residual_add_backward", lambda: (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).tanh(), "tanh")),
-        (
-            "feature_regularizer",
-            lambda: ([r(2, 3).requires_grad_(), r(4)], [r(2, 3), r(4)], 2, "mean", [1.0, 2.0]),
-        ),
-        ("feature_regularizer_backward", lambda: (r(()), [r(2, 3)], [r(2, 3)], 1, "sum", [2.0], True, True)),
-        ("gram_diff", lambda: (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).requires_grad_(), "chw")),
-        ("gram_diff", lambda: (r(2, 70, 4100).requires_grad_(), None, "hw")),
-        ("gram_diff_backward", lambda: (r(2, 3, 3), r(2, 3, 4, 5), r(2, 3, 4, 5), "hw", True, True)),
-        ("interpolate", lambda: (r(3, 4, 5).requires_grad_(), r(3, 4, 5).requires_grad_(), r(3).sigmoid())),
-        ("interpolate_backward", lambda: (r(3, 4, 5), r(3).sigmoid(), True, True)),
-        ("grad_norm_penalty", lambda: (r(3, 4, 5).requires_grad_(), 1.0, 10.0, False)),
-        ("grad_norm_penalty_backward", lambda: (r(()), r(3), r(3, 4, 5), r(3).abs(), 1.0, 10.0, True)),
-    ]
-
-
-@pytest.mark.parametrize("i", range(11))
-def test_gpu_triton_opcheck(i):
-    _triton_or_skip()
-    name, args = _triton_opcheck_cases()[i]
-    torch.library.opcheck(getattr(torch.ops.pygan_triton, name).default, args())
-
-
-@pytest.mark.parametrize("i", range(11))
-def test_gpu_cuda_opcheck(i):
-    if DRY:
-        pytest.skip("CUDA kernels only")
-    _backend_or_skip("cuda", "residual_add")
-    name, args = _triton_opcheck_cases()[i]
-    base = name.replace("_backward", "")
-    if not torch._C._dispatch_has_kernel_for_dispatch_key(f"pygan::{name}", "Meta"):
-        pytest.skip(f"pygan::{name} has no fake kernel in this build (its CPU-op branch is not merged)")
-    _autograd_or_skip(base)
-    torch.library.opcheck(getattr(torch.ops.pygan, name).default, args())
-
-
-# pytorch/pytorch#181735 (fixed by #183334, merged May 2026, so in torch 2.12): inductor's
-# replace_by_example asserts while decomposing triton_kernel_wrapper_functional in a dynamic-shape
-# backward graph. On the H100 run (torch 2.11) it hit the elementwise Triton ops (residual_add,
-# interpolate) with dynamic=True; bench/gpu_probe.py checks the ops one at a time. Strict: a torch
-# that fixes it fails as XPASS(strict).
-_INDUCTOR_181735 = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 12)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_gpu_compile_fullgraph(backend, dynamic, request):
-    if backend == "triton":
-        _triton_or_skip()
-        if dynamic and _INDUCTOR_181735 and not DRY:
-            request.applymarker(pytest.mark.xfail(reason="pytorch#181735 on torch < 2.12", strict=True))
-    else:
-        if DRY:
-            pytest.skip("CUDA kernels only")
-        _backend_or_skip("cuda", "residual_add")
-        for op in ("residual_add", "feature_regularizer", "gram_diff", "interpolate", "grad_norm_penalty"):
-            _autograd_or_skip(op)
-
-    def f(b, r, fx, fy, real, fake, alpha, a, c):
-        y = ops.residual_add(b, r, "tanh", False, backend=backend)
-        loss = y.square().sum() + ops.style_loss(fx, fy, backend=backend)
-        x = ops.interpolate(real, fake, alpha, backend=backend)
-        loss = loss + ops.grad_norm_penalty(x, backend=backend)
-        return loss + ops.feature_regularizer([a], [c], backend=backend)
-
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
-    for n in (3, 5) if dynamic else (3,):
-        args = [
-            mk((n, 3, 8, 8), torch.float32, 1).requires_grad_(),
-            mk((n, 3, 8, 8), torch.float32, 2).requires_grad_(),
-            mk((n, 70, 9, 9), torch.float32, 3).requires_grad_(),
-            mk((n, 70, 9, 9), torch.float32, 4).requires_grad_(),
-            mk((n, 3, 16, 16), torch.float32, 5).requires_grad_(),
-            mk((n, 3, 16, 16), torch.float32, 6).requires_grad_(),
-            torch.rand(n, device=DEV),
-            mk((n, 77), torch.float32, 7).requires_grad_(),
-            mk((n, 77), torch.float32, 8).requires_grad_(),
-        ]
-        want = f(*args)
-        want_g = torch.autograd.grad(want, [t for t in args if t.requires_grad])
-        got = compiled(*args)
-        got_g = torch.autograd.grad(got, [t for t in args if t.requires_grad])
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-        for x, y in zip(got_g, want_g):
-            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
 
 def test_gpu_default_backend_is_a_gpu_kernel():

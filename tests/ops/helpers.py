@@ -11,17 +11,12 @@ from __future__ import annotations
 import os
 
 import torch
-from hypothesis import strategies as st
 
-DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+from pygan.ops._cases import BATCH, DTYPES, LAYOUTS, apply_layout, make, shapes4
+from pygan.ops._cases import TOLERANCES as TOLS
 
-# (relative tolerance on max|ref|, absolute floor) per dtype.
-TOLS = {
-    torch.float64: (1e-12, 1e-13),
-    torch.float32: (1e-5, 1e-6),
-    torch.bfloat16: (2e-2, 1e-3),
-    torch.float16: (2e-3, 1e-4),
-}
+__all__ = ["BATCH", "DTYPES", "LAYOUTS", "SMALL", "TOLS", "apply_layout", "assert_close", "examples"]
+__all__ += ["make", "max_err", "shapes4"]
 
 _SCALE = {"ci": 1.0, "dev": 5.0, "smoke": 0.05}[os.environ.get("PYGAN_HYPOTHESIS_PROFILE", "ci")]
 
@@ -33,48 +28,6 @@ def examples(n: int) -> int:
 
 # Odd, prime, unit and zero sizes; 0 only where the caller allows it.
 SMALL = (1, 2, 3, 5, 7, 11, 13)
-BATCH = (0, 1, 2, 3, 5, 7)
-
-
-def shapes4(max_hw: int = 17, batch=BATCH, channels=(1, 2, 3, 5, 7)):
-    return st.tuples(
-        st.sampled_from(batch),
-        st.sampled_from(channels),
-        st.sampled_from(tuple(s for s in (1, 2, 3, 5, 7, 11, 13, 17) if s <= max_hw)),
-        st.sampled_from(tuple(s for s in (1, 2, 3, 5, 7, 11, 13, 17) if s <= max_hw)),
-    )
-
-
-LAYOUTS = ("contiguous", "channels_last", "strided", "permuted", "expanded")
-
-
-def apply_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
-    """Same values where possible, different strides. ``expanded`` repeats sample 0 over the batch
-    (stride 0), so it changes values: build every operand of a call before comparing."""
-    if layout == "contiguous":
-        return t.contiguous()
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-    if layout == "strided":
-        buf = torch.zeros(*t.shape[:-1], 2 * t.shape[-1] + 1, dtype=t.dtype, device=t.device)
-        view = buf[..., 1::2]
-        view.copy_(t)
-        return view
-    if layout == "permuted":
-        if t.dim() < 2:
-            return t
-        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
-    if layout == "expanded":
-        if t.dim() == 0 or t.shape[0] == 0:
-            return t
-        return t[:1].expand(t.shape)
-    raise ValueError(layout)
-
-
-def make(shape, dtype, seed: int, layout: str = "contiguous", scale: float = 1.0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    t = (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-    return apply_layout(t.to(device), layout)
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -83,9 +36,11 @@ def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).abs().max().item()
 
 
-def assert_close(name: str, got: torch.Tensor, ref64: torch.Tensor, torch_lowp: torch.Tensor | None, dtype):
+def assert_close(
+    name: str, got: torch.Tensor, ref64: torch.Tensor, torch_lowp: torch.Tensor | None, dtype, tols=None
+):
     """The comparison rule above. ``torch_lowp`` is PyTorch's own result in ``dtype`` (None for
-    float64)."""
+    float64); ``tols`` replaces :data:`TOLS` (an op case's own tolerances)."""
     assert got.shape == ref64.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref64.shape)}"
     assert got.dtype == dtype, f"{name}: dtype {got.dtype} != {dtype}"
     if got.numel() == 0:
@@ -93,7 +48,7 @@ def assert_close(name: str, got: torch.Tensor, ref64: torch.Tensor, torch_lowp: 
     ref_nan = torch.isnan(ref64)
     assert torch.equal(torch.isnan(got), ref_nan), f"{name}: NaN pattern differs from the reference"
     got, ref64 = got.double()[~ref_nan], ref64[~ref_nan]
-    rtol, atol = TOLS[dtype]
+    rtol, atol = (tols or TOLS)[dtype]
     err = max_err(got, ref64)
     scale = ref64.abs().max().item() if ref64.numel() else 0.0
     bound = rtol * scale + atol

@@ -116,7 +116,7 @@ def test_no_op_reads_a_tensor_value_on_the_host(backend):
     double backward; the penalty through a critic) runs without reading a tensor value to the host:
     no .item()/.tolist()/bool()/float()/int() that would sync a CUDA stream or break graph capture.
     (Tensor-valued feature_regularizer weights are the one documented exception: the schema takes
-    floats.) The Triton backend's Python is covered in test_triton.py's run under the interpreter,
+    floats.) The Triton backend's Python is covered by test_ops.py's Triton runs under the interpreter,
     which itself converts tensors to numpy on the host."""
     with NoHostReads() as mode:
         n = _every_op(backend)
@@ -124,7 +124,7 @@ def test_no_op_reads_a_tensor_value_on_the_host(backend):
 
 
 def test_every_native_op_has_cpp_autograd():
-    """Each pygan:: op and its backward op has an Autograd-key kernel (csrc/autograd.cpp), so double
+    """Each pygan:: op and its backward op has an Autograd-key kernel (csrc/autograd/<op>.cpp), so double
     backward is exact and no Python autograd.Function runs per call; graph nodes are named after the
     op."""
     for op in OPS:

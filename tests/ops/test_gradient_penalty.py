@@ -1,6 +1,8 @@
 """gradient_penalty's fused pieces (interpolate, grad_norm_penalty): the C++ kernels against the
-references (values and every gradient), gradient_penalty end to end through small critics (penalty
-and critic-parameter gradients), gradcheck/gradgradcheck, opcheck, torch.compile, argument errors."""
+references with their own rules (alpha ranks and ranges, zero rows, rank 1-5, row tails, layouts of
+the gradients), gradient_penalty end to end through small critics (penalty and critic-parameter
+gradients), gradcheck/gradgradcheck, argument errors. opcheck, torch.compile and every other
+backend's equivalence: the generic tests of tests/ops/test_ops.py (pygan.ops._cases)."""
 
 import math
 
@@ -76,6 +78,7 @@ def _interp_compare(real, fake, alpha, grad_out, req, dtype):
         assert_close(f"grad_{name}", g, r, _low(dtype) and lg, dtype)
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(1500))
 @given(
     shape=shapes(),
@@ -98,6 +101,7 @@ def test_interpolate_matches_reference(shape, dtype, layouts, req, alpha_rank, a
     _interp_compare(real, fake, alpha, grad_out, req, dtype)
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(500))
 @given(
     b=st.sampled_from((1, 2, 3, 7)),
@@ -198,6 +202,7 @@ SCALES = {
 }
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(1500))
 @given(
     shape=shapes(),
@@ -225,6 +230,7 @@ def test_grad_norm_penalty_matches_reference(
     _gnp_compare(grads, target, weight, one_sided, gp, gn, norms_grad or "contiguous", dtype)
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(500))
 @given(
     b=st.sampled_from((0, 1, 2, 3, 5)),
@@ -335,6 +341,7 @@ def _penalty_and_grads(fn, critic, real, fake, kind, target, **kw):
     return p, n, grads
 
 
+@pytest.mark.cpu_kernel
 @pytest.mark.parametrize("kind", ["wgan-gp", "one-sided", "r1"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("critic_kind", ["conv", "mlp"])
@@ -497,63 +504,6 @@ def test_penalty_of_the_penalty_gradient():
         (gx,) = torch.autograd.grad(p, x, create_graph=True)
         res[name] = torch.autograd.grad(gx.square().sum(), critic.l1.weight)[0]
     torch.testing.assert_close(res["cpp"], res["ref"], rtol=1e-11, atol=1e-12)
-
-
-# ---- opcheck ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided", "expanded"])
-def test_interpolate_opcheck(layout):
-    real = apply_layout(torch.randn(3, 5, 7, 2), layout).requires_grad_()
-    fake = apply_layout(torch.randn(3, 5, 7, 2), "contiguous" if layout == "strided" else layout)
-    alpha = torch.rand(3, requires_grad=True)
-    torch.library.opcheck(torch.ops.pygan.interpolate.default, (real, fake.requires_grad_(), alpha))
-    grad = apply_layout(torch.randn(3, 5, 7, 2), layout)
-    for need in [(True, True), (True, False), (False, True)]:
-        torch.library.opcheck(
-            torch.ops.pygan.interpolate_backward.default, (grad.requires_grad_(), alpha, *need)
-        )
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided", "expanded"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_grad_norm_penalty_opcheck(layout, dtype):
-    grads = apply_layout(torch.randn(3, 5, 7, 2, dtype=dtype), layout).requires_grad_()
-    torch.library.opcheck(torch.ops.pygan.grad_norm_penalty.default, (grads, 1.0, 10.0, False))
-    torch.library.opcheck(torch.ops.pygan.grad_norm_penalty.default, (grads, 0.5, 2.0, True))
-    nd = _norm_dtype(dtype)
-    norms = torch.rand(3, dtype=nd).add_(0.5).requires_grad_()
-    gn = torch.randn(3, dtype=nd).requires_grad_()
-    gp = torch.tensor(1.0, dtype=dtype).requires_grad_()
-    torch.library.opcheck(
-        torch.ops.pygan.grad_norm_penalty_backward.default, (gp, gn, grads, norms, 1.0, 10.0, False)
-    )
-
-
-# ---- torch.compile ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_compile_fullgraph(dynamic):
-    torch._dynamo.reset()
-
-    def f(real, fake, alpha):
-        x = interpolate(real, fake, alpha)
-        p, n = grad_norm_penalty(x, 1.0, 10.0, True, return_norms=True)
-        return p + n.sum()
-
-    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
-    for shape in [(4, 3, 8, 8), (5, 3, 7, 9)]:
-        real = torch.randn(shape, requires_grad=True)
-        fake = torch.randn(shape, requires_grad=True)
-        alpha = torch.rand(shape[0], requires_grad=True)
-        want = f(real, fake, alpha)
-        want_g = torch.autograd.grad(want, (real, fake, alpha))
-        got = compiled(real, fake, alpha)
-        got_g = torch.autograd.grad(got, (real, fake, alpha))
-        torch.testing.assert_close(got, want)
-        for a, e in zip(got_g, want_g):
-            torch.testing.assert_close(a, e)
 
 
 # ---- bad input --------------------------------------------------------------------------------

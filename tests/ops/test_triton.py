@@ -1,14 +1,13 @@
-"""The Triton kernels (``backend="triton"``) on CPU tensors under Triton's interpreter
-(``TRITON_INTERPRET=1``; tests/conftest.py sets it before triton is imported when there is no GPU):
-values and every gradient against the float64 reference for all four dtypes, layouts, odd and empty
-sizes; gradcheck / gradgradcheck in float64; opcheck of every
-``pygan_triton::`` op; torch.compile (fullgraph, static and dynamic) equal to eager.
+"""Triton-specific edge cases of the Triton kernels (``backend="triton"``) on CPU tensors under
+Triton's interpreter (``TRITON_INTERPRET=1``; tests/conftest.py sets it before triton is imported when
+there is no GPU): lengths across the interpreter's block size, special values, tanh accuracy, tile
+symmetry, empty feature maps, the backward op's own double backward, alpha's gradient equal to the
+C++ op's, backend selection. The equivalence, opcheck, gradcheck and torch.compile tests of every
+backend, Triton included, are the generic ones of tests/ops/test_ops.py (driven by the op cases).
 
 Outputs are poisoned: ``fill_uninitialized_memory`` makes every ``torch.empty`` NaN, so an element a
 kernel fails to write shows up as a NaN mismatch. The interpreter's cost is per program and per
-launch, so shapes are small and blocks large; the hypothesis tests here are not named
-``*matches_reference*`` because tests/test_native.py re-runs those per CPU build, which the Triton
-kernels do not depend on.
+launch, so shapes are small and blocks large.
 """
 
 import os
@@ -18,12 +17,10 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import pygan
 from pygan import ops
-from tests.ops.helpers import DTYPES, LAYOUTS, assert_close, examples, make, shapes4
+from tests.ops.helpers import DTYPES, assert_close, make
 
 pytestmark = pytest.mark.skipif(
     not ops.available("triton", "cpu"),
@@ -88,31 +85,6 @@ def _compare(fn, ref, inputs, needs, grad_out, dtype, names):
 ACTS = (None, "tanh", "clamp")
 
 
-@settings(max_examples=examples(800))
-@given(
-    shape=shapes4(max_hw=13),
-    dtype=st.sampled_from(DTYPES),
-    act=st.sampled_from(ACTS),
-    detach=st.booleans(),
-    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
-    scale=st.sampled_from([0.3, 1.0, 4.0]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_triton_residual_add_vs_reference(shape, dtype, act, detach, layouts, scale, seed):
-    base = make(shape, dtype, seed, layouts[0], scale)
-    res = make(shape, dtype, seed + 1, layouts[1], scale)
-    grad_out = make(shape, dtype, seed + 2, layouts[2])
-    _compare(
-        lambda b, r: ops.residual_add(b, r, act, detach, backend=T),
-        lambda b, r: ops.residual_add_ref(b, r, act, detach),
-        [base, res],
-        [not detach, True],
-        grad_out,
-        dtype,
-        ["out", "grad0", "grad1"],
-    )
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_triton_residual_add_tails_and_special_values(dtype):
     for n in (0, 1, 15, 16, 17, 1000, 70_001):  # 70_001 > the interpreter's 65_536 block: two programs
@@ -159,36 +131,6 @@ def test_triton_tanh_accuracy():
 # ---- feature_regularizer ------------------------------------------------------------------------
 
 
-@settings(max_examples=examples(500))
-@given(
-    shapes=st.lists(shapes4(max_hw=11, batch=(0, 1, 2, 3)), min_size=1, max_size=3),
-    dtype=st.sampled_from(DTYPES),
-    p=st.sampled_from([1, 2]),
-    reduction=st.sampled_from(["mean", "sum"]),
-    weighted=st.booleans(),
-    detach_b=st.booleans(),
-    layout_a=st.sampled_from(LAYOUTS),
-    layout_b=st.sampled_from(LAYOUTS),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_triton_feature_regularizer_vs_reference(
-    shapes, dtype, p, reduction, weighted, detach_b, layout_a, layout_b, seed
-):
-    k = len(shapes)
-    a = [make(s, dtype, seed + i, layout_a) for i, s in enumerate(shapes)]
-    b = [make(s, dtype, seed + 100 + i, layout_b) for i, s in enumerate(shapes)]
-    w = [0.5 + 0.37 * i for i in range(k)] if weighted else None
-    _compare(
-        lambda *t: ops.feature_regularizer(list(t[:k]), list(t[k:]), p, reduction, w, detach_b, backend=T),
-        lambda *t: ops.feature_regularizer_ref(list(t[:k]), list(t[k:]), p, reduction, w, detach_b),
-        a + b,
-        [True] * k + [not detach_b] * k,
-        None,
-        dtype,
-        ["value"] + [f"grad_a{i}" for i in range(k)] + [f"grad_b{i}" for i in range(k)],
-    )
-
-
 def test_triton_feature_regularizer_sign_at_zero_and_many_programs():
     """p=1 at a == b gives gradient 0 (sign(0) = 0); a layer above the interpreter's block size."""
     a = torch.randn(70_001, dtype=torch.float64, requires_grad=True)
@@ -202,60 +144,6 @@ def test_triton_feature_regularizer_sign_at_zero_and_many_programs():
 
 
 # ---- gram_diff / style_loss ---------------------------------------------------------------------
-
-GRAM_SHAPES = st.one_of(
-    st.tuples(
-        st.sampled_from((0, 1, 2, 3)),
-        st.sampled_from((1, 2, 3, 5, 17, 33, 70)),
-        st.sampled_from((1, 2, 3, 5, 7)),
-        st.sampled_from((1, 3, 5)),
-    ),
-    st.tuples(st.sampled_from((1, 2)), st.sampled_from((1, 3, 7, 20)), st.sampled_from((1, 65, 130, 200))),
-)
-
-
-@settings(max_examples=examples(250))
-@given(
-    shape=GRAM_SHAPES,
-    dtype=st.sampled_from(DTYPES),
-    normalize=st.sampled_from(["chw", "hw"]),
-    reduction=st.sampled_from(["mean", "sum"]),
-    target=st.sampled_from(["features", "features_fixed", "gram", "none"]),
-    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_triton_style_loss_vs_reference(shape, dtype, normalize, reduction, target, layouts, seed):
-    fx = make(shape, dtype, seed, layouts[0])
-    if target == "none":  # gram_matrix alone, with a random upstream gradient
-        c = shape[1]
-        grad_out = make((shape[0], c, c), dtype, seed + 2)
-        _compare(
-            lambda f: ops.gram_matrix(f, normalize, backend=T),
-            lambda f: ops.gram_matrix_ref(f, normalize),
-            [fx],
-            [True],
-            grad_out,
-            dtype,
-            ["gram", "grad_fx"],
-        )
-        return
-    if target == "gram":
-        c = shape[1]
-        tgt = make((c, c), dtype, seed + 1)
-        kw = dict(target_is_gram=True)
-    else:
-        tgt = make(shape, dtype, seed + 1, layouts[1])
-        kw = dict(target_is_gram=False)
-    needs = [True, target == "features"]
-    _compare(
-        lambda f, t: ops.style_loss(f, t, normalize, reduction, backend=T, **kw),
-        lambda f, t: ops.style_loss_ref(f, t, normalize, reduction, **kw),
-        [fx, tgt],
-        needs,
-        None,
-        dtype,
-        ["loss", "grad_fx", "grad_target"],
-    )
 
 
 def test_triton_gram_of_empty_feature_map_is_zero():
@@ -283,72 +171,6 @@ def test_triton_gram_is_exactly_symmetric_across_tiles():
 
 
 # ---- gradient penalty pieces --------------------------------------------------------------------
-
-
-@settings(max_examples=examples(500))
-@given(
-    shape=st.one_of(
-        shapes4(max_hw=11),
-        st.tuples(st.sampled_from((0, 1, 2, 7))),
-        st.tuples(st.sampled_from((1, 3)), st.sampled_from((1, 300))),
-    ),
-    dtype=st.sampled_from(DTYPES),
-    layouts=st.tuples(*[st.sampled_from(LAYOUTS)] * 3),
-    needs=st.sampled_from([(True, True), (True, False), (False, True)]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_triton_interpolate_vs_reference(shape, dtype, layouts, needs, seed):
-    real = make(shape, dtype, seed, layouts[0])
-    fake = make(shape, dtype, seed + 1, layouts[1])
-    g = torch.Generator().manual_seed(seed)
-    alpha = torch.rand(shape[0], generator=g, dtype=torch.float64).to(dtype)
-    grad_out = make(shape, dtype, seed + 2, layouts[2])
-    _compare(
-        lambda r, f: ops.interpolate(r, f, alpha, backend=T),
-        lambda r, f: ops.interpolate_ref(r, f, alpha.to(r.dtype)),
-        [real, fake],
-        list(needs),
-        grad_out,
-        dtype,
-        ["out", "grad_0", "grad_1"],
-    )
-
-
-@settings(max_examples=examples(500))
-@given(
-    shape=st.one_of(
-        shapes4(max_hw=11),
-        st.tuples(st.sampled_from((0, 1, 2, 7))),
-        st.tuples(st.sampled_from((1, 3)), st.sampled_from((0, 1, 300))),
-    ),
-    dtype=st.sampled_from(DTYPES),
-    layout=st.sampled_from(LAYOUTS),
-    target=st.sampled_from([0.0, 1.0, 2.5]),
-    weight=st.sampled_from([10.0, 0.3]),
-    one_sided=st.booleans(),
-    norm_weight=st.sampled_from([0.0, 0.7]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_triton_grad_norm_penalty_vs_reference(
-    shape, dtype, layout, target, weight, one_sided, norm_weight, seed
-):
-    grads = make(shape, dtype, seed, layout)
-
-    def loss(fn):
-        def f(x):
-            pen, norms = fn(x, target, weight, one_sided, return_norms=True)
-            # The norms output gets a gradient too (when norm_weight != 0).
-            return pen + (norms * norm_weight).sum().to(pen.dtype) if norm_weight else pen
-
-        return f
-
-    ours = loss(lambda *a, **k: ops.grad_norm_penalty(*a, **k, backend=T))
-    _compare(ours, loss(ops.grad_norm_penalty_ref), [grads], [True], None, dtype, ["penalty", "grad"])
-    _, norms = ops.grad_norm_penalty(grads, target, weight, one_sided, return_norms=True, backend=T)
-    _, want = ops.grad_norm_penalty_ref(grads.double(), return_norms=True)
-    assert norms.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    tol = 1e-12 if dtype == torch.float64 else 2e-6
-    torch.testing.assert_close(norms.double(), want, rtol=tol, atol=tol)
 
 
 def test_triton_grad_norm_penalty_zero_norm_and_empty_batch():
@@ -396,44 +218,10 @@ def _gc(f, inputs, grad2=True):
         assert torch.autograd.gradgradcheck(f, inputs, fast_mode=True)
 
 
-@pytest.mark.parametrize("act", ACTS)
-def test_triton_residual_add_gradcheck_gradgradcheck(act):
-    b, r = _f64(2, 3), _f64(2, 3, seed=1)
-    _gc(lambda x, y: ops.residual_add(x, y, act, False, backend=T), (b, r))
-    _gc(lambda y: ops.residual_add(b.detach(), y, act, True, backend=T), (r,))
-
-
-@pytest.mark.parametrize("p", [1, 2])
-def test_triton_feature_regularizer_gradcheck_gradgradcheck(p):
-    xs = [_f64(2, 3, seed=0), _f64(4, seed=1), _f64(2, 3, seed=2), _f64(4, seed=3)]
-    _gc(
-        lambda *t: ops.feature_regularizer(list(t[:2]), list(t[2:]), p, "mean", [0.5, 2.0], backend=T),
-        tuple(xs),
-    )
-
-
-@pytest.mark.parametrize("normalize", ["chw", "hw"])
-def test_triton_style_gradcheck_gradgradcheck(normalize):
-    fx, fy = _f64(2, 2, 3), _f64(2, 2, 3, seed=1)
-    _gc(lambda a, b: ops.style_loss(a, b, normalize, backend=T), (fx, fy))
-    _gc(lambda a: ops.gram_matrix(a, normalize, backend=T), (fx,))
-
-
-def test_triton_gradient_penalty_pieces_gradcheck():
-    r, f, a = _f64(3, 2, 2), _f64(3, 2, 2, seed=1), _f64(3, seed=2)
-    _gc(lambda *t: ops.interpolate(*t, backend=T), (r, f, a))
-    g = _f64(3, 2, 2, seed=3)
-    # grad_norm_penalty's backward op has the C++ op's autograd formulas (shared rules), so the
-    # Triton op is differentiable twice too (a third-order derivative of the penalty).
-    _gc(lambda x: ops.grad_norm_penalty(x, 0.2, 10.0, backend=T), (g,))
-    _gc(lambda x: ops.grad_norm_penalty(x, 0.2, 10.0, True, return_norms=True, backend=T)[1], (g,))
-    _gc(lambda x: ops.grad_norm_penalty(x, 0.2, 10.0, True, backend=T), (g,))
-
-
 @pytest.mark.parametrize("one_sided", [False, True])
 def test_triton_grad_norm_penalty_backward_op_gradgradcheck(one_sided):
     """The backward op's own formula in every input (grad_penalty, grad_norms, grads, norms)."""
-    from pygan.ops.gradient_penalty import triton  # noqa: F401  (registers)
+    ops.grad_norm_penalty(torch.ones(2, 3), backend=T)  # registers the pygan_triton:: ops
 
     gp, gn, g = _f64(1, seed=4).reshape(()), _f64(3, seed=1), _f64(3, 2, 2, seed=2)
     n = (g.detach().flatten(1).norm(dim=1) + 0.3).requires_grad_()
@@ -466,79 +254,6 @@ def test_triton_interpolate_alpha_gradient_equals_cpp():
             dtype,
             ["out", "grad_real", "grad_fake", "grad_alpha"],
         )
-
-
-# ---- opcheck and torch.compile --------------------------------------------------------------------
-
-
-def _opcheck_cases():
-    r = lambda *s: torch.randn(*s)  # noqa: E731
-    cl = r(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
-    return [
-        ("residual_add", (r(2, 3, 4, 5), r(2, 3, 4, 5).requires_grad_(), "tanh", False)),
-        ("residual_add", (cl, cl.clone().requires_grad_(), "clamp", True)),
-        (
-            "residual_add_backward",
-            (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).tanh().requires_grad_(), "tanh"),
-        ),
-        (
-            "feature_regularizer",
-            ([r(2, 3).requires_grad_(), r(4)], [r(2, 3), r(4).requires_grad_()], 2, "mean", [1.0, 0.5]),
-        ),
-        ("feature_regularizer_backward", (r(()), [r(2, 3)], [r(2, 3)], 1, "sum", [2.0], True, True)),
-        ("gram_diff", (r(2, 3, 4, 5).requires_grad_(), r(2, 3, 4, 5).requires_grad_(), "chw")),
-        ("gram_diff", (r(2, 70, 130).requires_grad_(), None, "hw")),
-        ("gram_diff_backward", (r(2, 3, 3), r(2, 3, 4, 5), r(2, 3, 4, 5), "hw", True, False)),
-        ("interpolate", (r(3, 4, 5).requires_grad_(), r(3, 4, 5).requires_grad_(), torch.rand(3))),
-        ("interpolate_backward", (r(3, 4, 5).requires_grad_(), torch.rand(3), True, True)),
-        ("grad_norm_penalty", (r(3, 4, 5).requires_grad_(), 1.0, 10.0, False)),
-        ("grad_norm_penalty_backward", (r(()), r(3), r(3, 4, 5), r(3).abs(), 1.0, 10.0, True)),
-    ]
-
-
-@pytest.mark.parametrize(
-    "name,args", _opcheck_cases(), ids=[c[0] + f"-{i}" for i, c in enumerate(_opcheck_cases())]
-)
-def test_triton_opcheck(name, args):
-    from pygan.ops.feature_regularizer import triton as _feature_regularizer_triton  # noqa: F401  (registers)
-    from pygan.ops.gradient_penalty import triton as _gradient_penalty_triton  # noqa: F401  (registers)
-    from pygan.ops.residual_add import triton as _residual_add_triton  # noqa: F401  (registers)
-    from pygan.ops.style_loss import triton as _style_loss_triton  # noqa: F401  (registers)
-
-    op = getattr(torch.ops.pygan_triton, name).default
-    torch.library.opcheck(op, args)
-
-
-def test_triton_compile_fullgraph():
-    def f(b, r, fx, fy, real, fake, alpha, a, c):
-        y = ops.residual_add(b, r, "tanh", False, backend=T)
-        loss = y.square().sum() + ops.style_loss(fx, fy, backend=T)
-        x = ops.interpolate(real, fake, alpha, backend=T)
-        loss = loss + ops.grad_norm_penalty(x, backend=T) + ops.feature_regularizer([a], [c], backend=T)
-        return loss
-
-    for dynamic in (False, True):
-        torch._dynamo.reset()
-        compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
-        for n in (3, 5) if dynamic else (3,):
-            args = [
-                torch.randn(n, 3, 4, 4, requires_grad=True),
-                torch.randn(n, 3, 4, 4, requires_grad=True),
-                torch.randn(n, 6, 5, 5, requires_grad=True),
-                torch.randn(n, 6, 5, 5, requires_grad=True),
-                torch.randn(n, 3, 8, 8, requires_grad=True),
-                torch.randn(n, 3, 8, 8, requires_grad=True),
-                torch.rand(n),
-                torch.randn(n, 7, requires_grad=True),
-                torch.randn(n, 7, requires_grad=True),
-            ]
-            want = f(*args)
-            want_g = torch.autograd.grad(want, [t for t in args if t.requires_grad])
-            got = compiled(*args)
-            got_g = torch.autograd.grad(got, [t for t in args if t.requires_grad])
-            torch.testing.assert_close(got, want)
-            for x, y in zip(got_g, want_g):
-                torch.testing.assert_close(x, y)
 
 
 # ---- backend selection ------------------------------------------------------------------------------

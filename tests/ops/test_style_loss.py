@@ -1,6 +1,8 @@
 """gram_matrix / style_loss: the C++ kernel (pygan::gram_diff and its backward op) against the bmm
-references (values and every gradient), double backward, opcheck, torch.compile, argument errors and
-the target_is_gram auto-detection rule."""
+references with its own rules (exact symmetry, panel schedules, large channel counts, gradient
+layouts), double backward, argument errors and the target_is_gram auto-detection rule. opcheck,
+torch.compile and every other backend's equivalence: the generic tests of tests/ops/test_ops.py
+(pygan.ops._cases)."""
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pygan.ops import gram_matrix, gram_matrix_ref, style_loss, style_loss_ref
-from tests.ops.helpers import BATCH, DTYPES, LAYOUTS, apply_layout, assert_close, examples, make
+from tests.ops.helpers import BATCH, DTYPES, LAYOUTS, assert_close, examples, make
 
 NORMS = ("chw", "hw")
 REDS = ("mean", "sum")
@@ -66,6 +68,7 @@ def _gram_compare(f, normalize, grad_out, dtype):
         assert torch.equal(out, out.transpose(1, 2)), "the Gram must come out exactly symmetric"
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(600))
 @given(
     shape=feature_shapes(),
@@ -104,6 +107,7 @@ def _loss_compare(fx, target, normalize, reduction, is_gram, need_t, gscale, dty
         assert_close(name, g, r, _low(dtype, lg), dtype)
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(700))
 @given(
     shape=feature_shapes(),
@@ -125,6 +129,7 @@ def test_style_loss_matches_reference_features(
     _loss_compare(fx, fy, normalize, reduction, False, need_y, gscale, dtype)
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(500))
 @given(
     shape=feature_shapes(),
@@ -167,6 +172,7 @@ def _op_bwd_ref(grad, fx, fy, normalize):
     return gx, gy
 
 
+@pytest.mark.cpu_kernel
 @settings(max_examples=examples(200))
 @given(
     b=st.sampled_from((1, 2, 3)),
@@ -348,55 +354,6 @@ def test_style_loss_inside_gradient_penalty():
         grads[name] = torch.autograd.grad(penalty, w)[0]
     torch.testing.assert_close(grads["cpp"], grads["ref"], rtol=1e-10, atol=1e-12)
     assert grads["cpp"].abs().sum() > 0
-
-
-# ---- opcheck / compile ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided", "expanded"])
-@pytest.mark.parametrize("with_y", [False, True])
-def test_gram_diff_opcheck(layout, with_y):
-    fx = apply_layout(torch.randn(3, 5, 4, 3), layout).detach().requires_grad_()
-    fy = apply_layout(torch.randn(3, 5, 4, 3), layout).detach().requires_grad_() if with_y else None
-    torch.library.opcheck(torch.ops.pygan.gram_diff.default, (fx, fy, "chw"))
-    torch.library.opcheck(torch.ops.pygan.gram_diff.default, (fx.detach(), fy, "hw"))
-
-
-@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True), (False, False)])
-@pytest.mark.parametrize("with_y", [False, True])
-def test_gram_diff_backward_opcheck(need, with_y):
-    grad = torch.randn(3, 5, 5).requires_grad_()
-    fx = torch.randn(3, 5, 7).requires_grad_()
-    fy = torch.randn(3, 5, 7).requires_grad_() if with_y else None
-    torch.library.opcheck(torch.ops.pygan.gram_diff_backward.default, (grad, fx, fy, "chw", *need))
-    stride0 = torch.randn(()).expand(3, 5, 5)
-    torch.library.opcheck(torch.ops.pygan.gram_diff_backward.default, (stride0, fx, fy, "hw", *need))
-
-
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_style_loss_compile_fullgraph(dynamic):
-    torch._dynamo.reset()
-
-    def f(fx, fy, gram):
-        return (
-            style_loss(fx, fy)
-            + style_loss(fx, gram, "hw", "sum")
-            + gram_matrix(fy, "hw").square().sum()
-            + style_loss(fx, fy.detach(), reduction="sum")
-        )
-
-    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
-    for shape in [(4, 6, 8, 8), (3, 6, 5, 7), (2, 40, 3, 3)]:
-        fx = torch.randn(shape, requires_grad=True)
-        fy = torch.randn(shape, requires_grad=True)
-        gram = torch.randn(shape[1], shape[1], requires_grad=True)
-        want = f(fx, fy, gram)
-        want_g = torch.autograd.grad(want, (fx, fy, gram))
-        got = compiled(fx, fy, gram)
-        got_g = torch.autograd.grad(got, (fx, fy, gram))
-        torch.testing.assert_close(got, want)
-        for a, e in zip(got_g, want_g):
-            torch.testing.assert_close(a, e)
 
 
 # ---- arguments ----------------------------------------------------------------------------------
