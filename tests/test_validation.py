@@ -213,6 +213,24 @@ def test_configs_are_frozen_and_resolved_into_a_second_config():
     assert m.config.z_dim is None and m.resolved_config.z_dim == m.z_dim == 2
 
 
+@pytest.mark.parametrize("name", ["pix2pix", "unet-vae-gan", "uunet", "edgan-pix2pix"])
+def test_unet_sizes_resolved_from_the_image_side(name):
+    """depth / d_layers None: down to 1x1 and pix2pix's PatchGAN depth for the data, in the resolved
+    Config the networks are built from; the Config as given (config.json) keeps None."""
+    from pygan.data.core import DataInfo
+    from pygan.models import build_model
+
+    for side, depth, d_layers in ((32, 5, 3), (16, 4, 2)):
+        info = DataInfo("paired", (3, side, side), target_shape=(1, side, side))
+        m = build_model(name, info, ["width=4", "d_width=4"])
+        r = m.resolved_config
+        assert m.config.depth is None and r.depth == depth == m.generator.depth
+        if hasattr(r, "d_layers"):
+            assert m.config.d_layers is None and r.d_layers == d_layers
+    m = build_model(name, DataInfo("paired", (3, 32, 32), target_shape=(1, 32, 32)), ["depth=3", "width=4"])
+    assert m.resolved_config.depth == 3 == m.generator.depth
+
+
 def _doc_settings() -> list[str]:
     """Every ``--set key=value`` (and ``"key=value"`` override string) in the experiment docs."""
     found = set()

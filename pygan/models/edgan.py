@@ -618,7 +618,7 @@ class _Pix2Pix(_EDGANBase):
 
     def __init__(self, config, info: DataInfo):
         super().__init__(config, info)
-        c = config
+        c = self.resolved_config
         what = self.name or type(self).__name__
         ch, size = _sq_image(info, what)
         tc, th, tw = info.target_shape

@@ -18,12 +18,13 @@ The objective, with ``D`` a PatchGAN reading the pair ``[x, img]`` (one logit pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
+from pygan.data.core import DataInfo
 from pygan.errors import ConfigError
 from pygan.models import (
     COUNT,
@@ -39,7 +40,16 @@ from pygan.models import (
 )
 from pygan.models.nets import PatchDiscriminator, UNet
 
-__all__ = ["Norm", "Pix2PixSettings", "pair_logits", "patch_discriminator", "unet"]
+__all__ = [
+    "Norm",
+    "Pix2PixSettings",
+    "default_d_layers",
+    "default_depth",
+    "pair_logits",
+    "patch_discriminator",
+    "resolve_sizes",
+    "unet",
+]
 
 
 Norm = Literal["batch", "instance", "none"]
@@ -70,6 +80,33 @@ class Pix2PixSettings(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    def resolve(self, info: DataInfo):
+        """This Config with ``depth`` and ``d_layers`` set for the data's image side."""
+        return resolve_sizes(self, info)
+
+
+def default_depth(size: int) -> int:
+    """pix2pix's U-Net depth for ``size`` px: down to 1x1 (``log2(size)``)."""
+    return size.bit_length() - 1
+
+
+def default_d_layers(size: int) -> int:
+    """pix2pix's PatchGAN depth for ``size`` px: 3 (70x70 patches) from 32 px, fewer below."""
+    return max(1, min(3, size.bit_length() - 3))
+
+
+def resolve_sizes(config, info: DataInfo):
+    """``config`` with its None ``depth`` (and ``d_layers``, where it has one) set for the images of
+    ``info`` (unchanged when ``info`` does not describe images: the model says what is wrong)."""
+    if len(info.shape) != 3 or info.shape[-1] < 2:
+        return config
+    size, fill = info.shape[-1], {}
+    if config.depth is None:
+        fill["depth"] = default_depth(size)
+    if getattr(config, "d_layers", 0) is None:
+        fill["d_layers"] = default_d_layers(size)
+    return replace(config, **fill) if fill else config
+
 
 def unet(in_channels: int, out_channels: int, size: int, config, **options) -> UNet:
     """pix2pix's U-Net generator for ``size`` px images with ``config``'s width, depth, norm and
@@ -81,9 +118,7 @@ def unet(in_channels: int, out_channels: int, size: int, config, **options) -> U
 def patch_discriminator(in_channels: int, size: int, config) -> PatchDiscriminator:
     """The PatchGAN on pairs of ``in_channels`` channels in all, ``config.d_layers`` strided convs
     (None: 3, 70x70 patches, or fewer below 32 px)."""
-    n = config.d_layers
-    if n is None:
-        n = max(1, min(3, size.bit_length() - 3))  # 70x70 patches at >= 32 px
+    n = config.d_layers if config.d_layers is not None else default_d_layers(size)
     if n < 1 or size // 2**n < 3:
         raise ConfigError(
             f"d_layers={n} leaves no patches at {size} px (need d_layers >= 1 and size / 2^d_layers >= 3)"

@@ -104,7 +104,7 @@ from pygan.models import (
 )
 from pygan.models.losses import at_least_f32, d_loss_bce, g_loss_bce, half_sq_sum, kl_normal, l1
 from pygan.models.nets import ConvEncoder, UNet, init_dcgan
-from pygan.models.pix2pix import Norm, Pix2PixSettings, pair_logits, patch_discriminator, unet
+from pygan.models.pix2pix import Norm, Pix2PixSettings, pair_logits, patch_discriminator, resolve_sizes, unet
 
 __all__ = [
     "CONNECTIONS",
@@ -295,6 +295,10 @@ class UUNetConfig(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    def resolve(self, info: DataInfo):
+        """This Config with ``depth`` set for the data's image side (None: down to 1x1)."""
+        return resolve_sizes(self, info)
+
 
 @dataclass(frozen=True)
 class UUVAEGANConfig(UUNetConfig):
@@ -345,7 +349,7 @@ class _Translator(Model):
 
     def __init__(self, config, info: DataInfo):
         super().__init__(config, info)
-        c = config
+        c = self.resolved_config
         if len(info.shape) != 3 or info.target_shape is None or len(info.target_shape) != 3:
             raise ValueError(f"{self.name} needs image pairs, got shapes {info.shape} -> {info.target_shape}")
         cx, h, w = info.shape
@@ -356,7 +360,7 @@ class _Translator(Model):
                 "(resize the data, e.g. ?size=32)"
             )
         self.size = h
-        self.depth = c.depth if c.depth is not None else h.bit_length() - 1
+        self.depth = c.depth
         if self.depth < 2 or h % (2**self.depth):
             raise ValueError(
                 f"{self.name} needs a U-Net depth >= 2 with the image side divisible by 2^depth; got depth "
@@ -427,7 +431,9 @@ class Pix2Pix(_Translator):
 
     def __init__(self, config: Pix2PixConfig, info: DataInfo):
         super().__init__(config, info)
-        self.discriminator = patch_discriminator(info.shape[0] + info.target_shape[0], self.size, config)
+        self.discriminator = patch_discriminator(
+            info.shape[0] + info.target_shape[0], self.size, self.resolved_config
+        )
         self.apply(init_dcgan)
 
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
@@ -581,7 +587,7 @@ class UUNet(_Translator):
 
     def __init__(self, config: UUNetConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
+        c = self.resolved_config
         self.connect = parse_connect(c.connect)
         g = self.generator
         self.discriminator = UUDiscriminator(
