@@ -20,13 +20,17 @@ under its interpreter, at smaller sizes.
 
 import math
 import os
-import warnings
 
 import pytest
 import torch
 
 from pygan import _ext, ops
-from tests.ops.helpers import apply_layout, assert_close, make
+from tests.ops.helpers import (
+    apply_layout,
+    assert_close,
+    make,
+    poison_outputs,  # noqa: F401  (autouse fixture)
+)
 
 DRY = os.environ.get("PYGAN_GPU_TESTS_DEVICE") == "cpu"
 DEV = "cpu" if DRY else "cuda"
@@ -81,20 +85,6 @@ def _autograd_or_skip(op: str):
             pytest.skip(
                 f"pygan::{name} has no autograd registration in this build (CPU-op branch not merged)"
             )
-
-
-@pytest.fixture(autouse=True)
-def _poison_outputs():
-    old = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    old_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module="triton.runtime.interpreter")
-        yield
-    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
-    torch.utils.deterministic.fill_uninitialized_memory = old_fill
 
 
 def mk(shape, dtype, seed, layout="contiguous", scale=1.0):

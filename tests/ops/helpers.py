@@ -9,7 +9,9 @@ dtype's relative tolerance of the result's scale. float64 must match to ~1e-12 r
 from __future__ import annotations
 
 import os
+import warnings
 
+import pytest
 import torch
 
 from pygan.ops._cases import BATCH, DTYPES, LAYOUTS, apply_layout, make, shapes4
@@ -55,3 +57,19 @@ def assert_close(
     if torch_lowp is not None:
         bound = max(bound, 2 * max_err(torch_lowp.double()[~ref_nan], ref64) + atol)
     assert err <= bound, f"{name}: max abs error {err:.3e} > bound {bound:.3e} ({dtype}, scale {scale:.3e})"
+
+
+@pytest.fixture(autouse=True)
+def poison_outputs():
+    """NaN-fill every uninitialised allocation (outputs, workspaces) during each test, so that an
+    element a kernel forgets to write fails the comparison. Autouse in the modules that import it."""
+    old = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    old_fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="triton.runtime.interpreter")
+        yield
+    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+    torch.utils.deterministic.fill_uninitialized_memory = old_fill

@@ -18,7 +18,6 @@ tests/test_native.py re-runs the C++ CPU kernels' equivalence tests per CPU buil
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
 import torch
@@ -26,7 +25,11 @@ from hypothesis import given, settings
 
 from pygan import ops
 from pygan.ops import op_cases
-from tests.ops.helpers import assert_close, examples
+from tests.ops.helpers import (
+    assert_close,
+    examples,
+    poison_outputs,  # noqa: F401  (autouse fixture)
+)
 
 CASES = op_cases()
 
@@ -42,23 +45,6 @@ DEVICE_BACKENDS = {"cpu": ("reference", "cpp", "triton"), "cuda": ("reference", 
 NATIVE = {"cpu": "cpp", "cuda": "cuda"}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter")
-
-
-@pytest.fixture(autouse=True)
-def _poison_outputs():
-    """NaN-fill every uninitialised allocation (outputs, workspaces) during each test."""
-    old_det, old_warn = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    old_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
-        yield
-    torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-    torch.utils.deterministic.fill_uninitialized_memory = old_fill
 
 
 def _runnable_or_skip(backend: str, device: str, kernel: str) -> None:

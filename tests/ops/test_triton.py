@@ -13,14 +13,18 @@ launch, so shapes are small and blocks large.
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
 
 import pygan
 from pygan import ops
-from tests.ops.helpers import DTYPES, assert_close, make
+from tests.ops.helpers import (
+    DTYPES,
+    assert_close,
+    make,
+    poison_outputs,  # noqa: F401  (autouse fixture)
+)
 
 pytestmark = pytest.mark.skipif(
     not ops.available("triton", "cpu"),
@@ -32,23 +36,6 @@ pytestmark = pytest.mark.skipif(
 pytestmark = [pytestmark, pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter")]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 T = "triton"
-
-
-@pytest.fixture(autouse=True)
-def _poison_outputs():
-    """NaN-fill every uninitialised allocation (outputs, workspaces) during each test."""
-    old_det, old_warn = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    old_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
-        yield
-    torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-    torch.utils.deterministic.fill_uninitialized_memory = old_fill
 
 
 def _grads(out, inputs, grad_out):
