@@ -97,11 +97,13 @@ def default_d_layers(size: int) -> int:
 
 def resolve_sizes(config, info: DataInfo):
     """``config`` with its None ``depth`` (and ``d_layers``, where it has one) set for the images of
-    ``info`` (unchanged when ``info`` does not describe images: the model says what is wrong)."""
-    if len(info.shape) != 3 or info.shape[-1] < 2:
+    ``info`` (unchanged when ``info`` does not describe images: the model says what is wrong). Below
+    2 px ``depth`` stays None: ``log2(size)`` = 0 is no valid depth (the field's check would reject
+    it before the model could name the real problem, the image side)."""
+    if len(info.shape) != 3:
         return config
     size, fill = info.shape[-1], {}
-    if config.depth is None:
+    if config.depth is None and size >= 2:
         fill["depth"] = default_depth(size)
     if getattr(config, "d_layers", 0) is None:
         fill["d_layers"] = default_d_layers(size)
@@ -117,8 +119,8 @@ def unet(in_channels: int, out_channels: int, size: int, config, **options) -> U
 
 def patch_discriminator(in_channels: int, size: int, config) -> PatchDiscriminator:
     """The PatchGAN on pairs of ``in_channels`` channels in all, ``config.d_layers`` strided convs
-    (None: 3, 70x70 patches, or fewer below 32 px)."""
-    n = config.d_layers if config.d_layers is not None else default_d_layers(size)
+    (``config`` is the resolved Config: a None ``d_layers`` is already :func:`default_d_layers`)."""
+    n = config.d_layers
     if n < 1 or size // 2**n < 3:
         raise ConfigError(
             f"d_layers={n} leaves no patches at {size} px (need d_layers >= 1 and size / 2^d_layers >= 3)"

@@ -104,7 +104,15 @@ from pygan.models import (
 )
 from pygan.models.losses import at_least_f32, d_loss_bce, g_loss_bce, half_sq_sum, kl_normal, l1
 from pygan.models.nets import ConvEncoder, UNet, init_dcgan
-from pygan.models.pix2pix import Norm, Pix2PixSettings, pair_logits, patch_discriminator, resolve_sizes, unet
+from pygan.models.pix2pix import (
+    Norm,
+    Pix2PixSettings,
+    default_depth,
+    pair_logits,
+    patch_discriminator,
+    resolve_sizes,
+    unet,
+)
 
 __all__ = [
     "CONNECTIONS",
@@ -360,7 +368,8 @@ class _Translator(Model):
                 "(resize the data, e.g. ?size=32)"
             )
         self.size = h
-        self.depth = c.depth
+        # None only below 2 px (resolve_sizes leaves it): log2(size) = 0, refused just below
+        self.depth = c.depth if c.depth is not None else default_depth(h)
         if self.depth < 2 or h % (2**self.depth):
             raise ValueError(
                 f"{self.name} needs a U-Net depth >= 2 with the image side divisible by 2^depth; got depth "

@@ -131,6 +131,14 @@ def test_bad_data(name):
         m.sample(2)
 
 
+@pytest.mark.parametrize("name", ["pix2pix", "uunet"])
+@pytest.mark.parametrize("side,depth", [(1, 0), (2, 1)])
+def test_tiny_pairs_are_refused_by_depth(name, side, depth):
+    # depth None resolves to log2(side) (0 at 1 px, 1 at 2 px): the model's own message, not a TypeError
+    with pytest.raises(ValueError, match=f"needs a U-Net depth >= 2 .* got depth {depth} for {side} px"):
+        build_model(name, DataInfo("paired", (1, side, side), (3, side, side)))
+
+
 # ---- networks and shapes ----------------------------------------------------------------------------
 
 
