@@ -1017,7 +1017,7 @@ class Model(nn.Module):
         """Adam over the parameters of ``nets`` (in order) with the Config's ``lr`` and ``betas``
         unless given: the optimiser the built-in models use (the loop makes it capturable for CUDA
         graphs)."""
-        c = self.config
+        c = self.resolved_config
         params = [p for net in nets for p in net.parameters()]
         return torch.optim.Adam(
             params, lr=c.lr if lr is None else lr, betas=c.betas if betas is None else betas

@@ -615,9 +615,8 @@ class ACLAE(_ACLModel):
 
     def configure_optimizers(self):
         c = self.config
-        ae = list(self.encoder.parameters()) + list(self.decoder.parameters())
         return {
-            "autoencoder": torch.optim.Adam(ae, lr=c.lr, betas=c.betas),
+            "autoencoder": self.adam(self.encoder, self.decoder),
             **self.acl.configure_optimizers(lr=c.acl_lr, betas=c.betas, lr_d=c.acl_lr_d),
         }
 

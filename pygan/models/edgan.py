@@ -359,11 +359,10 @@ class _EDGANBase(Model):
 
     # -- optimizers
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.config
+        betas = tuple(self.resolved_config.betas)
 
         def adam(*names):
-            params = [p for n in names for p in getattr(self, n).parameters()]
-            return torch.optim.Adam(params, lr=c.lr, betas=tuple(c.betas))
+            return self.adam(*(getattr(self, n) for n in names), betas=betas)
 
         opts = {"ed": adam(*self.ed_networks), "discriminator": adam("discriminator")}
         if not self.coupled:

@@ -435,8 +435,7 @@ class VAE(_VAEBase):
         self._init_weights()
 
     def configure_optimizers(self):
-        c = self.config
-        return {"vae": torch.optim.Adam(self.parameters(), lr=c.lr, betas=c.betas)}
+        return {"vae": self.adam(self)}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
@@ -491,19 +490,11 @@ class IDVAE(_VAEBase):
     def _dis_trunk_name(self) -> str:
         return "trunk"
 
-    def _dis_params(self) -> list[nn.Parameter]:
-        return [*self.dis_trunk.parameters(), *self.dis_head.parameters()]
-
     def configure_optimizers(self):
-        c = self.config
-
-        def adam(params):
-            return torch.optim.Adam(params, lr=c.lr, betas=c.betas)
-
         return {
-            "dis": adam(self._dis_params()),
-            "enc": adam([*self.trunk.parameters(), *self.enc_head.parameters()]),
-            "dec": adam(self.decoder.parameters()),
+            "dis": self.adam(self.dis_trunk, self.dis_head),
+            "enc": self.adam(self.trunk, self.enc_head),
+            "dec": self.adam(self.decoder),
         }
 
     def discriminate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
