@@ -462,13 +462,6 @@ class _ACLModel(Model):
         return float(frechet_distance(mu1, s1, mu2, s2))
 
 
-def _check_positive(name: str, v, allow_none: bool = False) -> None:
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {v!r}")
-
-
 def _make_prior(kind: str, code_dim: int, z_dim: int | None, info: DataInfo) -> nn.Module:
     if kind == "normal":
         return NormalPrior(code_dim if z_dim is None else z_dim)

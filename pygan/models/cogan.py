@@ -77,7 +77,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -105,8 +105,6 @@ from pygan.models.losses import d_loss_bce, d_loss_wgan, g_loss_bce, g_loss_wgan
 from pygan.ops import gradient_penalty
 
 __all__ = [
-    "ARCHS",
-    "LOSSES",
     "CoGAN",
     "CoGANConfig",
     "CoupledDiscriminators",
@@ -119,9 +117,6 @@ __all__ = [
 Arch = Literal["auto", "digits", "faces"]
 Loss = Literal["ns", "wgan-gp"]
 Init = Literal["xavier", "normal"]
-ARCHS = get_args(Arch)
-LOSSES = get_args(Loss)
-INITS = get_args(Init)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from pygan.models import (
 from pygan.models.losses import d_loss_bce, g_loss_bce
 from pygan.models.nets import ConvDecoder, ConvEncoder, Squeeze, init_dcgan, mlp
 
-__all__ = ["DCGAN", "DCGANConfig", "d_loss_bce", "g_loss_bce"]  # the losses: pygan.models.losses
+__all__ = ["DCGAN", "DCGANConfig"]
 
 
 @dataclass(frozen=True)

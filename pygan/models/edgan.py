@@ -93,7 +93,7 @@ input, I_ED, I_G, Î, target). :meth:`decompose` returns the three images for an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -123,8 +123,6 @@ from pygan.ops import residual_add
 __all__ = [
     "EDGAN",
     "EDGANCAAE",
-    "GAN_LOSSES",
-    "RESIDUAL_INITS",
     "CAAEConfig",
     "CAAECoupledConfig",
     "EDGANCAAECoupled",
@@ -141,8 +139,6 @@ __all__ = [
 GanLoss = Literal["nonsaturating", "saturating"]
 ResidualInit = Literal["dcgan", "zero"]
 OutputAct = Literal["none", "tanh", "clamp"]  # pygan.ops.residual_add's activations
-GAN_LOSSES = get_args(GanLoss)
-RESIDUAL_INITS = get_args(ResidualInit)
 
 
 # ---- configs ---------------------------------------------------------------------------------------

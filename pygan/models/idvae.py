@@ -131,8 +131,6 @@ __all__ = [
     "IDVAERConfig",
     "VAEConfig",
     "VAEGANConfig",
-    "kl_normal",
-    "reparameterize",
     "sum_sq",
 ]
 
@@ -634,9 +632,6 @@ class VAEGAN(IDVAE):
     Config = VAEGANConfig
     # small: docs/experiments/idvae.md's runs (width 32, z 32; batch 64 is the default)
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "z_dim": 32}}
-
-    def __init__(self, config: VAEGANConfig, info: DataInfo):
-        super().__init__(config, info)
 
     def _build_discriminator(self) -> None:
         c = self.config

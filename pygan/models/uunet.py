@@ -128,7 +128,6 @@ __all__ = [
     "UUNetConfig",
     "UUVAEGANConfig",
     "cross_kl",
-    "gaussian_kl",
     "parse_connect",
     "reconstruction_loss",
 ]
@@ -181,12 +180,6 @@ def parse_connect(spec: str) -> tuple[str, ...]:
             f"got {spec!r}"
         )
     return tuple(c for c in CONNECTIONS if c in parts)
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, sigma^2) || N(0, I))`` per sample, summed over every non-batch unit (Eq. 3 with
-    its sign corrected): :func:`pygan.models.losses.kl_normal` without the batch mean. ``[B]``."""
-    return kl_normal(mu, logvar, reduction="none")
 
 
 def cross_kl(
@@ -483,11 +476,8 @@ class UNetVAEGAN(Pix2Pix):
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 16, "d_width": 16}}
     vae = True
 
-    def __init__(self, config: UNetVAEGANConfig, info: DataInfo):
-        super().__init__(config, info)
-
     def generator_extra_loss(self, feats: dict) -> dict[str, torch.Tensor]:
-        return {"kl_g": self.config.kl_g * gaussian_kl(feats["mu"], feats["logvar"]).mean()}
+        return {"kl_g": self.config.kl_g * kl_normal(feats["mu"], feats["logvar"])}
 
 
 # ---- UU-Nets ---------------------------------------------------------------------------------------
@@ -747,8 +737,8 @@ class UUVAEGAN(UUNet):
     def discriminator_extra_loss(self, d_real: dict, d_fake: dict, g_feats: dict) -> dict[str, torch.Tensor]:
         c = self.config
         out = {}
-        kl_real = gaussian_kl(d_real["mu"], d_real["logvar"]).mean()
-        kl_fake = gaussian_kl(d_fake["mu"], d_fake["logvar"]).mean()
+        kl_real = kl_normal(d_real["mu"], d_real["logvar"])
+        kl_fake = kl_normal(d_fake["mu"], d_fake["logvar"])
         out["kl_d"] = c.kl_d * self._mix(kl_real, kl_fake)
         if c.ckl:
             mg, lg = g_feats["mu"], g_feats["logvar"]
@@ -759,7 +749,7 @@ class UUVAEGAN(UUNet):
 
     def generator_extra_loss(self, d_fake: dict, g_feats: dict) -> dict[str, torch.Tensor]:
         c = self.config
-        out = {"kl_g": c.kl_g * gaussian_kl(g_feats["mu"], g_feats["logvar"]).mean()}
+        out = {"kl_g": c.kl_g * kl_normal(g_feats["mu"], g_feats["logvar"])}
         if c.ckl:
             out["ckl_g"] = (
                 c.ckl * cross_kl(d_fake["mu"], d_fake["logvar"], g_feats["mu"], g_feats["logvar"]).mean()

@@ -21,10 +21,9 @@ from pygan.models.idvae import (
     ConditionalIDVAE,
     IDVAEConfig,
     IDVAERConfig,
-    kl_normal,
-    reparameterize,
     sum_sq,
 )
+from pygan.models.losses import kl_normal, reparameterize
 from tests._ddp_worker import _teardown, free_port, init_env
 from tests.models.helpers import loss_floats
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pygan.data import DataInfo, load_data
 from pygan.data.core import Batch
 from pygan.models import build_model, get_model, list_models
+from pygan.models.losses import kl_normal
 from pygan.models.uunet import (
     CONNECTIONS,
     G_IN_D_STEP,
@@ -22,7 +23,6 @@ from pygan.models.uunet import (
     UUNetConfig,
     UUVAEGANConfig,
     cross_kl,
-    gaussian_kl,
     parse_connect,
     reconstruction_loss,
 )
@@ -394,7 +394,7 @@ def test_kl_formulas():
     mu_d, lv_d, mu_g, lv_g = (torch.randn(5, 3, 2, 2, generator=g, dtype=torch.float64) for _ in range(4))
     N = torch.distributions.Normal
     kl0 = torch.distributions.kl_divergence(N(mu_g, (0.5 * lv_g).exp()), N(0.0, 1.0)).flatten(1).sum(1)
-    torch.testing.assert_close(gaussian_kl(mu_g, lv_g), kl0)
+    torch.testing.assert_close(kl_normal(mu_g, lv_g, reduction="none"), kl0)
     # Eq. 5 as printed, per unit: log(s_G / s_D) + (s_D^2 + (mu_D - mu_G)^2) / (2 s_G^2) - 1/2
     s_d, s_g = (0.5 * lv_d).exp(), (0.5 * lv_g).exp()
     eq5 = (torch.log(s_g / s_d) + (s_d**2 + (mu_d - mu_g) ** 2) / (2 * s_g**2) - 0.5).flatten(1).sum(1)
@@ -410,12 +410,15 @@ def test_kl_formulas():
     grads = torch.autograd.grad(cross_kl(*ts).sum(), ts)
     assert all(gr.abs().sum() > 0 for gr in grads)
     assert torch.autograd.gradcheck(cross_kl, tuple(ts))
-    assert gaussian_kl(torch.zeros(2, 4), torch.zeros(2, 4)).tolist() == [0.0, 0.0]
-    assert gaussian_kl(torch.zeros(2, 4, dtype=torch.bfloat16), torch.zeros(2, 4)).dtype == torch.float32
+    assert kl_normal(torch.zeros(2, 4), torch.zeros(2, 4), reduction="none").tolist() == [0.0, 0.0]
+    assert (
+        kl_normal(torch.zeros(2, 4, dtype=torch.bfloat16), torch.zeros(2, 4), reduction="none").dtype
+        == torch.float32
+    )
     with pytest.raises(ValueError, match="same shape"):
         cross_kl(mu_d, lv_d, mu_g[:2], lv_g)
     with pytest.raises(ValueError, match="same shape"):
-        gaussian_kl(mu_d, lv_d[:1])
+        kl_normal(mu_d, lv_d[:1], reduction="none")
 
 
 def test_reconstruction_losses():
@@ -441,18 +444,20 @@ def test_uuvae_posteriors_have_matching_shapes_and_the_kl_terms(z):
     _, d_fake = m.discriminate(m.discriminator, b.x, fake.detach(), gf)
     assert d_real["mu"].shape == gf["mu"].shape
     # beta = 0: Eq. 6 is D's KL on the real pair alone, weighted by lambda_dis = 0.65
-    kl_real = gaussian_kl(d_real["mu"], d_real["logvar"]).mean()
+    kl_real = kl_normal(d_real["mu"], d_real["logvar"], reduction="none").mean()
     assert terms["kl_d"].item() == pytest.approx(0.65 * kl_real.item(), rel=1e-5)
     ck = cross_kl(d_real["mu"], d_real["logvar"], gf["mu"], gf["logvar"]).mean()
     assert terms["ckl_d"].item() == pytest.approx(ck.item(), rel=1e-5)
     assert loss_d.item() == pytest.approx(sum(terms[k].item() for k in ("adv_d", "kl_d", "ckl_d")), rel=1e-5)
     _, tg = m.generator_loss(m.discriminator, b.x, b.target, fake, gf)
-    assert tg["kl_g"].item() == pytest.approx(gaussian_kl(gf["mu"], gf["logvar"]).mean().item(), rel=1e-5)
+    assert tg["kl_g"].item() == pytest.approx(
+        kl_normal(gf["mu"], gf["logvar"], reduction="none").mean().item(), rel=1e-5
+    )
     ckg = cross_kl(d_fake["mu"], d_fake["logvar"], gf["mu"], gf["logvar"]).mean()
     assert tg["ckl_g"].item() == pytest.approx(ckg.item(), rel=1e-4)
     # alpha:beta mixes the real and fake KLs (Eq. 6)
     m.config = dataclasses.replace(m.config, kl_alpha=1.0, kl_beta=3.0)  # Configs are frozen
-    kl_fake = gaussian_kl(d_fake["mu"], d_fake["logvar"]).mean()
+    kl_fake = kl_normal(d_fake["mu"], d_fake["logvar"], reduction="none").mean()
     _, t2 = m.discriminator_loss(m.discriminator, b.x, b.target, fake, gf)
     assert t2["kl_d"].item() == pytest.approx(0.65 * (kl_real + 3 * kl_fake).item() / 4, rel=1e-5)
 
