@@ -42,7 +42,7 @@ def _numeric_fields(config_cls) -> list[tuple[str, type]]:
 
 def _bad_values(config_cls, name: str, tp) -> list[str]:
     """``--set`` texts just outside the field's range (both ends when it has two)."""
-    rule = field_rule(config_cls, name, tp)
+    rule = field_rule(config_cls, name)
     assert rule is not None, f"{config_cls.__name__}.{name} has no range in FIELD_RULES"
     is_tuple = "tuple" in str(tp)
     out = []
@@ -101,7 +101,7 @@ def test_every_numeric_config_field_has_a_range(monkeypatch):
         f"{m}: {get_model(m).Config.__name__}.{n}"
         for m in list_models()
         for n, tp in _numeric_fields(get_model(m).Config)
-        if field_rule(get_model(m).Config, n, tp) is None
+        if field_rule(get_model(m).Config, n) is None
     ]
     assert not missing, f"declare the range of these fields (pygan.models.knob): {missing}"
     monkeypatch.undo()

@@ -459,7 +459,7 @@ def config_field_docs(config_cls: type) -> list[dict[str, Any]]:
             or _field_metadata(config_cls, f.name, _DOC_KEY)
             or COMMON_FIELD_DOCS.get(f.name, "")
         )
-        rule = None if choices is not None else field_rule(config_cls, f.name, tp)
+        rule = None if choices is not None else field_rule(config_cls, f.name)
         if choices is not None:
             allowed = _choices_text(choices, optional)
         elif rule is not None:
@@ -599,12 +599,10 @@ def ema_rampup_field(default: float = 0.05) -> Any:
 
 #: Fallback ranges, by field name, for Configs that do not declare theirs with :func:`knob` (e.g. a
 #: model defined outside pygan): the shared optimiser and EMA settings. The built-in Configs declare
-#: the range of every numeric field in the field's metadata. A Config may add or override entries with
-#: a ``field_rules`` class attribute (a ClassVar dict ``{name or (name, type): Range}``). Fields that
-#: are None (``X | None`` = "the model's default") are not range-checked. Data-dependent limits (a
-#: width too small for the image size, a U-Net deeper than the image allows) are checked when the
-#: model is built.
-FIELD_RULES: dict[str | tuple[str, type], Range] = {
+#: the range of every numeric field in the field's metadata. Fields that are None (``X | None`` =
+#: "the model's default") are not range-checked. Data-dependent limits (a width too small for the
+#: image size, a U-Net deeper than the image allows) are checked when the model is built.
+FIELD_RULES: dict[str, Range] = {
     "batch_size": COUNT,
     "lr": LR,
     "betas": BETAS,
@@ -623,20 +621,11 @@ def _field_metadata(config_cls: type, name: str, key: str) -> Any:
     return None
 
 
-def field_rule(config_cls: type, name: str, tp=None) -> Range | None:
+def field_rule(config_cls: type, name: str) -> Range | None:
     """The :class:`Range` of field ``name`` of ``config_cls``: its metadata (:func:`knob`), else
-    ``config_cls.field_rules`` or :data:`FIELD_RULES` (by ``(name, type)`` — ``tp``, ``X | None`` and
-    tuples unwrapped — then by name)."""
+    :data:`FIELD_RULES`'s entry for the name."""
     rule = _field_metadata(config_cls, name, _RANGE_KEY)
-    if rule is not None:
-        return rule
-    rules = {**FIELD_RULES, **getattr(config_cls, "field_rules", {})}
-    inner = None
-    if tp is not None:
-        _, inner = _is_optional(tp)
-        if typing.get_origin(inner) is tuple:
-            inner = typing.get_args(inner)[0]
-    return rules.get((name, inner), rules.get(name))
+    return rule if rule is not None else FIELD_RULES.get(name)
 
 
 def field_choices(tp) -> tuple | None:
@@ -704,7 +693,7 @@ def check_config(config) -> None:
             )
         if value is None:
             continue
-        rule = field_rule(cls, f.name, tp)
+        rule = field_rule(cls, f.name)
         values = value if isinstance(value, (tuple, list)) else (value,)
         for v in values:
             if not isinstance(v, (int, float)) or isinstance(v, bool):
