@@ -151,7 +151,6 @@ __all__ = [
     "betas_field",
     "build_model",
     "check_config",
-    "check_ema_config",
     "check_presets",
     "config_field_docs",
     "config_from_dict",
@@ -674,7 +673,7 @@ def _type_ok(value, tp, strict: bool = False) -> bool:
 def check_config(config) -> None:
     """Checks every field of a model Config dataclass: its type (for a ``Literal[...]`` field, that the
     value is one of its choices), and for numeric fields the range its metadata declares
-    (:func:`knob`; :func:`field_rule`), plus the EMA settings (:func:`check_ema_config`). Raises
+    (:func:`knob`; :func:`field_rule`; the EMA settings' too, by the fallback table). Raises
     :class:`~pygan.errors.ConfigError` naming the field, the value and what is allowed. Configs derived
     from :class:`ModelConfig` run it when they are built, and :class:`Model` runs it again when a model
     is built (for Configs that do not derive from it)."""
@@ -701,7 +700,6 @@ def check_config(config) -> None:
             if (isinstance(v, float) and not math.isfinite(v)) or (rule is not None and not rule.ok(v)):
                 what = rule.describe() if rule is not None else "a finite number"
                 raise ConfigError(f"{f.name} must be {what}, got {value!r} ({cls.__name__}.{f.name})")
-    check_ema_config(config)
 
 
 def _type_text(tp) -> str:
@@ -736,20 +734,16 @@ class ModelConfig:
 # ---- generator EMA ---------------------------------------------------------------------------------
 
 
-def check_ema_config(config) -> None:
-    """:class:`~pygan.errors.ConfigError` unless ``config.ema_decay`` is in [0, 1) and
-    ``config.ema_rampup`` is a finite number >= 0 (configs without the fields pass)."""
-    decay = getattr(config, "ema_decay", 0.0)
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-        raise ConfigError(f"ema_decay must be a number in [0, 1) (0: no EMA), got {decay!r}")
-    rampup = getattr(config, "ema_rampup", 0.0)
+def _check_arg(name: str, value, rule: Range, what: str | None = None) -> None:
+    """:class:`~pygan.errors.ConfigError` unless ``value`` is a finite number (not a bool) in
+    ``rule``; the message says ``name must be <what>`` (default: ``rule.describe()``)."""
     if (
-        isinstance(rampup, bool)
-        or not isinstance(rampup, (int, float))
-        or not math.isfinite(rampup)
-        or rampup < 0
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not rule.ok(value)
     ):
-        raise ConfigError(f"ema_rampup must be a finite number >= 0 (0: no ramp), got {rampup!r}")
+        raise ConfigError(f"{name} must be {what or rule.describe()}, got {value!r}")
 
 
 class EMA:
@@ -778,7 +772,9 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str], decay: float, rampup: float = 0.05):
-        check_ema_config(types.SimpleNamespace(ema_decay=decay, ema_rampup=rampup))
+        # the Config fields' ranges (a Config's own are checked when it is built)
+        _check_arg("ema_decay", decay, EMA_DECAY, "a number in [0, 1) (0: no EMA)")
+        _check_arg("ema_rampup", rampup, EMA_RAMPUP)
         if isinstance(names, str) or not names:
             raise ValueError(f"names must be a non-empty sequence of network names, got {names!r}")
         self.names = tuple(names)
