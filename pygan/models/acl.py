@@ -715,6 +715,9 @@ class ACLGANConfig(ModelConfig):
     ema_decay: float = ema_decay_field(0.0)
     ema_rampup: float = ema_rampup_field(0.05)
 
+    #: ``code_dim`` when None: the baseline's noise size (not a field: config.json keeps None)
+    default_code_dim: ClassVar[int] = 100
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.gan_loss == "gan" and self.n_critic != 1:
@@ -729,6 +732,16 @@ class ACLGANConfig(ModelConfig):
             raise ConfigError(
                 f"gp_every={self.gp_every} applies to gan_loss='wgan-gp' (the GAN has no penalty)"
             )
+
+    def resolve(self, info: DataInfo):
+        """This Config with its None fields set: ``code_dim`` :attr:`default_code_dim`, ``acl_lr`` /
+        ``acl_betas`` the image networks' ``lr`` / ``betas``."""
+        return replace(
+            self,
+            code_dim=self.default_code_dim if self.code_dim is None else self.code_dim,
+            acl_lr=self.lr if self.acl_lr is None else self.acl_lr,
+            acl_betas=self.betas if self.acl_betas is None else self.acl_betas,
+        )
 
 
 @dataclass(frozen=True)
@@ -745,6 +758,8 @@ class ACLGANGPConfig(ACLGANConfig):
     n_critic: int = knob(5, COUNT)
     critic_norm: CriticNorm = "none"
 
+    default_code_dim: ClassVar[int] = 128  # the WGAN-GP baseline's z
+
 
 @dataclass(frozen=True)
 class ACLSGANConfig(ACLGANConfig):
@@ -759,6 +774,21 @@ class ACLSGANConfig(ACLGANConfig):
 
     sgan_code: Literal["features", "logits"] = "features"
     cls_weight: float = knob(1.0, WEIGHT)
+
+    def resolve(self, info: DataInfo):
+        """ACL-GAN's, and with ``sgan_code="logits"`` on labelled data ``code_dim`` = the number of
+        classes (a different ``code_dim`` is a :class:`~pygan.errors.ConfigError`; unlabelled data
+        is the model's error)."""
+        resolved = super().resolve(info)
+        n = info.num_classes
+        if self.sgan_code != "logits" or not n or n < 2:
+            return resolved
+        if self.code_dim not in (None, n):
+            raise ConfigError(
+                f"sgan_code='logits' makes the code the {n} class logits; "
+                f"code_dim={self.code_dim} does not match"
+            )
+        return replace(resolved, code_dim=int(n))
 
 
 class CodeClassifier(nn.Module):
@@ -793,16 +823,15 @@ class ACLGAN(_ACLModel):
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     default_data = "digits32"
     data_kinds = ("images",)
-    _default_code_dim = 100
     inference_net = "encoder"
 
     def __init__(self, config: ACLGANConfig, info: DataInfo):
         super().__init__(config, info)
-        c = config
+        c = self.resolved_config
         ch, h, w = info.shape
         if h != w:
             raise ValueError(f"{type(self).name or 'acl-gan'} needs square images, got {h}x{w}")
-        self.code_dim = self._code_dim(info)
+        self.code_dim = c.code_dim
         self._build_inference_net(info)
         self.generator = ConvDecoder(self.code_dim, ch, h, c.width, norm="batch")
         self.discriminator = ConvEncoder(ch, h, c.width, out_dim=1, norm=c.critic_norm)
@@ -810,10 +839,7 @@ class ACLGAN(_ACLModel):
         self.acl = ACL(self.code_dim, hidden=c.acl_hidden, layers=c.acl_layers)
         self.lazy_gp = LazyPenalty(c.gp_every, c.n_critic)
 
-    # -- construction hooks (ACL-SGAN overrides them)
-    def _code_dim(self, info: DataInfo) -> int:
-        return self.config.code_dim if self.config.code_dim is not None else self._default_code_dim
-
+    # -- construction hook (ACL-SGAN overrides it)
     def _build_inference_net(self, info: DataInfo) -> None:
         ch, h, _ = info.shape
         self.encoder = ConvEncoder(ch, h, self.config.width, out_dim=self.code_dim, norm="batch")
@@ -823,15 +849,12 @@ class ACLGAN(_ACLModel):
         return self.config.n_critic
 
     def configure_optimizers(self):
-        c = self.config
+        c = self.resolved_config
         return {
             self.inference_net: self.adam(getattr(self, self.inference_net)),
             "generator": self.adam(self.generator),
             "discriminator": self.adam(self.discriminator),
-            **self.acl.configure_optimizers(
-                lr=c.acl_lr if c.acl_lr is not None else c.lr,
-                betas=c.acl_betas if c.acl_betas is not None else c.betas,
-            ),
+            **self.acl.configure_optimizers(lr=c.acl_lr, betas=c.acl_betas),
         }
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
@@ -980,7 +1003,6 @@ class ACLGANGP(ACLGAN):
     Config = ACLGANGPConfig
     # small: docs/experiments/acl.md's digits runs (width 32; batch 64 is the default)
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32}}
-    _default_code_dim = 128
 
 
 @register("acl-sgan")
@@ -993,23 +1015,12 @@ class ACLSGAN(ACLGAN):
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {}, "small": {"width": 32, "batch_size": 64}}
     inference_net = "classifier"
 
-    def _code_dim(self, info: DataInfo) -> int:
-        c = self.config
+    def _build_inference_net(self, info: DataInfo) -> None:
         if not info.num_classes or info.num_classes < 2:
             raise ValueError(
                 "acl-sgan trains its classifier on labels: it needs labelled images (e.g. --data digits16), "
                 f"got num_classes={info.num_classes}"
             )
-        if c.sgan_code == "logits":
-            if c.code_dim not in (None, info.num_classes):
-                raise ConfigError(
-                    f"sgan_code='logits' makes the code the {info.num_classes} class logits; "
-                    f"code_dim={c.code_dim} does not match"
-                )
-            return int(info.num_classes)
-        return super()._code_dim(info)
-
-    def _build_inference_net(self, info: DataInfo) -> None:
         ch, h, _ = info.shape
         self.classifier = CodeClassifier(
             ch, h, self.config.width, self.code_dim, int(info.num_classes), self.config.sgan_code == "logits"
