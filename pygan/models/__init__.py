@@ -325,7 +325,9 @@ def check_presets(cls: type, name: str | None = None) -> None:
                     f"({cls.Config.__name__}.{key})"
                 )
         try:  # the ranges and choices the fields declare, as --set would meet them
-            check_config(cls.Config(**values))
+            config = cls.Config(**values)  # a ModelConfig checks itself when built
+            if not isinstance(config, ModelConfig):
+                check_config(config)
         except ConfigError as exc:
             raise TypeError(f"{who}: PRESETS[{preset!r}]: {exc}") from None
 
@@ -573,17 +575,17 @@ def knob(
 
 def batch_size_field(default: int) -> Any:
     """``batch_size: int``: rows per training batch, >= 1."""
-    return knob(default, COUNT, doc="rows per training batch (per process under DDP).")
+    return knob(default, COUNT, doc=COMMON_FIELD_DOCS["batch_size"])
 
 
 def lr_field(default: float | None) -> Any:
     """``lr: float``: the Adam learning rate, > 0 (None where the model resolves it)."""
-    return knob(default, LR, doc="Adam learning rate.")
+    return knob(default, LR, doc=COMMON_FIELD_DOCS["lr"])
 
 
 def betas_field(default: tuple[float, float] | None) -> Any:
     """``betas: tuple[float, float]``: Adam's betas, each in [0, 1)."""
-    return knob(default, BETAS, doc="Adam betas.")
+    return knob(default, BETAS, doc=COMMON_FIELD_DOCS["betas"])
 
 
 def ema_decay_field(default: float = 0.0) -> Any:
@@ -971,7 +973,8 @@ class Model(nn.Module):
                 f"{type(self).__name__} trains on {' or '.join(self.data_kinds)} data, got {info.kind} "
                 f"data (try --data {self.default_data})"
             )
-        check_config(config)
+        if not isinstance(config, ModelConfig):  # a ModelConfig was checked when it was built
+            check_config(config)
         #: the Config as given (what the run's config.json records) and the one the model runs: its
         #: data-dependent "auto"/None fields resolved for ``info`` (``config.resolve(info)``)
         self.config = config

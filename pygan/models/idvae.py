@@ -116,7 +116,7 @@ from pygan.models import (
     register,
 )
 from pygan.models.losses import bce_fake, bce_real, kl_normal, mse, reparameterize
-from pygan.models.nets import ConvDecoder, ConvEncoder, conv_plan, init_dcgan
+from pygan.models.nets import ConvDecoder, ConvEncoder, NormName, conv_plan, init_dcgan
 from pygan.ops import feature_regularizer
 
 __all__ = [
@@ -159,7 +159,7 @@ class VAEConfig(ModelConfig):
     batch_size: int = batch_size_field(64)
     z_dim: int = knob(128, COUNT)
     width: int = knob(64, COUNT)
-    trunk_norm: Literal["batch", "instance", "layer", "none"] = "layer"  # nets.NORMS
+    trunk_norm: NormName = "layer"
     decoder_norm: Literal["batch", "instance", "none"] = "batch"
     lr: float = lr_field(2e-4)
     betas: tuple[float, float] = betas_field((0.5, 0.999))

@@ -13,6 +13,7 @@ and padding 1 halve/double the side; ReLU in decoders, LeakyReLU(0.2) in encoder
 from __future__ import annotations
 
 import itertools
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ __all__ = [
     "NORMS",
     "ConvDecoder",
     "ConvEncoder",
+    "NormName",
     "PatchDiscriminator",
     "Squeeze",
     "UNet",
@@ -32,7 +34,8 @@ __all__ = [
     "mlp",
 ]
 
-NORMS = ("batch", "instance", "layer", "none")
+NormName = Literal["batch", "instance", "layer", "none"]
+NORMS = get_args(NormName)
 
 
 def conv_plan(size: int, what: str = "the DCGAN nets") -> tuple[int, int]:
