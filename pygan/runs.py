@@ -69,6 +69,7 @@ __all__ = [
     "NO_CHECKPOINT_YET",
     "RUN_FORMAT",
     "NoCheckpointError",
+    "build_run_model",
     "check_new_run_dir",
     "clear_failed_start",
     "copy_file",
@@ -199,6 +200,20 @@ def read_config(run_dir: str) -> dict:
 # ---- reading a run back ---------------------------------------------------------------------------
 
 
+def build_run_model(cfg: dict) -> Model:
+    """The untrained model a run config (``config.json``, or the config an exported file carries)
+    describes: the registered model class built from its ``model_config`` for its ``data_info``
+    (parameters initialised from seed 0), with ``model.run_config = cfg``. :func:`load_run` and
+    :func:`pygan.export.load_generator` load weights into it."""
+    cls = get_model(cfg["model"])
+    config = config_from_dict(cls.Config, cfg["model_config"])
+    info = DataInfo.from_json(cfg["data_info"])
+    torch.manual_seed(0)
+    model = cls(config, info)
+    model.run_config = cfg
+    return model
+
+
 def load_run(
     run_dir: str, device: str | torch.device = "cpu", checkpoint: str | None = None, ema: bool = True
 ):
@@ -212,14 +227,11 @@ def load_run(
 
     With ``ema=True`` (the default) and a checkpoint that holds a generator EMA (``ema_decay > 0``),
     the output networks get the averaged weights; ``ema=False`` keeps the trained (raw) ones.
-    ``model.weights`` says which (``"ema"`` or ``"raw"``).
+    ``model.weights`` says which (``"ema"`` or ``"raw"``); ``model.run_config`` is ``config.json``.
     """
     cfg = read_config(run_dir)
-    cls = get_model(cfg["model"])
-    config = config_from_dict(cls.Config, cfg["model_config"])
-    info = DataInfo.from_json(cfg["data_info"])
-    torch.manual_seed(0)
-    model = cls(config, info)
+    model = build_run_model(cfg)
+    config, info = model.config, model.info
     path = checkpoint or run_paths(run_dir)["last"]
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
