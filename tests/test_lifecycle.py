@@ -83,6 +83,13 @@ def test_failed_start_reruns_with_the_same_command(tmp_path, test_models, monkey
     assert os.path.isfile(p["config"]) and not os.path.exists(p["last"])
     assert os.path.isfile(os.path.join(p["samples"], "step_0000001.png"))
     (run / "notes.txt").write_text("mine")  # a user's file in the run folder survives the restart
+    stale = [  # temporary files of atomic writes killed midway (copy_file, write_json)
+        os.path.join(p["samples"], ".last.png.k1l2.tmp"),
+        os.path.join(p["samples"], "last.png.tmp"),
+        os.path.join(str(run), ".config.json.k1l2.tmp"),
+    ]
+    for f in stale:
+        open(f, "wb").close()
 
     with pytest.raises(
         NoCheckpointError, match=r"holds no checkpoint .*nothing to resume; run the same command"
@@ -97,6 +104,7 @@ def test_failed_start_reruns_with_the_same_command(tmp_path, test_models, monkey
     assert [r["step"] for r in _rows(run)] == [1, 2, 3, 4]
     assert sorted(os.listdir(p["samples"])) == ["last.png", "step_0000004.png"]  # the old grid went
     assert (run / "notes.txt").read_text() == "mine"
+    assert not any(os.path.exists(f) for f in stale)
     with pytest.raises(FileExistsError, match="already holds a run; use --resume"):
         _paired(run, 4)
 
