@@ -672,7 +672,7 @@ def _error_status(exc: BaseException) -> int | None:
     (:class:`~pygan.errors.ConfigError`), 1 for the failures a run can meet (missing or unreadable
     files, bad data, a diverged run, a missing optional package, out of memory); None for anything
     else (a bug: still one line, status 1, and PYGAN_TRACEBACK=1 shows where)."""
-    from pygan.data.files import DataError
+    from pygan.data.core import DataError
     from pygan.train import NonFiniteLossError
 
     if isinstance(exc, ConfigError):

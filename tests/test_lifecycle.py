@@ -15,17 +15,8 @@ import torch
 
 from pygan import cli
 from pygan import train as train_mod
-from pygan.train import (
-    DivergenceError,
-    NoCheckpointError,
-    NonFiniteLossError,
-    TrainingInterrupted,
-    TrainOptions,
-    load_checkpoint,
-    run_paths,
-    save_checkpoint,
-    train,
-)
+from pygan.runs import CHECKPOINT_FORMAT, NoCheckpointError, load_checkpoint, run_paths, save_checkpoint
+from pygan.train import DivergenceError, NonFiniteLossError, TrainingInterrupted, TrainOptions, train
 from tests import _models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +164,7 @@ def test_signal_stop_checkpoints_and_resume_is_exact(tmp_path, monkeypatch):
 
 def test_second_ctrl_c_during_the_save_aborts_and_keeps_last_pt(tmp_path):
     path = str(tmp_path / "last.pt")
-    save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "step": 3}, path)
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 3}, path)
 
     class SecondCtrlC:  # pickled in the middle of torch.save
         def __reduce__(self):
@@ -189,7 +180,7 @@ def test_second_ctrl_c_during_the_save_aborts_and_keeps_last_pt(tmp_path):
         with pytest.raises(
             TrainingInterrupted, match=r"SIGINT again: aborted at once .*last.pt is the checkpoint of step 3"
         ) as e:
-            save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "step": 4, "x": SecondCtrlC()}, path)
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 4, "x": SecondCtrlC()}, path)
     assert e.value.exit_code == 130
     assert load_checkpoint(path)["step"] == 3
     assert os.listdir(tmp_path) == ["last.pt"]  # the temporary file is gone
