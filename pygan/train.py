@@ -3,11 +3,8 @@ checkpoints, the generator EMA, logging, sample grids and evaluation hooks, for 
 follows :mod:`pygan.models`' contract.
 
 The run directory this loop writes (``--out RUN``: ``config.json``, checkpoints, samples, metrics) is
-described in :mod:`pygan.runs`, which also reads it back (:func:`pygan.runs.load_run`).
-
-``config.json`` is also a config file: ``pygan train --config RUN/config.json --out NEW`` replays the
-run (:func:`load_config_file`; on CPU the losses are bitwise the same at the same ``--threads``,
-which is a process setting and not recorded).
+described in :mod:`pygan.runs`, which also reads it back (:func:`pygan.runs.load_run`) and says how
+its ``config.json`` replays the run (:func:`load_config_file`).
 
 Exactness and failure
 =====================
