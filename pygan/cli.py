@@ -567,21 +567,10 @@ def _parse_option(text: str):
 
 
 def _cmd_eval(args) -> int:
+    from pygan.evaluate import evaluate_run
     from pygan.runs import read_config, run_paths, write_json
 
     read_config(args.run)  # fails clearly when RUN is not a run directory
-    try:
-        import pygan.evaluate as evaluate
-    except ImportError as exc:
-        print(
-            f"pygan eval: the evaluation module (pygan.evaluate) is not available in this install ({exc}). "
-            "It provides evaluate_run(run_dir, **options); install or update pygan to get it.",
-            file=sys.stderr,
-        )
-        return 2
-    if not hasattr(evaluate, "evaluate_run"):
-        print("pygan eval: pygan.evaluate has no evaluate_run(run_dir, **options)", file=sys.stderr)
-        return 2
     options = dict(_parse_option(o) for o in args.option)
     for key, value in (
         ("metrics", args.metrics),
@@ -593,10 +582,9 @@ def _cmd_eval(args) -> int:
             options[key] = value
     if args.no_ema:
         options["ema"] = False
-    check = getattr(evaluate, "check_options", None)
-    if check is not None:
-        check(options)  # unknown --option keys, values out of range: ConfigError before any work
-    result = evaluate.evaluate_run(args.run, **options)
+    # evaluate_run checks the options first (unknown --option keys, values out of range: ConfigError
+    # before any work); it does not write: the result is written once, below, to --out or RUN/metrics.json
+    result = evaluate_run(args.run, write=False, **options)
     out = args.out or run_paths(args.run)["eval"]
     write_json(out, result)
     print(json.dumps(result, indent=2))
@@ -684,7 +672,7 @@ def _error_status(exc: BaseException) -> int | None:
     (:class:`~pygan.errors.ConfigError`), 1 for the failures a run can meet (missing or unreadable
     files, bad data, a diverged run, a missing optional package, out of memory); None for anything
     else (a bug: still one line, status 1, and PYGAN_TRACEBACK=1 shows where)."""
-    from pygan.data.files import DataError
+    from pygan.data.core import DataError
     from pygan.train import NonFiniteLossError
 
     if isinstance(exc, ConfigError):

@@ -65,8 +65,6 @@ from pygan.metrics._util import _sample_model
 
 __all__ = ["METRIC_NAMES", "compare_runs_nrds", "evaluate_run", "metric_names", "run_data", "select_metrics"]
 
-METRICS_FILE = "metrics.json"
-
 
 def _get(spec: Any, key: str, default: Any = None) -> Any:
     if spec is None:
@@ -77,13 +75,8 @@ def _get(spec: Any, key: str, default: Any = None) -> Any:
 
 
 def _default_loader(run_dir: str, ema: bool = True):
-    try:
-        from pygan.runs import load_run  # lazily: importing pygan.evaluate loads no model code
-    except ImportError as exc:
-        raise ImportError(
-            "evaluate_run needs pygan.runs.load_run(run_dir) -> (model, config, data); it is not available "
-            f"in this installation ({exc}). Pass loader= to use another loader."
-        ) from exc
+    from pygan.runs import load_run  # lazily: importing pygan.evaluate loads no model code
+
     model, config, data = load_run(run_dir, ema=ema)
     return model, config, run_data(data)
 
@@ -584,7 +577,9 @@ def evaluate_run(
         "config": _jsonable(config),
     }
     if write:
-        (run_dir / METRICS_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        from pygan.runs import run_paths, write_json
+
+        write_json(run_paths(str(run_dir))["eval"], out)
     return out
 
 

@@ -88,12 +88,12 @@ def export_model(model, run_config: dict, path: str, *, weights: str = "raw", st
 def export_run(run_dir: str, out: str, *, ema: bool = True, checkpoint: str | None = None) -> tuple[str, str]:
     """``pygan export RUN --out FILE``: the run's output networks (EMA weights when the run kept an
     EMA and ``ema``) to ``out``. Returns ``(out, weights)`` with weights ``"ema"`` or ``"raw"``."""
-    from pygan.runs import load_run, read_config
+    from pygan.runs import load_run
 
     if not str(out).endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
     model, _, _ = load_run(run_dir, checkpoint=checkpoint, ema=ema)
-    export_model(model, read_config(run_dir), out, weights=model.weights, step=model.trained_steps)
+    export_model(model, model.run_config, out, weights=model.weights, step=model.trained_steps)
     return out, model.weights
 
 
@@ -122,8 +122,7 @@ def load_generator(path: str, device: str | torch.device = "cpu"):
     output networks' weights, the other networks removed, on ``device``, in eval mode, without
     gradients. ``model.sample(n, generator=...)`` draws from it (image-to-image models translate
     ``batch=``); ``model.weights`` says ``"ema"`` or ``"raw"``, ``model.trained_steps`` the step."""
-    from pygan.data.core import DataInfo
-    from pygan.models import config_from_dict, get_model
+    from pygan.runs import build_run_model
 
     st = _safetensors()
     if not os.path.isfile(path):
@@ -141,11 +140,7 @@ def load_generator(path: str, device: str | torch.device = "cpu"):
         raise ValueError(f"{path}: not a pygan generator file (metadata format {meta.get('format')!r})")
     cfg = json.loads(meta["config"])
     names = json.loads(meta["networks"])
-    cls = get_model(cfg["model"])
-    config = config_from_dict(cls.Config, cfg["model_config"])
-    info = DataInfo.from_json(cfg["data_info"])
-    torch.manual_seed(0)
-    model = cls(config, info)
+    model = build_run_model(cfg)
     _drop_other_networks(model, names)
     tensors = st.load_file(path, device="cpu")
     own = model.state_dict()
@@ -166,7 +161,6 @@ def load_generator(path: str, device: str | torch.device = "cpu"):
     model.requires_grad_(False)
     model.weights = meta.get("weights", "raw")
     model.trained_steps = int(meta.get("step", 0))
-    model.run_config = cfg
     return model
 
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 
 import torch
@@ -69,6 +70,7 @@ __all__ = [
     "NO_CHECKPOINT_YET",
     "RUN_FORMAT",
     "NoCheckpointError",
+    "build_run_model",
     "check_new_run_dir",
     "clear_failed_start",
     "copy_file",
@@ -132,14 +134,15 @@ def _mkstemp(path: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def save_checkpoint(state: dict, path: str) -> str:
-    """Writes ``state`` with ``torch.save`` atomically: a temporary file in the same folder, flushed
-    and fsynced, then ``os.replace``d over ``path`` (and the folder fsynced). A crash at any moment
-    leaves either the old or the new file at ``path``, never a partial one."""
+def _atomic_write(path: str, mode: str, write_fn) -> None:
+    """Writes ``path`` atomically: ``write_fn(f)`` fills a temporary file beside it (opened with
+    ``mode``), which is flushed, fsynced and ``os.replace``d over ``path``, then the folder is fsynced.
+    A crash at any moment leaves either the old or the new file at ``path``, never a partial one; on
+    an error (or an interrupt) the temporary file is removed."""
     fd, tmp = _mkstemp(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -148,6 +151,13 @@ def save_checkpoint(state: dict, path: str) -> str:
             os.unlink(tmp)
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def save_checkpoint(state: dict, path: str) -> str:
+    """Writes ``state`` with ``torch.save`` atomically (:func:`_atomic_write`: a temporary file in the
+    same folder, flushed and fsynced, then ``os.replace``d over ``path``, and the folder fsynced). A
+    crash at any moment leaves either the old or the new file at ``path``, never a partial one."""
+    _atomic_write(path, "wb", lambda f: torch.save(state, f))
     return path
 
 
@@ -168,15 +178,13 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
 
 
 def write_json(path: str, obj) -> None:
-    """Writes ``obj`` as indented JSON to ``path`` atomically (a temporary file beside it, fsynced,
-    then renamed over it)."""
-    fd, tmp = _mkstemp(path)
-    with os.fdopen(fd, "w") as f:
+    """Writes ``obj`` as indented JSON to ``path`` atomically (:func:`_atomic_write`)."""
+
+    def dump(f) -> None:
         json.dump(obj, f, indent=2)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    _atomic_write(path, "w", dump)
 
 
 def read_config(run_dir: str) -> dict:
@@ -199,6 +207,20 @@ def read_config(run_dir: str) -> dict:
 # ---- reading a run back ---------------------------------------------------------------------------
 
 
+def build_run_model(cfg: dict) -> Model:
+    """The untrained model a run config (``config.json``, or the config an exported file carries)
+    describes: the registered model class built from its ``model_config`` for its ``data_info``
+    (parameters initialised from seed 0), with ``model.run_config = cfg``. :func:`load_run` and
+    :func:`pygan.export.load_generator` load weights into it."""
+    cls = get_model(cfg["model"])
+    config = config_from_dict(cls.Config, cfg["model_config"])
+    info = DataInfo.from_json(cfg["data_info"])
+    torch.manual_seed(0)
+    model = cls(config, info)
+    model.run_config = cfg
+    return model
+
+
 def load_run(
     run_dir: str, device: str | torch.device = "cpu", checkpoint: str | None = None, ema: bool = True
 ):
@@ -212,14 +234,11 @@ def load_run(
 
     With ``ema=True`` (the default) and a checkpoint that holds a generator EMA (``ema_decay > 0``),
     the output networks get the averaged weights; ``ema=False`` keeps the trained (raw) ones.
-    ``model.weights`` says which (``"ema"`` or ``"raw"``).
+    ``model.weights`` says which (``"ema"`` or ``"raw"``); ``model.run_config`` is ``config.json``.
     """
     cfg = read_config(run_dir)
-    cls = get_model(cfg["model"])
-    config = config_from_dict(cls.Config, cfg["model_config"])
-    info = DataInfo.from_json(cfg["data_info"])
-    torch.manual_seed(0)
-    model = cls(config, info)
+    model = build_run_model(cfg)
+    config, info = model.config, model.info
     path = checkpoint or run_paths(run_dir)["last"]
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
@@ -252,9 +271,11 @@ def _apply_checkpoint_ema(model: Model, ckpt: dict, path: str) -> str:
 _OWN_FILES = (
     ("samples", "step_*.png"),
     ("samples", "last.png"),
-    ("samples", "*.png.tmp"),
+    ("samples", ".last.png.*.tmp"),  # copy_file's temporary file (_mkstemp's name)
+    ("samples", "*.png.tmp"),  # the fixed temporary name older versions of copy_file used
     ("tb", "events.out.tfevents.*"),
     ("checkpoints", ".*.tmp"),
+    ("", ".config.json.*.tmp"),  # write_json's temporary file
 )
 
 
@@ -284,9 +305,7 @@ def clear_failed_start(paths: dict) -> None:
 
 
 def copy_file(src: str, dst: str) -> None:
-    """Copies ``src`` to ``dst`` through a temporary file renamed over ``dst`` (a reader of ``dst``
-    never sees a partial file)."""
-    tmp = dst + ".tmp"
-    with open(src, "rb") as f, open(tmp, "wb") as g:
-        g.write(f.read())
-    os.replace(tmp, dst)
+    """Copies ``src`` to ``dst`` atomically (:func:`_atomic_write`; a reader of ``dst`` never sees a
+    partial file)."""
+    with open(src, "rb") as f:
+        _atomic_write(dst, "wb", lambda g: shutil.copyfileobj(f, g))

@@ -3,11 +3,8 @@ checkpoints, the generator EMA, logging, sample grids and evaluation hooks, for 
 follows :mod:`pygan.models`' contract.
 
 The run directory this loop writes (``--out RUN``: ``config.json``, checkpoints, samples, metrics) is
-described in :mod:`pygan.runs`, which also reads it back (:func:`pygan.runs.load_run`).
-
-``config.json`` is also a config file: ``pygan train --config RUN/config.json --out NEW`` replays the
-run (:func:`load_config_file`; on CPU the losses are bitwise the same at the same ``--threads``,
-which is a process setting and not recorded).
+described in :mod:`pygan.runs`, which also reads it back (:func:`pygan.runs.load_run`) and says how
+its ``config.json`` replays the run (:func:`load_config_file`).
 
 Exactness and failure
 =====================
@@ -307,7 +304,7 @@ def _config_value(path: str, model: str, key: str, value, tp):
     tuples; strings are parsed as ``--set`` would)."""
     import typing
 
-    from pygan.models import _is_optional, _parse_value
+    from pygan.models import _is_optional, _parse_value, _type_ok, _type_text
 
     optional, inner = _is_optional(tp)
     where = f"config file {path}: model {model!r} setting {key}"
@@ -328,14 +325,10 @@ def _config_value(path: str, model: str, key: str, value, tp):
         else:
             raise ConfigError(f"{where} must have {len(args)} items, got {value!r}")
         return tuple(_config_value(path, model, key, v, t) for v, t in zip(value, types_))
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(inner, True)
-    if not ok:
-        raise ConfigError(f"{where} must be {getattr(inner, '__name__', inner)}, got {value!r}")
+    # the registry's own type check (lenient: an int is a float); a Literal is checked against its
+    # choices when the Config is built, with the message that lists them
+    if typing.get_origin(inner) is not typing.Literal and not _type_ok(value, inner):
+        raise ConfigError(f"{where} must be {_type_text(inner)}, got {value!r}")
     return float(value) if inner is float else value
 
 

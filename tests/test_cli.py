@@ -4,12 +4,11 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 
-import pygan
+import pygan.evaluate
 from pygan.cli import build_parser, main
 from pygan.runs import run_paths
 
@@ -117,32 +116,33 @@ def small_run(tmp_path):
     return run
 
 
-def test_eval_without_the_evaluate_module(small_run, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "pygan.evaluate", None)  # as if pygan.evaluate were not installed
-    assert main(["eval", small_run]) == 2
-    assert "pygan.evaluate" in capsys.readouterr().err
-    assert not os.path.exists(run_paths(small_run)["eval"])
-
-
 def test_eval_calls_evaluate_run_and_writes_metrics_json(small_run, monkeypatch, capsys):
     calls = []
 
-    def evaluate_run(run_dir, **options):
+    def evaluate_run(run_dir, *, write=True, **options):
         from pygan.runs import load_run
 
+        assert write is False  # the CLI writes the result itself, once
         model, _, data = load_run(run_dir)
         calls.append((run_dir, options))
         return {"n": options.get("n", 0), "modes_total": len(data.info.meta["centers"]), "z_dim": model.z_dim}
 
-    fake = types.ModuleType("pygan.evaluate")
-    fake.evaluate_run = evaluate_run
-    monkeypatch.setitem(sys.modules, "pygan.evaluate", fake)
-    monkeypatch.setattr(pygan, "evaluate", fake, raising=False)  # once imported, the attribute wins
+    monkeypatch.setattr(pygan.evaluate, "evaluate_run", evaluate_run)
     assert main(["eval", small_run, "--option", "n=100", "--option", "name=x"]) == 0
     assert calls == [(small_run, {"n": 100, "name": "x"})]
     with open(run_paths(small_run)["eval"]) as f:
         assert json.load(f) == {"n": 100, "modes_total": 8, "z_dim": 2}
     assert '"modes_total": 8' in capsys.readouterr().out
+
+
+def test_eval_out_does_not_write_the_run_metrics_json(small_run, tmp_path, capsys):
+    out = str(tmp_path / "elsewhere.json")
+    opts = ["--option", "n_samples=16", "--option", "batch_size=16"]
+    assert main(["eval", small_run, "--out", out, *opts]) == 0
+    assert not os.path.exists(run_paths(small_run)["eval"])
+    with open(out) as f:
+        assert json.load(f)["kind"] == "points"
+    assert f"wrote {out}" in capsys.readouterr().err
 
 
 def test_eval_rejects_a_non_run(tmp_path, capsys):

@@ -84,6 +84,8 @@ def test_png_dir_no_ema_gives_the_trained_weights(run, tmp_path):
     main(["sample", run, "--png-dir", str(tmp_path / "e"), "--n", "4"])
     main(["sample", run, "--png-dir", str(tmp_path / "r"), "--n", "4", "--no-ema"])
     raw, _, _ = load_run(run, ema=False)
+    with open(run_paths(run)["config"]) as f:
+        assert raw.run_config == json.load(f)  # load_run keeps config.json, as load_generator does
     want = quantize_uint8(_sample_model(raw, 4, torch.Generator().manual_seed(0), 256))
     assert torch.equal(load_image_folder(tmp_path / "r"), want)
     assert not torch.equal(load_image_folder(tmp_path / "e"), want)

@@ -12,6 +12,7 @@ Floors, bottom to top: a module may import its own floor or a lower one.
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pygan"
@@ -85,9 +86,9 @@ def imports_of(module: str, path: Path, modules: set[str]) -> list[tuple[str, in
     return edges
 
 
-def build_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, list[tuple[str, int]]]:
-    """module -> [(imported module, line)], over the package's modules, the root excluded."""
-    files = discover(package_dir)
+def build_graph(files: dict[str, Path]) -> dict[str, list[tuple[str, int]]]:
+    """module -> [(imported module, line)], over the package's modules (``files``:
+    :func:`discover`'s answer), the root excluded. Each file is parsed once."""
     modules = set(files)
     graph: dict[str, list[tuple[str, int]]] = {}
     for mod, path in files.items():
@@ -120,74 +121,20 @@ def upward_edges(graph, files, package_dir: Path = PACKAGE_DIR) -> list[str]:
     return out
 
 
-def strongly_connected(graph: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
-    """Tarjan's algorithm (iterative); components with more than one module (or a self-loop)."""
-    adj = {m: sorted({d for d, _ in e if d in graph}) for m, e in graph.items()}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    comps: list[list[str]] = []
-    counter = 0
-    for start in sorted(adj):
-        if start in index:
-            continue
-        work = [(start, iter(adj[start]))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, it = work[-1]
-            advanced = False
-            for nxt in it:
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, iter(adj[nxt])))
-                    advanced = True
-                    break
-                if nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                comp = []
-                while True:
-                    m = stack.pop()
-                    on_stack.discard(m)
-                    comp.append(m)
-                    if m == node:
-                        break
-                if len(comp) > 1 or node in adj[node]:
-                    comps.append(sorted(comp))
-    return sorted(comps)
-
-
-def one_cycle(comp: list[str], graph) -> list[str]:
-    """A concrete cycle through the component's first module, for the failure message."""
-    members = set(comp)
-    adj = {m: sorted({d for d, _ in graph[m] if d in members}) for m in comp}
-    start = comp[0]
-    parent: dict[str, str | None] = {start: None}
-    queue = [start]
-    while queue:
-        node = queue.pop(0)
-        for nxt in adj[node]:
-            if nxt == start:
-                path = [node]
-                while parent[path[-1]] is not None:
-                    path.append(parent[path[-1]])
-                return [*reversed(path), start]
-            if nxt not in parent:
-                parent[nxt] = node
-                queue.append(nxt)
-    return comp
+def find_cycle(graph: dict[str, list[tuple[str, int]]]) -> list[str] | None:
+    """A concrete import cycle, ``[a, b, ..., a]`` with each module importing the next, starting at
+    its alphabetically first module (so the failure message is stable); None when there is none."""
+    # TopologicalSorter wants node -> predecessors: a module's imports come before it.
+    sorter = TopologicalSorter({m: sorted({d for d, _ in e if d in graph}) for m, e in graph.items()})
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        # args[1]: each node precedes the next, i.e. is imported by it; reversed: each imports the next
+        ring = list(reversed(exc.args[1]))[:-1]
+        i = ring.index(min(ring))
+        ring = ring[i:] + ring[:i]
+        return [*ring, ring[0]]
+    return None
 
 
 # ---------------------------------------------------------------- the checker can fail
@@ -209,33 +156,33 @@ def test_checker_sees_nested_relative_and_submodule_imports(tmp_path):
             "__init__.py": "from pygan import cli\n",
             "errors.py": "",
             "metrics/__init__.py": "from .frechet import fid\n",
-            "metrics/frechet.py": "def fid():\n    from pygan.train import load_run\n",
+            "metrics/frechet.py": "def fid():\n    from pygan.runs import load_run\n",
             "metrics/nrds.py": "from .. import nn\nfrom . import frechet\n",
             "nn/__init__.py": "import pygan.metrics.nrds\n",
             "train.py": "from pygan import errors, __version__\n",
             "cli.py": "",
         },
     )
-    graph = build_graph(pkg)
+    files = discover(pkg)
+    graph = build_graph(files)
     assert "pygan" not in graph
     assert graph["pygan.metrics"] == [("pygan.metrics.frechet", 1)]
-    assert graph["pygan.metrics.frechet"] == [("pygan.train", 2)]  # inside a function
+    assert graph["pygan.metrics.frechet"] == [("pygan.runs", 2)]  # inside a function
     assert graph["pygan.metrics.nrds"] == [("pygan.nn", 1), ("pygan.metrics.frechet", 2)]
     assert graph["pygan.nn"] == [("pygan.metrics.nrds", 1)]
     assert graph["pygan.train"] == [("pygan.errors", 1)]  # the root (for __version__) is exempt
-    comps = strongly_connected(graph)
-    assert comps == [["pygan.metrics.nrds", "pygan.nn"]]
-    assert one_cycle(comps[0], graph) == ["pygan.metrics.nrds", "pygan.nn", "pygan.metrics.nrds"]
-    files = discover(pkg)
+    cycle = find_cycle(graph)
+    assert sorted(set(cycle)) == ["pygan.metrics.nrds", "pygan.nn"]
+    assert cycle == ["pygan.metrics.nrds", "pygan.nn", "pygan.metrics.nrds"]
     ups = upward_edges(graph, files, pkg)
-    assert any("metrics/frechet.py:2" in u and "(floor 5)" in u and "(floor 8)" in u for u in ups), ups
+    assert any("metrics/frechet.py:2" in u and "(floor 5)" in u and "(floor 7)" in u for u in ups), ups
     assert any("nn/__init__.py:1" in u and "pygan.metrics.nrds (floor 5)" in u for u in ups), ups
 
 
 # ---------------------------------------------------------------- pygan itself
 
-GRAPH = build_graph()
 FILES = discover()
+GRAPH = build_graph(FILES)
 
 
 def test_every_module_has_a_floor():
@@ -249,8 +196,8 @@ def test_no_upward_imports():
 
 
 def test_no_cycles():
-    comps = strongly_connected(GRAPH)
-    assert not comps, "import cycles:\n" + "\n".join(" -> ".join(one_cycle(c, GRAPH)) for c in comps)
+    cycle = find_cycle(GRAPH)
+    assert cycle is None, "import cycle:\n" + " -> ".join(cycle)
 
 
 # Inside an op folder (pygan/ops/<op>/): the public module (__init__) sits on top; the Triton kernels

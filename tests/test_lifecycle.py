@@ -15,17 +15,8 @@ import torch
 
 from pygan import cli
 from pygan import train as train_mod
-from pygan.train import (
-    DivergenceError,
-    NoCheckpointError,
-    NonFiniteLossError,
-    TrainingInterrupted,
-    TrainOptions,
-    load_checkpoint,
-    run_paths,
-    save_checkpoint,
-    train,
-)
+from pygan.runs import CHECKPOINT_FORMAT, NoCheckpointError, load_checkpoint, run_paths, save_checkpoint
+from pygan.train import DivergenceError, NonFiniteLossError, TrainingInterrupted, TrainOptions, train
 from tests import _models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,6 +74,13 @@ def test_failed_start_reruns_with_the_same_command(tmp_path, test_models, monkey
     assert os.path.isfile(p["config"]) and not os.path.exists(p["last"])
     assert os.path.isfile(os.path.join(p["samples"], "step_0000001.png"))
     (run / "notes.txt").write_text("mine")  # a user's file in the run folder survives the restart
+    stale = [  # temporary files of atomic writes killed midway (copy_file, write_json)
+        os.path.join(p["samples"], ".last.png.k1l2.tmp"),
+        os.path.join(p["samples"], "last.png.tmp"),
+        os.path.join(str(run), ".config.json.k1l2.tmp"),
+    ]
+    for f in stale:
+        open(f, "wb").close()
 
     with pytest.raises(
         NoCheckpointError, match=r"holds no checkpoint .*nothing to resume; run the same command"
@@ -97,6 +95,7 @@ def test_failed_start_reruns_with_the_same_command(tmp_path, test_models, monkey
     assert [r["step"] for r in _rows(run)] == [1, 2, 3, 4]
     assert sorted(os.listdir(p["samples"])) == ["last.png", "step_0000004.png"]  # the old grid went
     assert (run / "notes.txt").read_text() == "mine"
+    assert not any(os.path.exists(f) for f in stale)
     with pytest.raises(FileExistsError, match="already holds a run; use --resume"):
         _paired(run, 4)
 
@@ -165,7 +164,7 @@ def test_signal_stop_checkpoints_and_resume_is_exact(tmp_path, monkeypatch):
 
 def test_second_ctrl_c_during_the_save_aborts_and_keeps_last_pt(tmp_path):
     path = str(tmp_path / "last.pt")
-    save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "step": 3}, path)
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 3}, path)
 
     class SecondCtrlC:  # pickled in the middle of torch.save
         def __reduce__(self):
@@ -181,7 +180,7 @@ def test_second_ctrl_c_during_the_save_aborts_and_keeps_last_pt(tmp_path):
         with pytest.raises(
             TrainingInterrupted, match=r"SIGINT again: aborted at once .*last.pt is the checkpoint of step 3"
         ) as e:
-            save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "step": 4, "x": SecondCtrlC()}, path)
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 4, "x": SecondCtrlC()}, path)
     assert e.value.exit_code == 130
     assert load_checkpoint(path)["step"] == 3
     assert os.listdir(tmp_path) == ["last.pt"]  # the temporary file is gone

@@ -15,6 +15,7 @@ files the user gives (or, for Inception, pytorch-fid's copy in the torch hub cac
 from pygan.backbones.digits import (
     DEFAULT_WEIGHTS,
     DigitsClassifier,
+    DigitsFeatures,
     cache_dir,
     load_digits_classifier,
     predict_classes,
@@ -38,6 +39,7 @@ __all__ = [
     "VGG19_LAYERS",
     "AlexNetFeatures",
     "DigitsClassifier",
+    "DigitsFeatures",
     "FIDInceptionV3",
     "VGG16Features",
     "cache_dir",

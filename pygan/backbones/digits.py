@@ -26,10 +26,11 @@ resized (bilinear, antialiased when shrinking) to 32 x 32.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ from torch import nn
 __all__ = [
     "DEFAULT_WEIGHTS",
     "DigitsClassifier",
+    "DigitsFeatures",
     "accuracy",
     "cache_dir",
     "load_digits_classifier",
@@ -117,6 +119,35 @@ class DigitsClassifier(nn.Module):
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Class indices ``[N]`` (int64)."""
         return predict_classes(self, x, batch_size)
+
+
+class DigitsFeatures(nn.Module):
+    """pygan's digits classifier as a feature network: layers ``conv1``, ``conv2``, ``conv3`` (its
+    post-ReLU conv maps, ``channels`` 16, 32, 64). ``forward(x)`` returns the three maps in order (the
+    LPIPS-style backbone of :class:`pygan.metrics.PerceptualDistance`); ``taps(x, names)`` the named
+    ones (the perceptual loss's interface, :class:`pygan.nn.PerceptualLoss`).
+
+    ``classifier``: the :class:`DigitsClassifier` to read; None: a copy of the shipped one (the cached
+    one stays untouched)."""
+
+    layer_names = ("conv1", "conv2", "conv3")
+    channels = (16, 32, 64)
+
+    def __init__(self, classifier: nn.Module | None = None):
+        super().__init__()
+        if classifier is None:
+            classifier = copy.deepcopy(load_digits_classifier())  # the cached one stays untouched
+        self.net = classifier
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.feature_maps(x)
+
+    def taps(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        unknown = [n for n in names if n not in self.layer_names]
+        if unknown:
+            raise ValueError(f"unknown digits-classifier layer(s) {unknown}; known: {list(self.layer_names)}")
+        maps = dict(zip(self.layer_names, self.net.feature_maps(x)))
+        return {n: maps[n] for n in names}
 
 
 def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pygan.backbones._files import load_state_dict_file
+
 __all__ = [
     "FID_WEIGHTS_FILE",
     "FIDInceptionV3",
@@ -271,11 +273,7 @@ def load_fid_inception(weights_path: str | os.PathLike | None = None) -> FIDInce
             f"Inception weights file {str(p)!r} does not exist (expected {FID_WEIGHTS_FILE}); pass the "
             f"local path with weights_path= or {_ENV}"
         )
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{str(p)!r} does not hold a state dict (got {type(state).__name__})")
+    state = load_state_dict_file(p, "Inception", name_type=True)
     model = FIDInceptionV3()
     own = model.state_dict()
     state = {k: v for k, v in state.items()}

@@ -1,17 +1,15 @@
 """Tapped conv trunks for LPIPS-style distances, with torchvision's module indices so that a local
 torchvision state dict loads (never downloaded): :class:`AlexNetFeatures` and
-:class:`VGG16Features`, each returning its five LPIPS taps; :func:`load_state_dict_file` reads such a
-local weights file.
+:class:`VGG16Features`, each returning its five LPIPS taps; :func:`load_state_dict_file` (from
+:mod:`pygan.backbones._files`) reads such a local weights file.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from torch import nn
 
+from pygan.backbones._files import load_state_dict_file
 from pygan.backbones.vgg import vgg_features
 
 __all__ = ["AlexNetFeatures", "VGG16Features", "load_state_dict_file"]
@@ -62,18 +60,3 @@ class VGG16Features(_TappedTrunk):
         super().__init__()
         self.features = vgg_features(self._cfg)
         self.taps = (3, 8, 15, 22, 29)
-
-
-def load_state_dict_file(path: str | os.PathLike, what: str) -> dict:
-    """The state dict in the local file ``path`` (a bare state dict, or a dict holding one under
-    ``"state_dict"``), read with ``weights_only=True``; ``FileNotFoundError`` / ``ValueError`` name
-    the file and ``what`` it was meant to be. Nothing is downloaded."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} weights file {str(p)!r} does not exist")
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{str(p)!r} does not hold a state dict")
-    return state

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pygan.backbones._files import load_state_dict_file
+
 __all__ = ["VGG19", "VGG19_LAYERS", "load_vgg19", "vgg_features"]
 
 _VGG19_CFG = (
@@ -148,11 +150,7 @@ def load_vgg19(path: str | os.PathLike, include_classifier: bool = False) -> VGG
             f"VGG19 weights {p!r} not found. pygan never downloads weights: get torchvision's "
             "vgg19-dcbb9e9d.pth (ImageNet) once and point at the local file."
         )
-    sd = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{p!r} does not hold a state dict")
+    sd = load_state_dict_file(p, "VGG19")
     model = VGG19(include_classifier=include_classifier)
     if not include_classifier:
         sd = {k: v for k, v in sd.items() if k.startswith("features.")}

@@ -10,9 +10,19 @@ objects for ``model.training_step`` (image files can be decoded in worker proces
 """
 
 from pygan.data import transforms
-from pygan.data.core import KINDS, Batch, DataInfo, Dataset, LazyRows, Loader, check_workers, default_workers
+from pygan.data.core import (
+    KINDS,
+    Batch,
+    DataError,
+    DataInfo,
+    Dataset,
+    LazyRows,
+    Loader,
+    check_workers,
+    default_workers,
+)
 from pygan.data.digits import DIGITS_SPLITS, load_digits
-from pygan.data.files import DataError, ImageFiles, celeba, image_folder, mnist, pix2pix, read_idx, svhn
+from pygan.data.files import ImageFiles, celeba, image_folder, mnist, pix2pix, read_idx, svhn
 from pygan.data.photos import faces, photo_patches
 from pygan.data.registry import DATASETS, DataSpec, list_datasets, load_data, parse_spec
 from pygan.data.synthetic import mixture, mixture_centers, sample_mixture

@@ -42,7 +42,6 @@ from pygan.data.core import DataError, Dataset, LazyRows
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "DataError",
     "ImageFiles",
     "celeba",
     "image_folder",

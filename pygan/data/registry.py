@@ -44,7 +44,7 @@ import torch
 
 from pygan.data import files, photos, synthetic
 from pygan.data import transforms as T
-from pygan.data.core import DataInfo, Dataset, LazyRows
+from pygan.data.core import DataError, DataInfo, Dataset, LazyRows
 from pygan.data.digits import load_digits
 from pygan.errors import ConfigError
 
@@ -115,7 +115,7 @@ def _sniff(path: str) -> str:
             return "svhn"
         if "idx" in name or "ubyte" in name:
             return "mnist"
-        raise files.DataError(
+        raise DataError(
             f"{path}: cannot tell the format of this file; expected an MNIST idx file or an SVHN .mat "
             f"(or prefix the path with one of {', '.join(k + ':' for k in PATH_KINDS)})"
         )

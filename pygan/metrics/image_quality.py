@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pygan.backbones.digits import load_digits_classifier
+from pygan.backbones.digits import DigitsFeatures, load_digits_classifier
 from pygan.backbones.taps import AlexNetFeatures, VGG16Features, load_state_dict_file
 from pygan.metrics._util import batches, check_images
 
@@ -143,16 +143,6 @@ def ssim(
 # ----------------------------------------------------------------------------------------------
 
 
-class _DigitsTaps(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = load_digits_classifier()
-        self.channels = (16, 32, 64)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net.feature_maps(x)
-
-
 def _normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return f / (f.pow(2).sum(1, keepdim=True).sqrt() + eps)
 
@@ -194,7 +184,7 @@ class PerceptualDistance(nn.Module):
         if backbone is None:
             if backbone_weights is not None:
                 raise ValueError("backbone_weights needs backbone='alex' or 'vgg'")
-            self.net = _DigitsTaps()
+            self.net = DigitsFeatures(load_digits_classifier())  # the cached classifier, shared
             self.kind = "digits"
         elif isinstance(backbone, str):
             nets = {"alex": AlexNetFeatures, "vgg": VGG16Features}

@@ -42,29 +42,10 @@ import torch
 from torch import nn
 
 from pygan import ops
-from pygan.backbones.digits import load_digits_classifier
+from pygan.backbones.digits import DigitsFeatures, load_digits_classifier
 from pygan.backbones.vgg import VGG19, VGG19_LAYERS, load_vgg19
 
 __all__ = ["VGG19", "VGG19_LAYERS", "DigitsFeatures", "PerceptualLoss", "load_vgg19"]
-
-
-class DigitsFeatures(nn.Module):
-    """pygan's digits classifier as a feature network: layers ``conv1``, ``conv2``, ``conv3``."""
-
-    layer_names = ("conv1", "conv2", "conv3")
-
-    def __init__(self, classifier: nn.Module | None = None):
-        super().__init__()
-        if classifier is None:
-            classifier = copy.deepcopy(load_digits_classifier())  # the cached one stays untouched
-        self.net = classifier
-
-    def taps(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        unknown = [n for n in names if n not in self.layer_names]
-        if unknown:
-            raise ValueError(f"unknown digits-classifier layer(s) {unknown}; known: {list(self.layer_names)}")
-        maps = dict(zip(self.layer_names, self.net.feature_maps(x)))
-        return {n: maps[n] for n in names}
 
 
 _DEFAULT_LAYERS = {

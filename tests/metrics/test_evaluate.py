@@ -187,14 +187,6 @@ def test_coupled_run_agreement_and_per_domain_fid(tmp_path):
     assert "semantic_agreement" in plan["skipped"]
 
 
-def test_default_loader_needs_pygan_runs(tmp_path, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "pygan.runs", None)  # as if it were missing
-    with pytest.raises(ImportError, match="load_run"):
-        evaluate_run(tmp_path)
-
-
 def test_compare_runs_nrds(tmp_path):
     runs = {"good": DigitsModel(), "noise": _Noise()}
 
