@@ -465,7 +465,7 @@ def test_train_grid_with_residual_resume_and_eval(tmp_path):
     assert rows(full) == rows(part) and len(rows(full)) == 4
     # 4 samples as (x, I_ED, I_G, Î), 2 per row: 2 rows of 8 tiles of 16 px (+2 pad), x4 enlarged
     assert Image.open(run_paths(full)["samples"] + "/last.png").size == (584, 152)
-    from pygan.evaluate import evaluate_run  # imported here: tests/test_cli.py fakes pygan.evaluate
+    from pygan.evaluate import evaluate_run
 
     res = evaluate_run(full, n_samples=64)
     assert {"reconstruction", "fid", "kid"} <= set(res["metrics"])
