@@ -30,6 +30,7 @@ schema names (``residual_add``, ``feature_regularizer``, ``gram_diff``, ``interp
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from collections.abc import Callable, Iterable
@@ -223,14 +224,18 @@ _IMPLS: dict[str, dict[str, Callable]] = {}
 _CACHE: dict[tuple, Callable] = {}
 
 
-def register_op(
-    op: str, reference: Callable, native: Callable | None, triton: Callable[[], Callable]
-) -> None:
+def register_op(op: str, reference: Callable, package: str) -> None:
     """Registers the implementations of the ``pygan::<op>`` schema, all callable with one signature:
-    ``reference`` (pure PyTorch), ``native`` (the ``pygan::`` op overload, serving ``cpp`` and
-    ``cuda``; None without the C++ library, when neither is ever selected) and ``triton``, a
-    function that imports the op's Triton module and returns its op (called on each Triton call,
-    which is never memoised, so triton is imported on first use only)."""
+    ``reference`` (pure PyTorch), the native op ``torch.ops.pygan.<op>.default`` (serving ``cpp`` and
+    ``cuda``; None without the C++ library, when neither is ever selected) and, for ``triton``, a
+    loader that imports ``<package>.triton`` and returns its attribute ``<op>`` (called on each
+    Triton call, which is never memoised, so triton is imported on first use only). ``package`` is
+    the op package (its ``__name__``)."""
+    native = getattr(torch.ops.pygan, op).default if _ext.native_loaded() else None
+
+    def triton() -> Callable:
+        return getattr(importlib.import_module(f"{package}.triton"), op)
+
     _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": triton}
 
 

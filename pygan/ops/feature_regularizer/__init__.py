@@ -35,7 +35,6 @@ from collections.abc import Sequence
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend
 from pygan.ops.feature_regularizer import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.feature_regularizer.reference import REDUCTIONS, _validate, feature_regularizer_ref
@@ -43,19 +42,12 @@ from pygan.ops.feature_regularizer.reference import REDUCTIONS, _validate, featu
 __all__ = ["REDUCTIONS", "feature_regularizer", "feature_regularizer_ref"]
 
 
-def _triton():
-    from pygan.ops.feature_regularizer import triton
-
-    return triton.feature_regularizer
-
-
 # One signature for every backend: (feats_a, feats_b (already detached for detach_b), p, reduction,
 # weights).
 _backend.register_op(
     "feature_regularizer",
     reference=feature_regularizer_ref,
-    native=torch.ops.pygan.feature_regularizer.default if _ext.native_loaded() else None,
-    triton=_triton,
+    package=__name__,
 )
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops.style_loss import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.style_loss.reference import (
@@ -51,18 +50,11 @@ from pygan.ops.style_loss.reference import (
 __all__ = ["gram_matrix", "gram_matrix_ref", "style_loss", "style_loss_ref"]
 
 
-def _triton():
-    from pygan.ops.style_loss import triton
-
-    return triton.gram_diff
-
-
 # One signature for every backend: (fx, fy or None, normalize).
 _backend.register_op(
     "gram_diff",
     reference=gram_diff_ref,
-    native=torch.ops.pygan.gram_diff.default if _ext.native_loaded() else None,
-    triton=_triton,
+    package=__name__,
 )
 
 
