@@ -18,7 +18,7 @@ from pygan.ops._cases import BATCH, DTYPES, LAYOUTS, apply_layout, make, shapes4
 from pygan.ops._cases import TOLERANCES as TOLS
 
 __all__ = ["BATCH", "DTYPES", "LAYOUTS", "SMALL", "TOLS", "apply_layout", "assert_close", "examples"]
-__all__ += ["make", "max_err", "shapes4"]
+__all__ += ["compare", "leaf", "make", "max_err", "shapes4"]
 
 _SCALE = {"ci": 1.0, "dev": 5.0, "smoke": 0.05}[os.environ.get("PYGAN_HYPOTHESIS_PROFILE", "ci")]
 
@@ -57,6 +57,40 @@ def assert_close(
     if torch_lowp is not None:
         bound = max(bound, 2 * max_err(torch_lowp.double()[~ref_nan], ref64) + atol)
     assert err <= bound, f"{name}: max abs error {err:.3e} > bound {bound:.3e} ({dtype}, scale {scale:.3e})"
+
+
+def _grads(out, inputs, grad_out):
+    want = [t for t in inputs if t.requires_grad]
+    if not want or out.numel() == 0:
+        return []
+    return list(torch.autograd.grad(out, want, grad_out, allow_unused=False))
+
+
+def leaf(t, requires_grad):
+    return t.detach().requires_grad_(requires_grad)
+
+
+def compare(fn, ref, inputs, needs, grad_out, dtype, names, tols=None, device=None):
+    """``fn(*inputs)`` vs ``ref`` on float64 copies, and ``ref`` in ``dtype`` for the bound (the rule
+    above): the output and the gradient of every input whose ``needs`` is True (``grad_out`` is the
+    output's gradient, None for a scalar), named by ``names``. With ``device`` (a device or its
+    name), each result must also be on that device's type; ``tols`` as in :func:`assert_close`."""
+    xs = [leaf(t, n) for t, n in zip(inputs, needs)]
+    out = fn(*xs)
+    got = [out, *_grads(out, xs, grad_out)]
+    x64 = [leaf(t.double(), n) for t, n in zip(inputs, needs)]
+    out64 = ref(*x64)
+    want = [out64, *_grads(out64, x64, None if grad_out is None else grad_out.double())]
+    low = [None] * len(want)
+    if dtype != torch.float64:
+        xl = [leaf(t, n) for t, n in zip(inputs, needs)]
+        outl = ref(*xl)
+        low = [outl, *_grads(outl, xl, grad_out)]
+    assert len(got) == len(want)
+    for name, g, w, lw in zip(names, got, want, low):
+        if device is not None:
+            assert g.device.type == torch.device(device).type, name
+        assert_close(name, g, w, lw, dtype, tols)
 
 
 @pytest.fixture(autouse=True)
