@@ -30,7 +30,6 @@ schema names (``residual_add``, ``feature_regularizer``, ``gram_diff``, ``interp
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from collections.abc import Callable, Iterable
@@ -232,11 +231,14 @@ def register_op(op: str, reference: Callable, package: str) -> None:
     Triton call, which is never memoised, so triton is imported on first use only). ``package`` is
     the op package (its ``__name__``)."""
     native = getattr(torch.ops.pygan, op).default if _ext.native_loaded() else None
-
-    def triton() -> Callable:
-        return getattr(importlib.import_module(f"{package}.triton"), op)
-
-    _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": triton}
+    if not (op.isidentifier() and all(part.isidentifier() for part in package.split("."))):
+        raise ValueError(f"register_op: bad op or package name: {op!r}, {package!r}")
+    # The loader is an import statement, not importlib.import_module: torch.compile traces an import
+    # statement (a function compiled with fullgraph=True may make the first Triton call) but not
+    # importlib, so it is built from source for this package and op.
+    scope: dict = {}
+    exec(f"def triton():\n    from {package} import triton\n    return triton.{op}\n", scope)
+    _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": scope["triton"]}
 
 
 def _callable(op: str, name: str) -> Callable:
