@@ -39,8 +39,7 @@ from pygan.ops import _backend, _check
 from pygan.ops.style_loss import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.style_loss.reference import (
     NORMALIZE,
-    REDUCTIONS,
-    _split_target,
+    _style_loss,
     _validate_features,
     gram_diff_ref,
     gram_matrix_ref,
@@ -84,11 +83,8 @@ def style_loss(
         reduction: ``"mean"`` over B*C*C (default) or ``"sum"``.
         backend: see :mod:`pygan.ops._backend`.
     """
-    _validate_features("fx", fx)
-    _check.choice("normalize", normalize, NORMALIZE)
-    _check.choice("reduction", reduction, REDUCTIONS)
-    fy, gram = _split_target(fx, target, target_is_gram)
-    d = _backend.implementation("gram_diff", fx.device, (fx,), backend)(fx, fy, normalize)
-    if gram is not None:
-        d = d - gram
-    return d.square().mean() if reduction == "mean" else d.square().sum()
+
+    def gram_diff(fx, fy, normalize):
+        return _backend.implementation("gram_diff", fx.device, (fx,), backend)(fx, fy, normalize)
+
+    return _style_loss(fx, target, normalize, reduction, target_is_gram, gram_diff)

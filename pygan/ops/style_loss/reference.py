@@ -4,6 +4,8 @@ checks they share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pygan.ops import _check
@@ -74,12 +76,28 @@ def style_loss_ref(
 ) -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.style_loss`: two ``bmm`` Grams and their squared
     difference."""
+    return _style_loss(fx, target, normalize, reduction, target_is_gram, gram_diff_ref)
+
+
+def _style_loss(
+    fx: torch.Tensor,
+    target: torch.Tensor,
+    normalize: str,
+    reduction: str,
+    target_is_gram: bool | None,
+    gram_diff_of: Callable[[torch.Tensor, torch.Tensor | None, str], torch.Tensor],
+) -> torch.Tensor:
+    """:func:`pygan.ops.style_loss` and its reference, but for the Gram difference: the arguments
+    checked, then ``gram_diff_of(fx, fy, normalize)`` (the ``pygan::gram_diff`` schema: ``G(fx) -
+    G(fy)``, ``G(fx)`` for ``fy`` None; called only once the arguments are valid), less a Gram
+    target, squared and reduced."""
     _validate_features("fx", fx)
     _check.choice("normalize", normalize, NORMALIZE)
     _check.choice("reduction", reduction, REDUCTIONS)
     fy, gram = _split_target(fx, target, target_is_gram)
-    gy = gram_matrix_ref(fy, normalize) if gram is None else gram
-    d = gram_matrix_ref(fx, normalize) - gy
+    d = gram_diff_of(fx, fy, normalize)
+    if gram is not None:
+        d = d - gram
     return d.square().mean() if reduction == "mean" else d.square().sum()
 
 
