@@ -56,6 +56,13 @@ def apply_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     raise ValueError(layout)
 
 
+def f64(*shape, seed: int = 0, device="cpu") -> torch.Tensor:
+    """Uniform values in [-0.5, 0.5) drawn in float64 from ``seed``, on ``device``, requiring grad: the
+    inputs of the cases' gradcheck calls."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
+
+
 def make(shape, dtype, seed: int, layout: str = "contiguous", scale: float = 1.0, device="cpu"):
     """Normal values drawn in float64 from ``seed`` (the same on every device), cast, laid out."""
     g = torch.Generator().manual_seed(seed)
