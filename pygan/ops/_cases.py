@@ -1,10 +1,11 @@
 """One declaration per op (the idea of PyTorch's OpInfo and FBGEMM's ``cpu_and_maybe_gpu``): an
 :class:`OpCase` says how to draw inputs for an op, which function and reference to compare, which
-inputs get gradients, the tolerances per dtype, the ``torch.library.opcheck`` samples, the
-gradcheck and torch.compile calls, and the benchmark sizes with their bytes/flops model. The generic
-tests (tests/ops/test_ops.py) run every case over every backend that can run here, on CPU and, when
-present, CUDA; ``bench/ops.py`` times the same cases. Each op declares its case in
-``pygan/ops/<op>/cases.py`` (``CASE = OpCase(...)``); :func:`pygan.ops.op_cases` finds them all.
+inputs get gradients, the ``torch.library.opcheck`` samples, the gradcheck and torch.compile calls,
+and the benchmark sizes with their bytes/flops model (the tolerances per dtype, :data:`TOLERANCES`,
+are one table for all ops). The generic tests (tests/ops/test_ops.py) run every case over every
+backend that can run here, on CPU and, when present, CUDA; ``bench/ops.py`` times the same cases.
+Each op declares its case in ``pygan/ops/<op>/cases.py`` (``CASE = OpCase(...)``);
+:func:`pygan.ops.op_cases` finds them all.
 
 A case module imports only pygan's public API (``pygan.ops``) and this module, and imports
 hypothesis inside functions (hypothesis is a test dependency; pygan must import without it).
@@ -13,7 +14,7 @@ hypothesis inside functions (hypothesis is a test dependency; pygan must import 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -108,7 +109,6 @@ class Variant:
     samples: Callable[[str, bool], Any]
     examples: dict[str, int]
     default_examples: int = 10
-    cpu_kernel: bool = True  # re-run per CPU build (ATEN_CPU_CAPABILITY) for the cpp backend
 
     def budget(self, device: str, backend: str) -> int:
         return self.examples.get(f"{torch.device(device).type}/{backend}", self.default_examples)
@@ -145,7 +145,6 @@ class OpCase:
     # Benchmark sizes per size set ("paper", "model", "large") and the rows timed at them.
     bench_sizes: dict[str, Any]
     bench: list[Bench]
-    tolerances: dict[torch.dtype, tuple[float, float]] = field(default_factory=lambda: dict(TOLERANCES))
 
     @property
     def kernels(self) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ def _interpreted(backend: str, device: str) -> bool:
 # ---- equivalence -------------------------------------------------------------------------------
 
 
-def compare(sample, backend, tols, device):
+def compare(sample, backend, device):
     """The sample's function on ``backend`` vs its reference (:func:`tests.ops.helpers.compare`, each
     result on ``device``'s type), then the sample's own check."""
     names = sample.names[:1] + [n for n, need in zip(sample.names[1:], sample.needs) if need]
@@ -72,7 +72,6 @@ def compare(sample, backend, tols, device):
         sample.grad_out,
         sample.dtype,
         names,
-        tols,
         device,
     )
     if sample.check is not None:
@@ -106,7 +105,7 @@ def test_op_matches_reference(case, variant, device, backend):
     @settings(max_examples=examples(variant.budget(device, backend)))
     @given(sample=variant.samples(device, _interpreted(backend, device)))
     def check(sample):
-        compare(sample, backend, case.tolerances, device)
+        compare(sample, backend, device)
 
     check()
 
