@@ -118,12 +118,12 @@ class Variant:
 class Bench:
     """One benchmark row: ``make(sizes, dtype, device)`` -> (inputs needing grad, ``call(fn)`` ->
     output, bytes moved by an ideal fused fwd+bwd, flops or 0); ``op`` is the public function and
-    ``shape(sizes)`` the printed shape note."""
+    ``shape(sizes)`` the printed shape note (None: the case's ``bench_sizes[sizes]``)."""
 
     name: str
     op: str
     make: Callable
-    shape: Callable[[str], str]
+    shape: Callable[[str], str] | None = None
 
 
 @dataclass

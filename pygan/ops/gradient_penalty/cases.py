@@ -240,7 +240,7 @@ CASE = OpCase(
     compile=(_compile_fn, _compile_calls),
     bench_sizes=BENCH_SIZES,
     bench=[
-        Bench("GP tail (norm+penalty)", "grad_norm_penalty", _bench_tail, lambda s: f"{BENCH_SIZES[s]}"),
-        Bench("GP interpolate", "interpolate", _bench_interp, lambda s: f"{BENCH_SIZES[s]}"),
+        Bench("GP tail (norm+penalty)", "grad_norm_penalty", _bench_tail),
+        Bench("GP interpolate", "interpolate", _bench_interp),
     ],
 )

@@ -195,7 +195,7 @@ CASE = OpCase(
     compile=(_compile_fn, _compile_calls),
     bench_sizes=BENCH_SIZES,
     bench=[
-        Bench("style_loss (target fixed)", "style_loss", _bench(False), lambda s: f"{BENCH_SIZES[s]}"),
-        Bench("style_loss (both grads)", "style_loss", _bench(True), lambda s: f"{BENCH_SIZES[s]}"),
+        Bench("style_loss (target fixed)", "style_loss", _bench(False)),
+        Bench("style_loss (both grads)", "style_loss", _bench(True)),
     ],
 )
