@@ -37,7 +37,12 @@ import torch
 
 from pygan.ops import _backend
 from pygan.ops.feature_regularizer import contract  # noqa: F401  (the native ops' fake kernels)
-from pygan.ops.feature_regularizer.reference import REDUCTIONS, _validate, feature_regularizer_ref
+from pygan.ops.feature_regularizer.reference import (
+    REDUCTIONS,
+    _feature_regularizer,
+    _validate,
+    feature_regularizer_ref,
+)
 
 __all__ = ["REDUCTIONS", "feature_regularizer", "feature_regularizer_ref"]
 
@@ -46,7 +51,7 @@ __all__ = ["REDUCTIONS", "feature_regularizer", "feature_regularizer_ref"]
 # weights).
 _backend.register_op(
     "feature_regularizer",
-    reference=feature_regularizer_ref,
+    reference=_feature_regularizer,
     package=__name__,
 )
 

@@ -57,6 +57,8 @@ from pygan.ops.gradient_penalty import contract  # noqa: F401  (the native ops' 
 from pygan.ops.gradient_penalty.reference import (
     KINDS,
     _alpha_rows,
+    _grad_norm_penalty,
+    _interpolate,
     _penalty,
     _validate_pair,
     _validate_penalty_args,
@@ -76,20 +78,16 @@ __all__ = [
 ]
 
 
-def _grad_norm_penalty_ref(grads, target, weight, one_sided):
-    return grad_norm_penalty_ref(grads, target, weight, one_sided, return_norms=True)
-
-
 # One signature per schema for every backend: interpolate (real, fake, alpha [B]);
 # grad_norm_penalty (grads, target, weight, one_sided) -> (penalty, norms).
 _backend.register_op(
     "interpolate",
-    reference=interpolate_ref,
+    reference=_interpolate,
     package=__name__,
 )
 _backend.register_op(
     "grad_norm_penalty",
-    reference=_grad_norm_penalty_ref,
+    reference=_grad_norm_penalty,
     package=__name__,
 )
 

@@ -62,6 +62,11 @@ def gram_matrix_ref(f: torch.Tensor, normalize: str = "chw") -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.gram_matrix` (``bmm`` based, as users write it)."""
     _validate_features("f", f)
     _check.choice("normalize", normalize, NORMALIZE)
+    return _gram(f, normalize)
+
+
+def _gram(f: torch.Tensor, normalize: str) -> torch.Tensor:
+    """:func:`gram_matrix_ref` on arguments already checked."""
     F = f.flatten(2)
     return torch.bmm(F, F.transpose(1, 2)) / _norm(f, normalize)
 
@@ -103,6 +108,6 @@ def _style_loss(
 
 def gram_diff_ref(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> torch.Tensor:
     """The reference of the ``pygan::gram_diff`` schema: ``G(fx) - G(fy)``, or ``G(fx)`` when ``fy``
-    is None (arguments validated by the caller)."""
-    gx = gram_matrix_ref(fx, normalize)
-    return gx if fy is None else gx - gram_matrix_ref(fy, normalize)
+    is None (arguments validated by the caller, and not again here)."""
+    gx = _gram(fx, normalize)
+    return gx if fy is None else gx - _gram(fy, normalize)
