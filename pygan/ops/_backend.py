@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -223,22 +224,19 @@ _IMPLS: dict[str, dict[str, Callable]] = {}
 _CACHE: dict[tuple, Callable] = {}
 
 
-def register_op(op: str, reference: Callable, package: str) -> None:
+def register_op(op: str, reference: Callable, triton_module: Callable[[], Any]) -> None:
     """Registers the implementations of the ``pygan::<op>`` schema, all callable with one signature:
     ``reference`` (pure PyTorch), the native op ``torch.ops.pygan.<op>.default`` (serving ``cpp`` and
-    ``cuda``; None without the C++ library, when neither is ever selected) and, for ``triton``, a
-    loader that imports ``<package>.triton`` and returns its attribute ``<op>`` (called on each
-    Triton call, which is never memoised, so triton is imported on first use only). ``package`` is
-    the op package (its ``__name__``)."""
+    ``cuda``; None without the C++ library, when neither is ever selected) and, for ``triton``, the
+    attribute ``<op>`` of the module ``triton_module()`` returns (the op package's function that
+    imports its ``triton.py``: called on each Triton call, which is never memoised, so triton is
+    imported on first use only; an import statement, which torch.compile traces)."""
     native = getattr(torch.ops.pygan, op).default if _ext.native_loaded() else None
-    if not (op.isidentifier() and all(part.isidentifier() for part in package.split("."))):
-        raise ValueError(f"register_op: bad op or package name: {op!r}, {package!r}")
-    # The loader is an import statement, not importlib.import_module: torch.compile traces an import
-    # statement (a function compiled with fullgraph=True may make the first Triton call) but not
-    # importlib, so it is built from source for this package and op.
-    scope: dict = {}
-    exec(f"def triton():\n    from {package} import triton\n    return triton.{op}\n", scope)
-    _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": scope["triton"]}
+
+    def triton():
+        return getattr(triton_module(), op)
+
+    _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": triton}
 
 
 def _callable(op: str, name: str) -> Callable:

@@ -47,13 +47,15 @@ from pygan.ops.feature_regularizer.reference import (
 __all__ = ["REDUCTIONS", "feature_regularizer", "feature_regularizer_ref"]
 
 
+def _triton_module():
+    from pygan.ops.feature_regularizer import triton  # imported on first use of backend="triton"
+
+    return triton
+
+
 # One signature for every backend: (feats_a, feats_b (already detached for detach_b), p, reduction,
 # weights).
-_backend.register_op(
-    "feature_regularizer",
-    reference=_feature_regularizer,
-    package=__name__,
-)
+_backend.register_op("feature_regularizer", reference=_feature_regularizer, triton_module=_triton_module)
 
 
 def feature_regularizer(

@@ -78,18 +78,16 @@ __all__ = [
 ]
 
 
+def _triton_module():
+    from pygan.ops.gradient_penalty import triton  # imported on first use of backend="triton"
+
+    return triton
+
+
 # One signature per schema for every backend: interpolate (real, fake, alpha [B]);
 # grad_norm_penalty (grads, target, weight, one_sided) -> (penalty, norms).
-_backend.register_op(
-    "interpolate",
-    reference=_interpolate,
-    package=__name__,
-)
-_backend.register_op(
-    "grad_norm_penalty",
-    reference=_grad_norm_penalty,
-    package=__name__,
-)
+_backend.register_op("interpolate", reference=_interpolate, triton_module=_triton_module)
+_backend.register_op("grad_norm_penalty", reference=_grad_norm_penalty, triton_module=_triton_module)
 
 
 def interpolate(

@@ -38,12 +38,14 @@ __all__ = ["ACTIVATIONS", "residual_add", "residual_add_ref"]
 Tensor = torch.Tensor
 
 
+def _triton_module():
+    from pygan.ops.residual_add import triton  # imported on first use of backend="triton"
+
+    return triton
+
+
 # One signature for every backend: (base, residual, activation name, detach_base).
-_backend.register_op(
-    "residual_add",
-    reference=residual_add_ref,
-    package=__name__,
-)
+_backend.register_op("residual_add", reference=residual_add_ref, triton_module=_triton_module)
 
 
 def residual_add(

@@ -49,12 +49,14 @@ from pygan.ops.style_loss.reference import (
 __all__ = ["gram_matrix", "gram_matrix_ref", "style_loss", "style_loss_ref"]
 
 
+def _triton_module():
+    from pygan.ops.style_loss import triton  # imported on first use of backend="triton"
+
+    return triton
+
+
 # One signature for every backend: (fx, fy or None, normalize).
-_backend.register_op(
-    "gram_diff",
-    reference=gram_diff_ref,
-    package=__name__,
-)
+_backend.register_op("gram_diff", reference=gram_diff_ref, triton_module=_triton_module)
 
 
 def gram_matrix(f: torch.Tensor, normalize: str = "chw", *, backend: str | None = None) -> torch.Tensor:
