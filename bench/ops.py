@@ -30,41 +30,29 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
 import pygan
 from pygan import ops
 from pygan.ops import op_cases
+from pygan.ops._cases import Bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@dataclass
-class Case:
-    """One benchmark: ``make()`` returns (inputs needing grad, the call ``f(backend)`` -> output or
-    loss, bytes moved by an ideal fused fwd+bwd, flops or 0)."""
-
-    name: str
-    op: str
-    make: Callable
-    note: str = ""
-    meta: dict = field(default_factory=dict)
-
-
-# Sizes and the bytes/flops model come from the op cases (pygan/ops/<op>/cases.py): "paper" (the issue's
-# CPU sizes), "model" (the models' own 32x32 digits/DCGAN layers), "large" (GPU-filling, hundreds of
-# MB per tensor in float32). SIZES[set][op] is the case's shape (a list of shapes for
-# feature_regularizer).
+# Sizes and the bytes/flops model come from the op cases (pygan/ops/<op>/cases.py), per size set:
+# "paper" (the issue's CPU sizes), "model" (the models' own 32x32 digits/DCGAN layers), "large"
+# (GPU-filling, hundreds of MB per tensor in float32).
 CASES = op_cases()
-SIZES = {name: {case.name: case.bench_sizes[name] for case in CASES} for name in ("paper", "model", "large")}
+SIZES = ("paper", "model", "large")
 
 
-def build_cases(sizes: str, dtype, device) -> list[Case]:
-    """The benchmark rows of every op case at size set ``sizes``."""
+def build_cases(sizes: str) -> list[tuple[Bench, str]]:
+    """The benchmark rows of every op case at size set ``sizes``, each with its printed shape note
+    (the row's own, else the case's size)."""
     return [
-        Case(bench.name, bench.op, lambda b=bench: b.make(sizes, dtype, device), bench.shape(sizes))
+        (bench, bench.shape(sizes) if bench.shape is not None else str(case.bench_sizes[sizes]))
         for case in CASES
         for bench in case.bench
     ]
@@ -81,9 +69,9 @@ def _fwd_bwd(call, fn, inputs, grad_out=None):
     return out, torch.autograd.grad(out, inputs, _grad_out(out) if grad_out is None else grad_out)
 
 
-def _candidates(case: Case, device: torch.device, compile: bool = True) -> dict[str, Callable]:
-    ref = getattr(ops, f"{case.op}_ref")
-    public = getattr(ops, case.op)
+def _candidates(op: str, device: torch.device, compile: bool = True) -> dict[str, Callable]:
+    ref = getattr(ops, f"{op}_ref")
+    public = getattr(ops, op)
     cands = {"eager": ref, "compile": torch.compile(ref)} if compile else {"eager": ref}
     backends = ["cpp"] if device.type == "cpu" else ["cuda", "triton"]
     for b in backends:
@@ -184,17 +172,17 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    cases = [c for c in build_cases(args.sizes, dtype, device) if not args.op or c.op in args.op]
+    cases = [(c, note) for c, note in build_cases(args.sizes) if not args.op or c.op in args.op]
     bw = copy_bandwidth(device)
     print(f"# device: {device_name(device)} | torch {torch.__version__} | pygan {pygan.info()}")
     print(f"# copy bandwidth: {bw:.1f} GB/s | dtype {args.dtype} | sizes {args.sizes} | reps {args.reps}")
     rows = []
-    for case in cases:
+    for case, note in cases:
         if not hasattr(ops, case.op):
             print(f"{case.name}: not benchmarked: pygan.ops has no {case.op} in this build")
             continue
-        inputs, call, nbytes, flops = case.make()
-        cands = _candidates(case, device, compile=not getattr(args, "no_compile", False))
+        inputs, call, nbytes, flops = case.make(args.sizes, dtype, device)
+        cands = _candidates(case.op, device, compile=not getattr(args, "no_compile", False))
         results, failed = {}, {}
         for name, fn in cands.items():
             try:
@@ -213,10 +201,8 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
                 failed[name] = f"mismatch: {exc}"
                 del results[name]
         for name, why in failed.items():
-            rows.append(
-                {"case": case.name, "op": case.op, "shape": case.note, "candidate": name, "error": why}
-            )
-            print(f"{case.name:28s} {case.note:22s} {name:8s} NOT TIMED ({why})", flush=True)
+            rows.append({"case": case.name, "op": case.op, "shape": note, "candidate": name, "error": why})
+            print(f"{case.name:28s} {note:22s} {name:8s} NOT TIMED ({why})", flush=True)
         g_out = _grad_out(want_out)
         del want_out, want_grads
         out = grads = None  # drop the last checked result before timing
@@ -233,7 +219,7 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
             row = {
                 "case": case.name,
                 "op": case.op,
-                "shape": case.note,
+                "shape": note,
                 "candidate": name,
                 "ms": round(ms, 4),
                 "vs_eager": round(times["eager"] / ms, 3),
@@ -252,7 +238,7 @@ def run(args, on_case: Callable[[dict], None] | None = None) -> dict:
             extra = f" {row['TFLOP/s']:.3f} TFLOP/s" if flops else ""
             vs_compile = f"x{row['vs_compile']:5.2f}" if row["vs_compile"] is not None else "   n/a"
             print(
-                f"{case.name:28s} {case.note:22s} {name:8s} {ms:9.3f} ms  x{row['vs_eager']:5.2f} eager"
+                f"{case.name:28s} {note:22s} {name:8s} {ms:9.3f} ms  x{row['vs_eager']:5.2f} eager"
                 f"  {vs_compile} compile  {row['GB/s']:7.1f} GB/s "
                 f"({row['frac_copy_bw']:.0%} of copy){extra}",
                 flush=True,

@@ -10,7 +10,7 @@ variable, then the default for the tensors' device. Backends:
 
 Each op package registers its implementations once, at import (:func:`register_op`: the reference,
 the native ``pygan::`` op, a loader of the Triton op), all with one signature per schema. An op call
-asks :func:`implementation` for the callable and calls it. The decision (:func:`resolve` gives its
+asks :func:`implementation` for the callable and calls it. The decision (:func:`select` gives its
 name) is memoised per (op, device, ``backend=``, ``PYGAN_BACKEND``) for the backends whose
 availability is fixed once pygan is imported (``reference``, ``cpp``, ``cuda``): a call then costs
 one dict lookup instead of re-deriving the answer (pygan issue 13). Size-dependent CUDA defaults
@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -49,7 +50,6 @@ __all__ = [
     "implementation",
     "named",
     "register_op",
-    "resolve",
     "select",
     "triton_reason",
 ]
@@ -177,7 +177,8 @@ def _device_of(tensors: Iterable[torch.Tensor]) -> torch.device:
 
 
 def select(op: str, tensors: Iterable[torch.Tensor], backend: str | None = None) -> str:
-    """Resolves the backend for one call of ``op`` on ``tensors`` (not memoised; see :func:`resolve`)."""
+    """The backend's name for one call of ``op`` on ``tensors`` (not memoised: the choice
+    :func:`implementation` makes and memoises, for callers that need the name)."""
     tensors = tuple(tensors)
     return _select(op, _device_of(tensors), tensors, backend, _env_plain(backend))
 
@@ -197,9 +198,7 @@ def _env_plain(backend) -> str | None:
     return None if backend is not None else os.environ.get(ENV_VAR)
 
 
-# (op, device, backend=, raw PYGAN_BACKEND) -> backend, for decisions that cannot change in this
-# process: backends in _FIXED, and not a size-dependent default.
-_CACHE: dict[tuple, str] = {}
+# Backends whose availability cannot change in this process: their decisions are memoised.
 _FIXED = frozenset(("reference", "cpp", "cuda"))
 # Ops whose CUDA default depends on the tensors' size and dtype (see cuda_default).
 _SIZED = frozenset(("gram_diff",))
@@ -216,53 +215,27 @@ def named(backend: str | None) -> bool:
     return bool(_ENV_DATA.get(_ENV_KEY))
 
 
-def _fast(backend) -> bool:
-    """Whether a call may use the memoised path (not while torch.compile traces)."""
-    return _ENV_DATA is not None and not _is_compiling() and (backend is None or isinstance(backend, str))
-
-
-def _decide(op: str, device: torch.device, tensors: tuple, backend) -> tuple[str, tuple | None]:
-    """The backend's name for one call and, when the decision may be memoised, its cache key (the
-    name is then stored in :data:`_CACHE` under it); ``None`` as key otherwise."""
-    if not _fast(backend):
-        return _select(op, device, tensors, backend, _env_plain(backend)), None
-    raw = None if backend is not None else _ENV_DATA.get(_ENV_KEY)
-    env = None if raw is None else _ENV_DECODE(raw)
-    name = _select(op, device, tensors, backend, env)
-    sized = backend is None and not env and device.type == "cuda" and op in _SIZED
-    if name in _FIXED and not sized:
-        key = (op, device, backend, raw)
-        _CACHE[key] = name
-        return name, key
-    return name, None
-
-
-def resolve(op: str, device: torch.device, tensors: tuple = (), backend: str | None = None) -> str:
-    """:func:`select` for a call of ``op`` on tensors on ``device`` (``tensors`` are read only by the
-    size-dependent CUDA defaults), memoised: see the module docstring."""
-    if _fast(backend):
-        hit = _CACHE.get((op, device, backend, None if backend is not None else _ENV_DATA.get(_ENV_KEY)))
-        if hit is not None:
-            return hit
-    return _decide(op, device, tensors, backend)[0]
-
-
 # ---- the implementations: one table per op, filled by the op packages at import --------------------
 
 # op -> {backend name: callable}; "triton" maps to a loader (see register_op).
 _IMPLS: dict[str, dict[str, Callable]] = {}
-# (op, device, backend=, raw PYGAN_BACKEND) -> callable: the memoised decisions of _CACHE, as callables.
-_CALLS: dict[tuple, Callable] = {}
+# (op, device, backend=, raw PYGAN_BACKEND) -> the callable chosen, for decisions that cannot change
+# in this process: backends in _FIXED, and not a size-dependent default.
+_CACHE: dict[tuple, Callable] = {}
 
 
-def register_op(
-    op: str, reference: Callable, native: Callable | None, triton: Callable[[], Callable]
-) -> None:
+def register_op(op: str, reference: Callable, triton_module: Callable[[], Any]) -> None:
     """Registers the implementations of the ``pygan::<op>`` schema, all callable with one signature:
-    ``reference`` (pure PyTorch), ``native`` (the ``pygan::`` op overload, serving ``cpp`` and
-    ``cuda``; None without the C++ library, when neither is ever selected) and ``triton``, a
-    function that imports the op's Triton module and returns its op (called on each Triton call,
-    which is never memoised, so triton is imported on first use only)."""
+    ``reference`` (pure PyTorch), the native op ``torch.ops.pygan.<op>.default`` (serving ``cpp`` and
+    ``cuda``; None without the C++ library, when neither is ever selected) and, for ``triton``, the
+    attribute ``<op>`` of the module ``triton_module()`` returns (the op package's function that
+    imports its ``triton.py``: called on each Triton call, which is never memoised, so triton is
+    imported on first use only; an import statement, which torch.compile traces)."""
+    native = getattr(torch.ops.pygan, op).default if _ext.native_loaded() else None
+
+    def triton():
+        return getattr(triton_module(), op)
+
     _IMPLS[op] = {"reference": reference, "cpp": native, "cuda": native, "triton": triton}
 
 
@@ -274,17 +247,23 @@ def _callable(op: str, name: str) -> Callable:
 def implementation(
     op: str, device: torch.device, tensors: tuple = (), backend: str | None = None
 ) -> Callable:
-    """The callable that runs a call of ``op`` on tensors on ``device``: :func:`resolve`'s choice,
-    memoised the same way (one dict lookup per call when the decision is fixed). Raises
-    ``ValueError`` for an unknown or unavailable backend, naming ``backend`` or ``PYGAN_BACKEND``."""
-    if _ENV_DATA is not None and not _is_compiling() and (backend is None or isinstance(backend, str)):
-        fn = _CALLS.get((op, device, backend, None if backend is not None else _ENV_DATA.get(_ENV_KEY)))
-        if fn is not None:
-            return fn
-    name, key = _decide(op, device, tensors, backend)
+    """The callable that runs a call of ``op`` on tensors on ``device`` (``tensors`` are read only by
+    the size-dependent CUDA defaults): :func:`select`'s choice, memoised as the module docstring
+    says (one dict lookup per call when the decision is fixed). Raises ``ValueError`` for an
+    unknown or unavailable backend, naming ``backend`` or ``PYGAN_BACKEND``; errors are never
+    memoised."""
+    if _ENV_DATA is None or _is_compiling() or not (backend is None or isinstance(backend, str)):
+        return _callable(op, _select(op, device, tensors, backend, _env_plain(backend)))
+    raw = None if backend is not None else _ENV_DATA.get(_ENV_KEY)
+    key = (op, device, backend, raw)
+    fn = _CACHE.get(key)
+    if fn is not None:
+        return fn
+    env = None if raw is None else _ENV_DECODE(raw)
+    name = _select(op, device, tensors, backend, env)
     fn = _callable(op, name)
-    if key is not None:
-        _CALLS[key] = fn
+    if name in _FIXED and not (backend is None and not env and device.type == "cuda" and op in _SIZED):
+        _CACHE[key] = fn
     return fn
 
 

@@ -1,10 +1,11 @@
 """One declaration per op (the idea of PyTorch's OpInfo and FBGEMM's ``cpu_and_maybe_gpu``): an
 :class:`OpCase` says how to draw inputs for an op, which function and reference to compare, which
-inputs get gradients, the tolerances per dtype, the ``torch.library.opcheck`` samples, the
-gradcheck and torch.compile calls, and the benchmark sizes with their bytes/flops model. The generic
-tests (tests/ops/test_ops.py) run every case over every backend that can run here, on CPU and, when
-present, CUDA; ``bench/ops.py`` times the same cases. Each op declares its case in
-``pygan/ops/<op>/cases.py`` (``CASE = OpCase(...)``); :func:`pygan.ops.op_cases` finds them all.
+inputs get gradients, the ``torch.library.opcheck`` samples, the gradcheck and torch.compile calls,
+and the benchmark sizes with their bytes/flops model (the tolerances per dtype, :data:`TOLERANCES`,
+are one table for all ops). The generic tests (tests/ops/test_ops.py) run every case over every
+backend that can run here, on CPU and, when present, CUDA; ``bench/ops.py`` times the same cases.
+Each op declares its case in ``pygan/ops/<op>/cases.py`` (``CASE = OpCase(...)``);
+:func:`pygan.ops.op_cases` finds them all.
 
 A case module imports only pygan's public API (``pygan.ops``) and this module, and imports
 hypothesis inside functions (hypothesis is a test dependency; pygan must import without it).
@@ -13,7 +14,7 @@ hypothesis inside functions (hypothesis is a test dependency; pygan must import 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,6 +55,13 @@ def apply_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
             return t
         return t[:1].expand(t.shape)
     raise ValueError(layout)
+
+
+def f64(*shape, seed: int = 0, device="cpu") -> torch.Tensor:
+    """Uniform values in [-0.5, 0.5) drawn in float64 from ``seed``, on ``device``, requiring grad: the
+    inputs of the cases' gradcheck calls."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
 
 
 def make(shape, dtype, seed: int, layout: str = "contiguous", scale: float = 1.0, device="cpu"):
@@ -101,7 +109,6 @@ class Variant:
     samples: Callable[[str, bool], Any]
     examples: dict[str, int]
     default_examples: int = 10
-    cpu_kernel: bool = True  # re-run per CPU build (ATEN_CPU_CAPABILITY) for the cpp backend
 
     def budget(self, device: str, backend: str) -> int:
         return self.examples.get(f"{torch.device(device).type}/{backend}", self.default_examples)
@@ -111,12 +118,12 @@ class Variant:
 class Bench:
     """One benchmark row: ``make(sizes, dtype, device)`` -> (inputs needing grad, ``call(fn)`` ->
     output, bytes moved by an ideal fused fwd+bwd, flops or 0); ``op`` is the public function and
-    ``shape(sizes)`` the printed shape note."""
+    ``shape(sizes)`` the printed shape note (None: the case's ``bench_sizes[sizes]``)."""
 
     name: str
     op: str
     make: Callable
-    shape: Callable[[str], str]
+    shape: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -138,7 +145,6 @@ class OpCase:
     # Benchmark sizes per size set ("paper", "model", "large") and the rows timed at them.
     bench_sizes: dict[str, Any]
     bench: list[Bench]
-    tolerances: dict[torch.dtype, tuple[float, float]] = field(default_factory=lambda: dict(TOLERANCES))
 
     @property
     def kernels(self) -> tuple[str, ...]:

@@ -164,39 +164,60 @@ def test_residual_add_without_activation_defaults_to_torch_add(monkeypatch):
         ops.residual_add(base, res[:1])
 
 
-def test_resolve_matches_select_and_memoises(monkeypatch):
+def _stub_impls(monkeypatch):
+    """Replaces every op's implementations by stubs that return their backend's name when called (the
+    Triton entry stays a loader, of a stub: no triton import), so that the choice
+    :func:`_backend.implementation` makes reads as a name."""
+    for op in OPS:
+        impls = {name: (lambda *args, name=name: name) for name in ("reference", "cpp", "cuda")}
+        impls["triton"] = lambda: lambda *args: "triton"
+        monkeypatch.setitem(_backend._IMPLS, op, impls)
+
+
+def _run(op, device, tensors, backend=None):
+    """The name of the backend whose implementation a call runs (with :func:`_stub_impls`)."""
+    return _backend.implementation(op, device, tensors, backend)()
+
+
+def test_implementation_matches_select_and_memoises(monkeypatch):
+    _stub_impls(monkeypatch)
     monkeypatch.setattr(_backend, "_CACHE", {})
     monkeypatch.delenv(_backend.ENV_VAR, raising=False)
     x = torch.randn(2, 3, 4)
     for op in OPS:
         for backend in (None, "cpp", "reference"):
             want = _backend.select(op, (x,), backend)
-            assert _backend.resolve(op, x.device, (x,), backend) == want
-            assert _backend._CACHE[(op, x.device, backend, None)] == want
-            assert _backend.resolve(op, x.device, (x,), backend) == want  # from the cache
-    assert _backend.resolve("residual_add", x.device, (x,)) == "cpp"
+            assert _run(op, x.device, (x,), backend) == want
+            assert _backend._CACHE[(op, x.device, backend, None)]() == want
+            assert _run(op, x.device, (x,), backend) == want  # from the cache
+            cached = _backend._CACHE[(op, x.device, backend, None)]
+            assert _backend.implementation(op, x.device, (x,), backend) is cached
+    assert _run("residual_add", x.device, (x,)) == "cpp"
     # PYGAN_BACKEND changes take effect at once (the raw value is part of the key) ...
     monkeypatch.setenv(_backend.ENV_VAR, " Reference ")
-    assert _backend.resolve("residual_add", x.device, (x,)) == "reference"
-    assert _backend.resolve("residual_add", x.device, (x,), "cpp") == "cpp"  # backend= wins
+    assert _run("residual_add", x.device, (x,)) == "reference"
+    assert _run("residual_add", x.device, (x,), "cpp") == "cpp"  # backend= wins
     # ... and errors are raised on every call, never cached.
+    stored = dict(_backend._CACHE)
     monkeypatch.setenv(_backend.ENV_VAR, "fast")
     for _ in range(2):
         with pytest.raises(ValueError, match="PYGAN_BACKEND must be one of"):
-            _backend.resolve("residual_add", x.device, (x,))
+            _backend.implementation("residual_add", x.device, (x,))
     monkeypatch.delenv(_backend.ENV_VAR)
     for bad in ("fast", ["cpp"]):
         for _ in range(2):
             with pytest.raises(ValueError, match="backend must be one of"):
-                _backend.resolve("residual_add", x.device, (x,), bad)
+                _backend.implementation("residual_add", x.device, (x,), bad)
     with pytest.raises(ValueError, match="'cuda' cannot run residual_add"):
-        _backend.resolve("residual_add", x.device, (x,), "cuda")
+        _backend.implementation("residual_add", x.device, (x,), "cuda")
+    assert _backend._CACHE == stored
 
 
-def test_resolve_routing_on_fake_cuda_tensors(monkeypatch):
+def test_implementation_routing_on_fake_cuda_tensors(monkeypatch):
     """The CUDA decisions, on fake CUDA tensors with every backend made available: the per-op default
     is memoised per device; the Gram's size-dependent default and Triton are re-derived per call (a
     small Gram never goes to Triton, whose launch costs more than its work)."""
+    _stub_impls(monkeypatch)
     monkeypatch.setattr(_backend, "_CACHE", {})
     monkeypatch.setattr(_backend, "_why_not", lambda name, device, op=None: None)
     monkeypatch.delenv(_backend.ENV_VAR, raising=False)
@@ -208,28 +229,29 @@ def test_resolve_routing_on_fake_cuda_tensors(monkeypatch):
     assert dev.type == "cuda"
     for op in OPS:
         want = _backend.CUDA_DEFAULTS[op]
-        assert _backend.resolve(op, dev, (small,)) == want == _backend.select(op, (small,))
-    assert _backend.resolve("gram_diff", dev, (big,)) == "triton"
-    assert _backend.resolve("gram_diff", dev, (small,)) == "cuda"
-    assert _backend.resolve("gram_diff", dev, (big,)) == "triton"
+        assert _run(op, dev, (small,)) == want == _backend.select(op, (small,))
+    assert _run("gram_diff", dev, (big,)) == "triton"
+    assert _run("gram_diff", dev, (small,)) == "cuda"
+    assert _run("gram_diff", dev, (big,)) == "triton"
     assert ("gram_diff", dev, None, None) not in _backend._CACHE
     assert ("residual_add", dev, None, None) in _backend._CACHE
-    assert _backend.resolve("residual_add", dev, (small,), "triton") == "triton"
+    assert _run("residual_add", dev, (small,), "triton") == "triton"
     assert ("residual_add", dev, "triton", None) not in _backend._CACHE
     # Unavailable CUDA kernels fall back to the reference; nothing stale is served from the cache.
     monkeypatch.setattr(_backend, "_CACHE", {})
     monkeypatch.setattr(
         _backend, "_why_not", lambda name, device, op=None: None if name == "reference" else "no"
     )
-    assert _backend.resolve("residual_add", dev, (small,)) == "reference"
+    assert _run("residual_add", dev, (small,)) == "reference"
     with pytest.raises(ValueError, match="'cuda' cannot run"):
-        _backend.resolve("residual_add", dev, (small,), "cuda")
+        _backend.implementation("residual_add", dev, (small,), "cuda")
 
 
-def test_resolve_under_compile_takes_the_uncached_path(monkeypatch):
-    """While torch.compile traces, resolve re-derives the answer (and stores nothing)."""
+def test_implementation_under_compile_takes_the_uncached_path(monkeypatch):
+    """While torch.compile traces, implementation re-derives the answer (and stores nothing)."""
+    _stub_impls(monkeypatch)
     monkeypatch.setattr(_backend, "_CACHE", {})
     monkeypatch.setattr(_backend, "_is_compiling", lambda: True)
     x = torch.randn(2, 3)
-    assert _backend.resolve("residual_add", x.device, (x,)) == "cpp"
+    assert _run("residual_add", x.device, (x,)) == "cpp"
     assert _backend._CACHE == {}

@@ -25,8 +25,8 @@ from hypothesis import given, settings
 
 from pygan import ops
 from pygan.ops import op_cases
+from tests.ops import helpers
 from tests.ops.helpers import (
-    assert_close,
     examples,
     poison_outputs,  # noqa: F401  (autouse fixture)
 )
@@ -60,37 +60,20 @@ def _interpreted(backend: str, device: str) -> bool:
 # ---- equivalence -------------------------------------------------------------------------------
 
 
-def _grads(out, inputs, grad_out):
-    want = [t for t in inputs if t.requires_grad]
-    if not want or out.numel() == 0:
-        return []
-    return list(torch.autograd.grad(out, want, grad_out, allow_unused=False))
-
-
-def _leaf(t, requires_grad):
-    return t.detach().requires_grad_(requires_grad)
-
-
-def compare(sample, backend, tols, device):
-    """The sample's function on ``backend`` vs its reference on float64 copies, and the reference in
-    the sample's dtype for the bound: the output and every needed gradient."""
-    dtype, needs, grad_out = sample.dtype, sample.needs, sample.grad_out
-    xs = [_leaf(t, n) for t, n in zip(sample.inputs, needs)]
-    out = sample.fn(backend)(*xs)
-    got = [out, *_grads(out, xs, grad_out)]
-    x64 = [_leaf(t.double(), n) for t, n in zip(sample.inputs, needs)]
-    out64 = sample.ref(*x64)
-    want = [out64, *_grads(out64, x64, None if grad_out is None else grad_out.double())]
-    low = [None] * len(want)
-    if dtype != torch.float64:
-        xl = [_leaf(t, n) for t, n in zip(sample.inputs, needs)]
-        outl = sample.ref(*xl)
-        low = [outl, *_grads(outl, xl, grad_out)]
-    assert len(got) == len(want)
-    names = sample.names[:1] + [n for n, need in zip(sample.names[1:], needs) if need]
-    for name, g, w, lw in zip(names, got, want, low):
-        assert g.device.type == torch.device(device).type, name
-        assert_close(name, g, w, lw, dtype, tols)
+def compare(sample, backend, device):
+    """The sample's function on ``backend`` vs its reference (:func:`tests.ops.helpers.compare`, each
+    result on ``device``'s type), then the sample's own check."""
+    names = sample.names[:1] + [n for n, need in zip(sample.names[1:], sample.needs) if need]
+    helpers.compare(
+        sample.fn(backend),
+        sample.ref,
+        sample.inputs,
+        sample.needs,
+        sample.grad_out,
+        sample.dtype,
+        names,
+        device,
+    )
     if sample.check is not None:
         sample.check(backend)
 
@@ -122,7 +105,7 @@ def test_op_matches_reference(case, variant, device, backend):
     @settings(max_examples=examples(variant.budget(device, backend)))
     @given(sample=variant.samples(device, _interpreted(backend, device)))
     def check(sample):
-        compare(sample, backend, case.tolerances, device)
+        compare(sample, backend, device)
 
     check()
 

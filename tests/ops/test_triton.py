@@ -21,7 +21,8 @@ import pygan
 from pygan import ops
 from tests.ops.helpers import (
     DTYPES,
-    assert_close,
+    compare,
+    leaf,
     make,
     poison_outputs,  # noqa: F401  (autouse fixture)
 )
@@ -38,35 +39,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 T = "triton"
 
 
-def _grads(out, inputs, grad_out):
-    want = [t for t in inputs if t.requires_grad]
-    if not want or out.numel() == 0:
-        return []
-    return list(torch.autograd.grad(out, want, grad_out, allow_unused=False))
-
-
-def _leaf(t, requires_grad):
-    return t.detach().requires_grad_(requires_grad)
-
-
-def _compare(fn, ref, inputs, needs, grad_out, dtype, names):
-    """fn(*inputs) vs ref on float64 copies and ref in ``dtype`` (the rule in tests/ops/helpers.py)."""
-    xs = [_leaf(t, n) for t, n in zip(inputs, needs)]
-    out = fn(*xs)
-    got = [out, *_grads(out, xs, grad_out)]
-    x64 = [_leaf(t.double(), n) for t, n in zip(inputs, needs)]
-    out64 = ref(*x64)
-    want = [out64, *_grads(out64, x64, None if grad_out is None else grad_out.double())]
-    low = [None] * len(want)
-    if dtype != torch.float64:
-        xl = [_leaf(t, n) for t, n in zip(inputs, needs)]
-        outl = ref(*xl)
-        low = [outl, *_grads(outl, xl, grad_out)]
-    assert len(got) == len(want)
-    for name, g, w, lw in zip(names, got, want, low):
-        assert_close(name, g, w, lw, dtype)
-
-
 # ---- residual_add ---------------------------------------------------------------------------------
 
 ACTS = (None, "tanh", "clamp")
@@ -77,7 +49,7 @@ def test_triton_residual_add_tails_and_special_values(dtype):
     for n in (0, 1, 15, 16, 17, 1000, 70_001):  # 70_001 > the interpreter's 65_536 block: two programs
         b, r, g = make((n,), dtype, n), make((n,), dtype, n + 1, scale=2.0), make((n,), dtype, n + 2)
         for act in ACTS:
-            _compare(
+            compare(
                 lambda x, y, a=act: ops.residual_add(x, y, a, False, backend=T),
                 lambda x, y, a=act: ops.residual_add_ref(x, y, a, False),
                 [b, r],
@@ -226,13 +198,13 @@ def test_triton_interpolate_alpha_gradient_equals_cpp():
             grad_out = make(shape, dtype, 4)
             got = {}
             for backend in (T, "cpp"):
-                xs = [_leaf(t, True) for t in (real, fake, alpha)]
+                xs = [leaf(t, True) for t in (real, fake, alpha)]
                 out = ops.interpolate(*xs, backend=backend)
                 (ga,) = torch.autograd.grad(out, xs[2], grad_out, create_graph=True)
                 got[backend] = (ga.detach(), *torch.autograd.grad(ga.square().sum(), xs[:2]))
             for a, b in zip(got[T], got["cpp"]):
                 assert torch.equal(a, b), (dtype, shape)
-        _compare(
+        compare(
             lambda r, f, a: ops.interpolate(r, f, a, backend=T),
             ops.interpolate_ref,
             [real, fake, alpha],

@@ -35,28 +35,27 @@ from collections.abc import Sequence
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend
 from pygan.ops.feature_regularizer import contract  # noqa: F401  (the native ops' fake kernels)
-from pygan.ops.feature_regularizer.reference import REDUCTIONS, _validate, feature_regularizer_ref
+from pygan.ops.feature_regularizer.reference import (
+    REDUCTIONS,
+    _feature_regularizer,
+    _validate,
+    feature_regularizer_ref,
+)
 
 __all__ = ["REDUCTIONS", "feature_regularizer", "feature_regularizer_ref"]
 
 
-def _triton():
-    from pygan.ops.feature_regularizer import triton
+def _triton_module():
+    from pygan.ops.feature_regularizer import triton  # imported on first use of backend="triton"
 
-    return triton.feature_regularizer
+    return triton
 
 
 # One signature for every backend: (feats_a, feats_b (already detached for detach_b), p, reduction,
 # weights).
-_backend.register_op(
-    "feature_regularizer",
-    reference=feature_regularizer_ref,
-    native=torch.ops.pygan.feature_regularizer.default if _ext.native_loaded() else None,
-    triton=_triton,
-)
+_backend.register_op("feature_regularizer", reference=_feature_regularizer, triton_module=_triton_module)
 
 
 def feature_regularizer(

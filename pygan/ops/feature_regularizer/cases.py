@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from pygan import ops
-from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, make, shapes4
+from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, f64, make, shapes4
 
 
 def _sample(shapes, dtype, p, reduction, weighted, detach_b, layout_a, layout_b, seed, device):
@@ -88,19 +88,14 @@ def opcheck(device: str) -> list[tuple[str, tuple, bool]]:
     return [(n, a, False) for n, a in cases] + [(n, a, True) for n, a in basic]
 
 
-def _f64(*shape, seed=0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
-
-
 def gradcheck(backend: str, device: str = "cpu"):
     out = []
     for p in (1, 2):
         xs = (
-            _f64(2, 3, seed=0, device=device),
-            _f64(4, seed=1, device=device),
-            _f64(2, 3, seed=2, device=device),
-            _f64(4, seed=3, device=device),
+            f64(2, 3, seed=0, device=device),
+            f64(4, seed=1, device=device),
+            f64(2, 3, seed=2, device=device),
+            f64(4, seed=3, device=device),
         )
         out.append(
             (

@@ -92,9 +92,18 @@ def feature_regularizer_ref(
 ) -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.feature_regularizer`."""
     a, b, p, w = _validate(feats_a, feats_b, p, reduction, weights, detach_b)
+    if detach_b:
+        b = [y.detach() for y in b]
+    return _feature_regularizer(a, b, p, reduction, w)
+
+
+def _feature_regularizer(a: list, b: list, p: int, reduction: str, w: list[float]) -> torch.Tensor:
+    """The reference of the ``pygan::feature_regularizer`` schema, on arguments already checked
+    (:func:`_validate`) and ``b`` already detached for ``detach_b``: the registered ``reference``
+    backend (the public op has validated them)."""
     total = None
     for x, y, wk in zip(a, b, w):
-        d = x - (y.detach() if detach_b else y)
+        d = x - y
         term = d.square() if p == 2 else d.abs()
         term = term.mean() if reduction == "mean" else term.sum()
         term = term * wk

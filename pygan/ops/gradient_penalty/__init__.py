@@ -52,12 +52,13 @@ from collections.abc import Callable
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend
 from pygan.ops.gradient_penalty import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.gradient_penalty.reference import (
     KINDS,
     _alpha_rows,
+    _grad_norm_penalty,
+    _interpolate,
     _penalty,
     _validate_pair,
     _validate_penalty_args,
@@ -77,37 +78,16 @@ __all__ = [
 ]
 
 
-def _triton_interpolate():
-    from pygan.ops.gradient_penalty import triton
+def _triton_module():
+    from pygan.ops.gradient_penalty import triton  # imported on first use of backend="triton"
 
-    return triton.interpolate
-
-
-def _triton_grad_norm_penalty():
-    from pygan.ops.gradient_penalty import triton
-
-    return triton.grad_norm_penalty
+    return triton
 
 
-def _grad_norm_penalty_ref(grads, target, weight, one_sided):
-    return grad_norm_penalty_ref(grads, target, weight, one_sided, return_norms=True)
-
-
-_NATIVE = _ext.native_loaded()
 # One signature per schema for every backend: interpolate (real, fake, alpha [B]);
 # grad_norm_penalty (grads, target, weight, one_sided) -> (penalty, norms).
-_backend.register_op(
-    "interpolate",
-    reference=interpolate_ref,
-    native=torch.ops.pygan.interpolate.default if _NATIVE else None,
-    triton=_triton_interpolate,
-)
-_backend.register_op(
-    "grad_norm_penalty",
-    reference=_grad_norm_penalty_ref,
-    native=torch.ops.pygan.grad_norm_penalty.default if _NATIVE else None,
-    triton=_triton_grad_norm_penalty,
-)
+_backend.register_op("interpolate", reference=_interpolate, triton_module=_triton_module)
+_backend.register_op("grad_norm_penalty", reference=_grad_norm_penalty, triton_module=_triton_module)
 
 
 def interpolate(

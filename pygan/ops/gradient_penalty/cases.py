@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from pygan import ops
-from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, make, shapes4
+from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, f64, make, shapes4
 
 
 def _shapes(small: bool):
@@ -151,18 +151,13 @@ def opcheck(device: str) -> list[tuple[str, tuple, bool]]:
     return [(n, a, False) for n, a in cases] + [(n, a, True) for n, a in basic]
 
 
-def _f64(*shape, seed=0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
-
-
 def gradcheck(backend: str, device: str = "cpu"):
     r, f, a = (
-        _f64(3, 2, 2, device=device),
-        _f64(3, 2, 2, seed=1, device=device),
-        _f64(3, seed=2, device=device),
+        f64(3, 2, 2, device=device),
+        f64(3, 2, 2, seed=1, device=device),
+        f64(3, seed=2, device=device),
     )
-    g = _f64(3, 2, 2, seed=3, device=device)
+    g = f64(3, 2, 2, seed=3, device=device)
     # grad_norm_penalty's backward op has autograd formulas too, so the penalty is differentiable
     # twice (a third-order derivative of the penalty).
     return [
@@ -245,7 +240,7 @@ CASE = OpCase(
     compile=(_compile_fn, _compile_calls),
     bench_sizes=BENCH_SIZES,
     bench=[
-        Bench("GP tail (norm+penalty)", "grad_norm_penalty", _bench_tail, lambda s: f"{BENCH_SIZES[s]}"),
-        Bench("GP interpolate", "interpolate", _bench_interp, lambda s: f"{BENCH_SIZES[s]}"),
+        Bench("GP tail (norm+penalty)", "grad_norm_penalty", _bench_tail),
+        Bench("GP interpolate", "interpolate", _bench_interp),
     ],
 )

@@ -45,7 +45,13 @@ def _validate_pair(real, fake):
 def interpolate_ref(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.interpolate`: ``real + alpha * (fake - real)``."""
     _validate_pair(real, fake)
-    a = _alpha_rows(alpha, real).reshape((-1,) + (1,) * (real.dim() - 1))
+    return _interpolate(real, fake, _alpha_rows(alpha, real))
+
+
+def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The reference of the ``pygan::interpolate`` schema (``alpha`` [B]), on arguments already
+    checked: the registered ``reference`` backend (the public op has validated them)."""
+    a = alpha.reshape((-1,) + (1,) * (real.dim() - 1))
     return real + a * (fake - real)
 
 
@@ -68,12 +74,18 @@ def grad_norm_penalty_ref(
 ):
     """Pure-PyTorch reference of :func:`pygan.ops.grad_norm_penalty`."""
     target, weight = _validate_penalty_args(grads, target, weight, one_sided)
+    penalty, norms = _grad_norm_penalty(grads, target, weight, one_sided)
+    return (penalty, norms) if return_norms else penalty
+
+
+def _grad_norm_penalty(grads: torch.Tensor, target: float, weight: float, one_sided: bool):
+    """The reference of the ``pygan::grad_norm_penalty`` schema, ``(penalty, norms)``, on arguments
+    already checked: the registered ``reference`` backend (the public op has validated them)."""
     norms = grads.flatten(1).norm(2, dim=1) if grads.dim() > 1 else grads.abs()
     gap = norms - target
     if one_sided:
         gap = gap.clamp_min(0)
-    penalty = weight * gap.square().mean()
-    return (penalty, norms) if return_norms else penalty
+    return weight * gap.square().mean(), norms
 
 
 def _penalty(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops.residual_add import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.residual_add.reference import ACTIVATIONS, _activation, residual_add_ref
@@ -39,19 +38,14 @@ __all__ = ["ACTIVATIONS", "residual_add", "residual_add_ref"]
 Tensor = torch.Tensor
 
 
-def _triton():
-    from pygan.ops.residual_add import triton
+def _triton_module():
+    from pygan.ops.residual_add import triton  # imported on first use of backend="triton"
 
-    return triton.residual_add
+    return triton
 
 
 # One signature for every backend: (base, residual, activation name, detach_base).
-_backend.register_op(
-    "residual_add",
-    reference=residual_add_ref,
-    native=torch.ops.pygan.residual_add.default if _ext.native_loaded() else None,
-    triton=_triton,
-)
+_backend.register_op("residual_add", reference=residual_add_ref, triton_module=_triton_module)
 
 
 def residual_add(

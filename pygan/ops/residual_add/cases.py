@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from pygan import ops
-from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, make, shapes4
+from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, f64, make, shapes4
 
 ACTS = (None, "tanh", "clamp")
 
@@ -87,15 +87,10 @@ def opcheck(device: str) -> list[tuple[str, tuple, bool]]:
     return [(n, a, False) for n, a in cases] + [(n, a, True) for n, a in basic]
 
 
-def _f64(*shape, seed=0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
-
-
 def gradcheck(backend: str, device: str = "cpu"):
     out = []
     for act in ACTS:
-        b, r = _f64(2, 3, device=device), _f64(2, 3, seed=1, device=device)
+        b, r = f64(2, 3, device=device), f64(2, 3, seed=1, device=device)
         out.append(
             (f"{act}", lambda x, y, a=act: ops.residual_add(x, y, a, False, backend=backend), (b, r), True)
         )
@@ -159,5 +154,5 @@ CASE = OpCase(
     gradcheck=gradcheck,
     compile=(_compile_fn, _compile_calls),
     bench_sizes=BENCH_SIZES,
-    bench=[Bench("residual_add tanh", "residual_add", _bench, lambda s: f"{BENCH_SIZES[s]}")],
+    bench=[Bench("residual_add tanh", "residual_add", _bench)],
 )

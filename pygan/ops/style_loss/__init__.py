@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import torch
 
-from pygan import _ext
 from pygan.ops import _backend, _check
 from pygan.ops.style_loss import contract  # noqa: F401  (the native ops' fake kernels)
 from pygan.ops.style_loss.reference import (
     NORMALIZE,
-    REDUCTIONS,
-    _split_target,
+    _style_loss,
     _validate_features,
     gram_diff_ref,
     gram_matrix_ref,
@@ -51,19 +49,14 @@ from pygan.ops.style_loss.reference import (
 __all__ = ["gram_matrix", "gram_matrix_ref", "style_loss", "style_loss_ref"]
 
 
-def _triton():
-    from pygan.ops.style_loss import triton
+def _triton_module():
+    from pygan.ops.style_loss import triton  # imported on first use of backend="triton"
 
-    return triton.gram_diff
+    return triton
 
 
 # One signature for every backend: (fx, fy or None, normalize).
-_backend.register_op(
-    "gram_diff",
-    reference=gram_diff_ref,
-    native=torch.ops.pygan.gram_diff.default if _ext.native_loaded() else None,
-    triton=_triton,
-)
+_backend.register_op("gram_diff", reference=gram_diff_ref, triton_module=_triton_module)
 
 
 def gram_matrix(f: torch.Tensor, normalize: str = "chw", *, backend: str | None = None) -> torch.Tensor:
@@ -92,11 +85,8 @@ def style_loss(
         reduction: ``"mean"`` over B*C*C (default) or ``"sum"``.
         backend: see :mod:`pygan.ops._backend`.
     """
-    _validate_features("fx", fx)
-    _check.choice("normalize", normalize, NORMALIZE)
-    _check.choice("reduction", reduction, REDUCTIONS)
-    fy, gram = _split_target(fx, target, target_is_gram)
-    d = _backend.implementation("gram_diff", fx.device, (fx,), backend)(fx, fy, normalize)
-    if gram is not None:
-        d = d - gram
-    return d.square().mean() if reduction == "mean" else d.square().sum()
+
+    def gram_diff(fx, fy, normalize):
+        return _backend.implementation("gram_diff", fx.device, (fx,), backend)(fx, fy, normalize)
+
+    return _style_loss(fx, target, normalize, reduction, target_is_gram, gram_diff)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from pygan import ops
-from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, make
+from pygan.ops._cases import DTYPES, LAYOUTS, Bench, OpCase, Sample, Variant, apply_layout, f64, make
 
 
 def _sample(shape, dtype, normalize, reduction, target, layouts, seed, device):
@@ -116,15 +116,10 @@ def opcheck(device: str) -> list[tuple[str, tuple, bool]]:
     return [(n, a, False) for n, a in cases] + [(n, a, True) for n, a in basic]
 
 
-def _f64(*shape, seed=0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).to(device).requires_grad_()
-
-
 def gradcheck(backend: str, device: str = "cpu"):
     out = []
     for normalize in ("chw", "hw"):
-        fx, fy = _f64(2, 2, 3, device=device), _f64(2, 2, 3, seed=1, device=device)
+        fx, fy = f64(2, 2, 3, device=device), f64(2, 2, 3, seed=1, device=device)
         out.append(
             (
                 f"style-{normalize}",
@@ -200,7 +195,7 @@ CASE = OpCase(
     compile=(_compile_fn, _compile_calls),
     bench_sizes=BENCH_SIZES,
     bench=[
-        Bench("style_loss (target fixed)", "style_loss", _bench(False), lambda s: f"{BENCH_SIZES[s]}"),
-        Bench("style_loss (both grads)", "style_loss", _bench(True), lambda s: f"{BENCH_SIZES[s]}"),
+        Bench("style_loss (target fixed)", "style_loss", _bench(False)),
+        Bench("style_loss (both grads)", "style_loss", _bench(True)),
     ],
 )

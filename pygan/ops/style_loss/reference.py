@@ -4,6 +4,8 @@ checks they share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pygan.ops import _check
@@ -60,6 +62,11 @@ def gram_matrix_ref(f: torch.Tensor, normalize: str = "chw") -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.gram_matrix` (``bmm`` based, as users write it)."""
     _validate_features("f", f)
     _check.choice("normalize", normalize, NORMALIZE)
+    return _gram(f, normalize)
+
+
+def _gram(f: torch.Tensor, normalize: str) -> torch.Tensor:
+    """:func:`gram_matrix_ref` on arguments already checked."""
     F = f.flatten(2)
     return torch.bmm(F, F.transpose(1, 2)) / _norm(f, normalize)
 
@@ -74,17 +81,33 @@ def style_loss_ref(
 ) -> torch.Tensor:
     """Pure-PyTorch reference of :func:`pygan.ops.style_loss`: two ``bmm`` Grams and their squared
     difference."""
+    return _style_loss(fx, target, normalize, reduction, target_is_gram, gram_diff_ref)
+
+
+def _style_loss(
+    fx: torch.Tensor,
+    target: torch.Tensor,
+    normalize: str,
+    reduction: str,
+    target_is_gram: bool | None,
+    gram_diff_of: Callable[[torch.Tensor, torch.Tensor | None, str], torch.Tensor],
+) -> torch.Tensor:
+    """:func:`pygan.ops.style_loss` and its reference, but for the Gram difference: the arguments
+    checked, then ``gram_diff_of(fx, fy, normalize)`` (the ``pygan::gram_diff`` schema: ``G(fx) -
+    G(fy)``, ``G(fx)`` for ``fy`` None; called only once the arguments are valid), less a Gram
+    target, squared and reduced."""
     _validate_features("fx", fx)
     _check.choice("normalize", normalize, NORMALIZE)
     _check.choice("reduction", reduction, REDUCTIONS)
     fy, gram = _split_target(fx, target, target_is_gram)
-    gy = gram_matrix_ref(fy, normalize) if gram is None else gram
-    d = gram_matrix_ref(fx, normalize) - gy
+    d = gram_diff_of(fx, fy, normalize)
+    if gram is not None:
+        d = d - gram
     return d.square().mean() if reduction == "mean" else d.square().sum()
 
 
 def gram_diff_ref(fx: torch.Tensor, fy: torch.Tensor | None, normalize: str) -> torch.Tensor:
     """The reference of the ``pygan::gram_diff`` schema: ``G(fx) - G(fy)``, or ``G(fx)`` when ``fy``
-    is None (arguments validated by the caller)."""
-    gx = gram_matrix_ref(fx, normalize)
-    return gx if fy is None else gx - gram_matrix_ref(fy, normalize)
+    is None (arguments validated by the caller, and not again here)."""
+    gx = _gram(fx, normalize)
+    return gx if fy is None else gx - _gram(fy, normalize)
